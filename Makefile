@@ -1,0 +1,26 @@
+# PathPT Studio. Two entry points: `make run` and `make test`. Both build .venv from pinned versions.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): constraints.txt setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[gui,test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/pathpt demo --out demo_out
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check pathpt_engine pathpt_gui tests bench
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pathpt_engine pathpt_gui tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo_out

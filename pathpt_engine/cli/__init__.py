@@ -1,0 +1,61 @@
+"""`pathpt` command line.
+
+Each command group lives in its own module with a `register(subparsers)` function. User errors
+(`PathPTError`) print one line on stderr and exit with status 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import JobCancelled, PathPTError
+
+# Command modules, in help order. Each defines register(subparsers) and sets `func` on its parsers.
+_COMMAND_MODULES = ("slides_cmd", "backbone_cmd", "pathpt_cmd", "export_cmd", "demo_cmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pathpt",
+        description="PathPT Studio engine: slides, features, zero-shot and few-shot prompt-tuning.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except JobCancelled:
+        print("pathpt: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("pathpt: interrupted", file=sys.stderr)
+        return 130
+    except PathPTError as exc:
+        if args.debug:
+            raise
+        print(f"pathpt: error: {exc}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

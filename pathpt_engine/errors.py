@@ -1,0 +1,35 @@
+"""One family of user-facing errors.
+
+Every message names the file (or object) and what is wrong, in one line, so the CLI can print it and the GUI can
+show it in a dialog without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class PathPTError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+
+class SlideError(PathPTError):
+    """A slide cannot be opened or read."""
+
+
+class FeatureFileError(PathPTError):
+    """A feature/coords h5 file is missing, stale or malformed."""
+
+
+class BackboneError(PathPTError):
+    """A backbone name is unknown or its weights folder is missing or malformed."""
+
+
+class ConfigError(PathPTError):
+    """A configuration, class-set, labels or split file is invalid."""
+
+
+class ProjectError(PathPTError):
+    """A project folder or database cannot be used."""
+
+
+class JobCancelled(PathPTError):
+    """A job stopped because the user cancelled it."""
