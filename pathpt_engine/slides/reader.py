@@ -1,0 +1,312 @@
+"""OpenSlide-backed `SlideReader`, with a direct-decode fast path for JPEG-tiled TIFF pyramids.
+
+`open_slide(path)` checks the path, opens it with OpenSlide and returns an `OpenSlideReader`. Every failure is a
+`SlideError` naming the file and the reason. One reader may be shared by several reader threads: OpenSlide
+handles are thread-safe, the fast path reads with `os.pread`, and a handle that hit a decode error (OpenSlide
+handles are unusable after one) is replaced under a lock, so one bad tile never poisons the reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import openslide
+
+from ..errors import SlideError
+from .tiff_tiles import TiffTileSource, open_tile_source
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_MM_PER_UNIT = {"centimeter": 10.0, "inch": 25.4, "millimeter": 1.0, "micrometer": 1e-3}
+
+
+def open_slide(path: str | os.PathLike[str], fast_path: bool = True) -> OpenSlideReader:
+    """Open a whole-slide image in any format OpenSlide reads.
+
+    Args:
+        path: the slide file (or the main file of a multi-file format).
+        fast_path: decode JPEG tiles of TIFF/SVS pyramids directly (same pixels, several times faster).
+
+    Raises:
+        SlideError: the path is missing, a directory, empty, not a slide, unsupported or corrupt.
+    """
+    return OpenSlideReader(path, fast_path=fast_path)
+
+
+def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
+    """Composite OpenSlide's (non-premultiplied) RGBA over white and return RGB uint8."""
+    rgb = rgba[..., :3]
+    alpha = rgba[..., 3]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgb)
+    a = alpha[..., None].astype(np.uint16)
+    out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise SlideError(f"{path}: no such file")
+    if path.is_dir():
+        raise SlideError(f"{path}: is a directory, not a slide file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SlideError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if size == 0:
+        raise SlideError(f"{path}: empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise SlideError(f"{path}: permission denied")
+
+
+def _open_handle(path: Path) -> openslide.OpenSlide:
+    try:
+        fmt = openslide.OpenSlide.detect_format(str(path))
+    except (openslide.OpenSlideError, OSError, ValueError) as exc:
+        raise SlideError(f"{path}: cannot read as a slide ({exc})") from exc
+    if fmt is None:
+        raise SlideError(f"{path}: not a slide format OpenSlide can open (not a recognised whole-slide image)")
+    try:
+        return openslide.OpenSlide(str(path))
+    except openslide.OpenSlideUnsupportedFormatError as exc:
+        raise SlideError(f"{path}: unsupported slide format ({exc})") from exc
+    except (openslide.OpenSlideError, OSError, ValueError) as exc:
+        raise SlideError(f"{path}: corrupt or unreadable {fmt} slide ({exc})") from exc
+
+
+def _float_prop(props: dict[str, str], key: str) -> float | None:
+    value = props.get(key)
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except ValueError:
+        return None
+    return out if math.isfinite(out) and out > 0 else None
+
+
+class OpenSlideReader:
+    """A `SlideReader` over OpenSlide (see `pathpt_engine.slides.base.SlideReader` for units).
+
+    Use as a context manager or call `close()`. Safe to share across threads.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fast_path: bool = True) -> None:
+        self.path = Path(path)
+        _check_path(self.path)
+        self._lock = threading.Lock()
+        self._osr = _open_handle(self.path)
+        self._retired: list[openslide.OpenSlide] = []
+        self._closed = False
+        props = dict(self._osr.properties)
+        self._props = props
+        self._level_dims = tuple(tuple(int(v) for v in d) for d in self._osr.level_dimensions)
+        self._downsamples = tuple(float(d) for d in self._osr.level_downsamples)
+        self._assoc_names = tuple(self._osr.associated_images.keys())
+        self._mpp = self._read_mpp(props)
+        self._tiles: TiffTileSource | None = None
+        if fast_path:
+            self._tiles = open_tile_source(self.path, self.format, self._level_dims, props)
+
+    # ---- metadata -------------------------------------------------------------------------------------------
+    @property
+    def format(self) -> str:
+        return self._props.get("openslide.vendor", "unknown")
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        return self._level_dims[0]
+
+    @property
+    def level_count(self) -> int:
+        return len(self._level_dims)
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        return self._level_dims
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        return self._downsamples
+
+    @property
+    def mpp(self) -> tuple[float, float] | None:
+        return self._mpp
+
+    @property
+    def objective_power(self) -> float | None:
+        return _float_prop(self._props, "openslide.objective-power")
+
+    @property
+    def properties(self) -> dict[str, str]:
+        return dict(self._props)
+
+    @property
+    def associated_image_names(self) -> tuple[str, ...]:
+        return self._assoc_names
+
+    @property
+    def quickhash(self) -> str:
+        qh = self._props.get("openslide.quickhash-1")
+        if qh:
+            return qh
+        st = self.path.stat()
+        return f"size{st.st_size}-dims{self.dimensions[0]}x{self.dimensions[1]}"
+
+    @property
+    def has_fast_path(self) -> bool:
+        """Whether some level's native tiles are decoded directly instead of through OpenSlide."""
+        return self._tiles is not None
+
+    def _read_mpp(self, props: dict[str, str]) -> tuple[float, float] | None:
+        mx, my = _float_prop(props, "openslide.mpp-x"), _float_prop(props, "openslide.mpp-y")
+        if mx and my:
+            return mx, my
+        unit = props.get("tiff.ResolutionUnit", "").lower()
+        xres, yres = _float_prop(props, "tiff.XResolution"), _float_prop(props, "tiff.YResolution")
+        if unit in _MM_PER_UNIT and xres and yres:
+            scale = _MM_PER_UNIT[unit] * 1000.0
+            return scale / xres, scale / yres
+        logger.warning("%s: no microns-per-pixel in the file (no openslide.mpp or TIFF resolution tags)", self.path)
+        return None
+
+    def best_level_for_downsample(self, downsample: float) -> int:
+        best = 0
+        for i, ds in enumerate(self._downsamples):
+            if ds <= downsample * (1 + 1e-6):
+                best = i
+        return best
+
+    # ---- pixels ---------------------------------------------------------------------------------------------
+    def associated_image(self, name: str) -> np.ndarray:
+        if name not in self._assoc_names:
+            raise SlideError(f"{self.path}: no associated image {name!r} (has: {', '.join(self._assoc_names) or 'none'})")
+        img = self._call(lambda osr: osr.associated_images[name], f"associated image {name!r}")
+        return rgba_to_rgb(np.asarray(img.convert("RGBA")))
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        self._check_level(level)
+        x, y = int(location[0]), int(location[1])
+        w, h = int(size[0]), int(size[1])
+        if w <= 0 or h <= 0:
+            raise SlideError(f"{self.path}: read_region size must be positive, got {w}x{h}")
+        if self._tiles is not None and self._tiles.can_compose(level, x, y, self._downsamples[level]):
+            return self._compose(level, x, y, w, h)
+        return self._openslide_region((x, y), level, (w, h))
+
+    def _openslide_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        where = f"region {size[0]}x{size[1]} at level {level}, level-0 ({location[0]}, {location[1]})"
+        img = self._call(lambda osr: osr.read_region(location, level, size), where)
+        return rgba_to_rgb(np.asarray(img))
+
+    def native_tile_size(self, level: int) -> tuple[int, int] | None:
+        self._check_level(level)
+        return None if self._tiles is None else self._tiles.tile_size(level)
+
+    def read_native_tile(self, level: int, col: int, row: int) -> np.ndarray:
+        self._check_level(level)
+        if self._tiles is not None and self._tiles.tile_size(level) is not None:
+            return self._tiles.read_tile(level, col, row)
+        tw, th = self._openslide_tile_size(level)
+        lw, lh = self._level_dims[level]
+        if not (0 <= col * tw < lw and 0 <= row * th < lh):
+            raise SlideError(f"{self.path}: tile ({col}, {row}) is outside level {level}")
+        ds = self._downsamples[level]
+        size = (min(tw, lw - col * tw), min(th, lh - row * th))
+        return self._openslide_region((round(col * tw * ds), round(row * th * ds)), level, size)
+
+    def _openslide_tile_size(self, level: int) -> tuple[int, int]:
+        tw = self._props.get(f"openslide.level[{level}].tile-width")
+        th = self._props.get(f"openslide.level[{level}].tile-height")
+        return (int(tw), int(th)) if tw and th else (256, 256)
+
+    def _compose(self, level: int, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+        """Assemble a region at `level` from the native tiles it overlaps (white outside the level)."""
+        assert self._tiles is not None
+        ds = self._downsamples[level]
+        lx, ly = round(x0 / ds), round(y0 / ds)
+        tw, th = self._tiles.tile_size(level)  # type: ignore[misc]
+        lw, lh = self._level_dims[level]
+        out = np.full((h, w, 3), 255, np.uint8)
+        x_lo, y_lo = max(lx, 0), max(ly, 0)
+        x_hi, y_hi = min(lx + w, lw), min(ly + h, lh)
+        if x_lo >= x_hi or y_lo >= y_hi:
+            return out
+        for row in range(y_lo // th, (y_hi - 1) // th + 1):
+            for col in range(x_lo // tw, (x_hi - 1) // tw + 1):
+                tile = self._tiles.read_tile(level, col, row)
+                tx, ty = col * tw, row * th
+                sx0, sy0 = max(x_lo, tx), max(y_lo, ty)
+                sx1, sy1 = min(x_hi, tx + tile.shape[1]), min(y_hi, ty + tile.shape[0])
+                out[sy0 - ly:sy1 - ly, sx0 - lx:sx1 - lx] = tile[sy0 - ty:sy1 - ty, sx0 - tx:sx1 - tx]
+        return out
+
+    def thumbnail(self, max_size: int) -> np.ndarray:
+        if max_size < 1:
+            raise SlideError(f"{self.path}: thumbnail size must be >= 1, got {max_size}")
+        img = self._call(lambda osr: osr.get_thumbnail((max_size, max_size)), f"thumbnail {max_size}px")
+        return rgba_to_rgb(np.asarray(img.convert("RGBA")))
+
+    def _check_level(self, level: int) -> None:
+        if not 0 <= level < len(self._level_dims):
+            raise SlideError(f"{self.path}: level {level} out of range (slide has {len(self._level_dims)} levels)")
+
+    # ---- handle management ----------------------------------------------------------------------------------
+    def _call(self, fn: Callable[[openslide.OpenSlide], T], where: str) -> T:
+        """Run `fn(handle)`; on an OpenSlide error, replace the handle, retry once, then raise SlideError.
+
+        A handle that failed may have failed because another thread's tile broke it; the retry on a fresh
+        handle tells those apart, so only the tile that really fails raises.
+        """
+        last: Exception | None = None
+        for _attempt in range(2):
+            osr = self._handle()
+            try:
+                return fn(osr)
+            except (openslide.OpenSlideError, OSError, ValueError) as exc:
+                last = exc
+                self._replace(osr)
+        raise SlideError(f"{self.path}: cannot decode {where}: {last}") from last
+
+    def _handle(self) -> openslide.OpenSlide:
+        osr = self._osr
+        if self._closed:
+            raise SlideError(f"{self.path}: reader is closed")
+        return osr
+
+    def _replace(self, broken: openslide.OpenSlide) -> None:
+        with self._lock:
+            if self._closed or self._osr is not broken:
+                return  # another thread already replaced it
+            logger.info("%s: reopening the OpenSlide handle after a read error", self.path)
+            self._osr = _open_handle(self.path)
+            # Other threads may still be inside a call on the broken handle: close it only in close().
+            self._retired.append(broken)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for osr in [self._osr, *self._retired]:
+                osr.close()
+            self._retired.clear()
+            if self._tiles is not None:
+                self._tiles.close()
+
+    def __enter__(self) -> OpenSlideReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"OpenSlideReader({str(self.path)!r}, format={self.format!r}, dims={self.dimensions})"
