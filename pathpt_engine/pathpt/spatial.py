@@ -1,0 +1,43 @@
+"""The spatial-aware module (method.md §3.3): 1-D convolutions k=3/5/7 + one Nyström layer over the tile order."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .nystrom import TransLayer
+
+
+class SpatialAwareModule(nn.Module):
+    """Z = LN(H + Nyström(LN_t(H))), H = X + Σ_k ReLU(LN(Conv1d_k(X))), with one LN shared by the conv branches
+    and the output. Input and output [B, N, D] (tiles in raster order); every size scales with D.
+
+    Args:
+        dim: tile embedding width D (must be a multiple of 16).
+        dropout: dropout of the Nyström output projection (reference 0.1).
+        misaligned: reproduce nystrom-attention 0.0.9's row shift (comparisons only).
+        identity: ablation switch: return X unchanged (no parameters are used).
+    """
+
+    def __init__(self, dim: int, dropout: float = 0.1, misaligned: bool = False, identity: bool = False) -> None:
+        super().__init__()
+        self.dim = dim
+        self.identity = identity
+        self.convs = nn.ModuleList(nn.Conv1d(dim, dim, k, padding=k // 2) for k in (3, 5, 7))
+        self.norm = nn.LayerNorm(dim)
+        self.act = nn.ReLU()
+        self.trans = TransLayer(dim, dropout=dropout, misaligned=misaligned)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, N, D] or [N, D] -> same shape."""
+        if self.identity:
+            return x
+        squeeze = x.ndim == 2
+        if squeeze:
+            x = x[None]
+        xt = x.transpose(1, 2)
+        h = x
+        for conv in self.convs:
+            h = h + self.act(self.norm(conv(xt).transpose(1, 2)))
+        z = self.norm(self.trans(h))
+        return z[0] if squeeze else z

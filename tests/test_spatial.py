@@ -1,0 +1,147 @@
+"""Nyström attention and the spatial-aware module against slow, direct implementations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pathpt_engine.pathpt.nystrom import NystromAttention, TransLayer, moore_penrose_pinv
+from pathpt_engine.pathpt.spatial import SpatialAwareModule
+
+
+def slow_nystrom(attn: NystromAttention, x: np.ndarray, keep_last: bool = True) -> np.ndarray:
+    """Loop-based float64 re-derivation of the aligned Nyström forward from method.md §9."""
+    w_qkv = attn.to_qkv.weight.detach().double().numpy()
+    w_out = attn.to_out[0].weight.detach().double().numpy()
+    b_out = attn.to_out[0].bias.detach().double().numpy()
+    h, d, m = attn.heads, attn.dim_head, attn.num_landmarks
+    n = x.shape[0]
+    pad = 0 if n % m == 0 else m - n % m
+    xp = np.concatenate([np.zeros((pad, x.shape[1])), x], axis=0)
+    qkv = xp @ w_qkv.T
+    inner = h * d
+    run = math.ceil(n / m)
+
+    def softmax(a):
+        e = np.exp(a - a.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    heads_out = []
+    a2s = []
+    for i in range(h):
+        q = qkv[:, i * d:(i + 1) * d] * d**-0.5
+        a2s.append((q, qkv[:, inner + i * d: inner + (i + 1) * d], qkv[:, 2 * inner + i * d: 2 * inner + (i + 1) * d]))
+    # pinv init uses maxima over all heads
+    parts = []
+    for q, k, v in a2s:
+        ql = np.stack([q[j * run:(j + 1) * run].sum(0) / run for j in range(m)])
+        kl = np.stack([k[j * run:(j + 1) * run].sum(0) / run for j in range(m)])
+        parts.append((softmax(q @ kl.T), softmax(ql @ kl.T), softmax(ql @ k.T), v))
+    colmax = max(np.abs(p[1]).sum(axis=1).max() for p in parts)
+    rowmax = max(np.abs(p[1]).sum(axis=0).max() for p in parts)
+    for i, (a1, a2, a3, v) in enumerate(parts):
+        z = a2.T / (colmax * rowmax)
+        eye = np.eye(m)
+        for _ in range(attn.pinv_iterations):
+            xz = a2 @ z
+            z = 0.25 * z @ (13 * eye - xz @ (15 * eye - xz @ (7 * eye - xz)))
+        o = a1 @ z @ (a3 @ v)
+        if attn.res_conv is not None:
+            kern = attn.res_conv.weight.detach().double().numpy()[i, 0, :, 0]
+            half = len(kern) // 2
+            vp = np.concatenate([np.zeros((half, d)), v, np.zeros((half, d))])
+            o = o + np.stack([(kern[:, None] * vp[t:t + len(kern)]).sum(0) for t in range(len(v))])
+        heads_out.append(o)
+    out = np.concatenate(heads_out, axis=1) @ w_out.T + b_out
+    return out[-n:] if keep_last else out[:n]
+
+
+@pytest.mark.parametrize("n", [1, 5, 8, 13, 16])
+def test_nystrom_matches_slow_direct(n):
+    torch.manual_seed(0)
+    attn = NystromAttention(16, heads=2, dim_head=4, num_landmarks=4, residual_kernel=5).double().eval()
+    x = torch.randn(1, n, 16, dtype=torch.float64)
+    ours = attn(x)[0].detach().numpy()
+    np.testing.assert_allclose(ours, slow_nystrom(attn, x[0].numpy()), rtol=1e-9, atol=1e-10)
+
+
+def test_misaligned_flag_keeps_first_rows():
+    torch.manual_seed(1)
+    attn = NystromAttention(16, heads=2, dim_head=4, num_landmarks=4, residual_kernel=5).double().eval()
+    x = torch.randn(1, 6, 16, dtype=torch.float64)  # padded to 8, p = 2
+    attn.misaligned = True
+    ours = attn(x)[0].detach().numpy()
+    np.testing.assert_allclose(ours, slow_nystrom(attn, x[0].numpy(), keep_last=False), rtol=1e-9, atol=1e-10)
+    attn.misaligned = False
+    aligned = attn(x)[0].detach().numpy()
+    # misaligned row i == aligned output of padded row i, i.e. aligned row i - p for i >= p
+    np.testing.assert_allclose(ours[2:], aligned[:4], rtol=1e-9, atol=1e-10)
+
+
+def test_short_sequence_equals_exact_attention_with_zero_pads():
+    """n <= m: run length 1, so with enough pinv iterations the output is exact softmax attention over the n
+    real keys plus m - n zero keys (which score 0 and carry zero values)."""
+    torch.manual_seed(2)
+    attn = NystromAttention(8, heads=1, dim_head=8, num_landmarks=6, pinv_iterations=40,
+                            residual_kernel=0).double().eval()
+    x = torch.randn(1, 3, 8, dtype=torch.float64) * 0.5
+    ours = attn(x)[0].detach()
+    xp = torch.cat([torch.zeros(3, 8, dtype=torch.float64), x[0]])
+    q, k, v = attn.to_qkv(xp).chunk(3, dim=-1)
+    exact = ((q * 8**-0.5) @ k.T).softmax(-1) @ v
+    exact = attn.to_out(exact)[-3:]
+    torch.testing.assert_close(ours, exact, rtol=1e-6, atol=1e-8)
+
+
+def test_pinv_inverts_a_softmax_matrix():
+    torch.manual_seed(3)
+    a = torch.randn(2, 5, 5, dtype=torch.float64).softmax(-1)
+    z = moore_penrose_pinv(a, iters=30)
+    torch.testing.assert_close(z, torch.linalg.inv(a), rtol=1e-6, atol=1e-8)
+
+
+def test_pinv_scale_uses_max_over_all_heads():
+    a = torch.stack([torch.eye(2, dtype=torch.float64), 3 * torch.eye(2, dtype=torch.float64)])
+    z0 = moore_penrose_pinv(a, iters=0)
+    # max col sum 3, max row sum 3 -> z0 = aᵀ / 9 for both heads
+    torch.testing.assert_close(z0, a.transpose(-1, -2) / 9)
+
+
+@pytest.mark.parametrize("dim", [32, 64])
+def test_spatial_module_shapes_and_scaling(dim):
+    mod = SpatialAwareModule(dim).eval()
+    assert mod.trans.attn.num_landmarks == dim // 2
+    assert mod.trans.attn.dim_head == dim // 8
+    for n in (1, 7, 40):
+        assert mod(torch.randn(n, dim)).shape == (n, dim)
+        assert mod(torch.randn(1, n, dim)).shape == (1, n, dim)
+
+
+def test_spatial_module_matches_direct_formula():
+    torch.manual_seed(4)
+    mod = SpatialAwareModule(32).double().eval()
+    x = torch.randn(1, 9, 32, dtype=torch.float64)
+    ln, relu = mod.norm, torch.relu
+    h = x.clone()
+    for conv, k in zip(mod.convs, (3, 5, 7), strict=True):
+        w, b = conv.weight, conv.bias  # [out, in, k]
+        xp = torch.nn.functional.pad(x[0].T, (k // 2, k // 2))
+        y = torch.stack([(w * xp[None, :, t:t + k]).sum((1, 2)) + b for t in range(9)])
+        h = h + relu(ln(y))[None]
+    hp = h + torch.from_numpy(slow_nystrom(mod.trans.attn, mod.trans.norm(h)[0].detach().numpy()))[None]
+    torch.testing.assert_close(mod(x), ln(hp), rtol=1e-9, atol=1e-9)
+
+
+def test_spatial_module_parameter_count_at_768():
+    mod = SpatialAwareModule(768)
+    n = sum(p.numel() for p in mod.parameters())
+    # 3 convs (768*768*15 + 3*768) + qkv 768*2304 + out 768*768+768 + res conv 8*33 + 2 LayerNorms
+    assert n == 768 * 768 * 15 + 3 * 768 + 768 * 2304 + 768 * 768 + 768 + 264 + 4 * 768
+
+
+def test_translayer_rejects_bad_dim():
+    with pytest.raises(ValueError):
+        TransLayer(20)
