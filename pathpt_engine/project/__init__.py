@@ -1,0 +1,14 @@
+"""Project store: one SQLite database per project folder (slides, classes, labels, runs, predictions, settings)."""
+
+from .classes import DEFAULT_PALETTE, ClassSet, ClassSpec, default_colors
+from .db import DB_NAME, SCHEMA_VERSION
+from .labels import SPLITS, Label, LabelImportReport
+from .runs import STATUSES, PredictionRecord, RunRecord, margin_uncertainty
+from .slides import SLIDE_EXTENSIONS, AddReport, RelinkReport, SlideRecord
+from .store import Project
+
+__all__ = [
+    "DB_NAME", "DEFAULT_PALETTE", "SCHEMA_VERSION", "SLIDE_EXTENSIONS", "SPLITS", "STATUSES", "AddReport",
+    "ClassSet", "ClassSpec", "Label", "LabelImportReport", "PredictionRecord", "Project", "RelinkReport",
+    "RunRecord", "SlideRecord", "default_colors", "margin_uncertainty",
+]

@@ -1,0 +1,213 @@
+"""The project database: one SQLite file in WAL mode, a schema version table and ordered migrations.
+
+Every change runs in its own `BEGIN IMMEDIATE ... COMMIT` transaction with `synchronous=FULL`, so a process
+killed at any moment keeps every committed change and never leaves a half-applied one. One connection is shared
+by all threads behind a re-entrant lock (the GUI thread and the worker thread both call in); a second process
+may open the same project, and writers then wait up to `busy_timeout` for each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ProjectError
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "project.sqlite"
+APP_ID = "pathpt-studio"
+
+# Ordered migrations: (version, statements). Never edit a released entry; append a new one.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE slides (
+            slide_id TEXT PRIMARY KEY, path TEXT NOT NULL, width INTEGER, height INTEGER,
+            mpp_x REAL, mpp_y REAL, quickhash TEXT, format TEXT, added TEXT NOT NULL)""",
+        """CREATE TABLE classes (
+            idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, is_normal INTEGER NOT NULL,
+            color TEXT NOT NULL, synonyms TEXT NOT NULL)""",
+        "CREATE TABLE templates (idx INTEGER PRIMARY KEY, text TEXT NOT NULL)",
+        """CREATE TABLE labels (
+            slide_id TEXT PRIMARY KEY REFERENCES slides(slide_id) ON DELETE CASCADE,
+            label TEXT, split TEXT, updated TEXT NOT NULL)""",
+        """CREATE TABLE label_ops (
+            op_id INTEGER PRIMARY KEY AUTOINCREMENT, description TEXT NOT NULL,
+            undone INTEGER NOT NULL DEFAULT 0, created TEXT NOT NULL)""",
+        """CREATE TABLE label_op_items (
+            op_id INTEGER NOT NULL REFERENCES label_ops(op_id) ON DELETE CASCADE, slide_id TEXT NOT NULL,
+            old_label TEXT, old_split TEXT, new_label TEXT, new_split TEXT)""",
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY, created TEXT NOT NULL, recipe TEXT NOT NULL, backbone TEXT NOT NULL,
+            settings TEXT NOT NULL, status TEXT NOT NULL, checkpoint TEXT, message TEXT NOT NULL DEFAULT '',
+            finished TEXT)""",
+        """CREATE TABLE predictions (
+            run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+            slide_id TEXT NOT NULL REFERENCES slides(slide_id) ON DELETE CASCADE,
+            predicted TEXT NOT NULL, probs TEXT NOT NULL, uncertainty REAL NOT NULL,
+            PRIMARY KEY (run_id, slide_id))""",
+    )),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def now_iso() -> str:
+    """Current UTC time as an ISO-8601 string (seconds precision)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Database:
+    """A locked, transactional SQLite connection to one project file.
+
+    Use `Database.create(path)` for a new file and `Database.open(path)` for an existing one.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    # ---- opening -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        return conn
+
+    @classmethod
+    def create(cls, path: Path) -> Database:
+        """Create a fresh database at `path` atomically (built under a temp name, then renamed)."""
+        if path.exists():
+            raise ProjectError(f"{path}: a project database already exists here; open it instead")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            conn = cls._connect(tmp)
+            try:
+                db = cls(tmp, conn)
+                with db.transaction():
+                    db._migrate_from(0)
+                    conn.execute("INSERT INTO meta(key, value) VALUES ('app', ?), ('created', ?)",
+                                 (APP_ID, now_iso()))
+            finally:
+                conn.close()
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return cls.open(path)
+
+    @classmethod
+    def open(cls, path: Path) -> Database:
+        """Open an existing project database, applying pending migrations.
+
+        Raises:
+            ProjectError: the file is missing, not SQLite, not a PathPT project, or from a newer schema.
+        """
+        if not path.is_file():
+            raise ProjectError(f"{path.parent}: not a PathPT project folder (no {path.name}); create a project first")
+        try:
+            conn = cls._connect(path)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(f"{path}: not a readable SQLite database ({exc})") from exc
+        db = cls(path, conn)
+        try:
+            db._check_identity(tables)
+            version = db.schema_version()
+            if version > SCHEMA_VERSION:
+                raise ProjectError(f"{path}: project schema v{version} is newer than this PathPT Studio "
+                                   f"(v{SCHEMA_VERSION}); upgrade the app to open it")
+            if version < SCHEMA_VERSION:
+                with db.transaction():
+                    db._migrate_from(version)
+                log.info("%s: migrated project schema v%d -> v%d", path, version, SCHEMA_VERSION)
+        except BaseException:
+            conn.close()
+            raise
+        return db
+
+    def _check_identity(self, tables: set[str]) -> None:
+        if "schema_migrations" not in tables or "meta" not in tables:
+            raise ProjectError(f"{self.path}: not a PathPT project database (no schema_migrations table)")
+        row = self._conn.execute("SELECT value FROM meta WHERE key='app'").fetchone()
+        if row is None or row[0] != APP_ID:
+            raise ProjectError(f"{self.path}: database belongs to another application, not PathPT Studio")
+
+    def schema_version(self) -> int:
+        """The highest applied migration version (0 for an empty database)."""
+        row = self._conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    def _migrate_from(self, version: int) -> None:
+        self._conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                           "applied TEXT NOT NULL)")
+        for v, statements in MIGRATIONS:
+            if v <= version:
+                continue
+            for sql in statements:
+                self._conn.execute(sql)
+            self._conn.execute("INSERT INTO schema_migrations(version, applied) VALUES (?, ?)", (v, now_iso()))
+
+    # ---- use -----------------------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and run the body in one immediate transaction (nested calls join the outer one)."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise ProjectError(f"{self.path}: database error: {exc}") from exc
+            except BaseException:
+                self._rollback()
+                raise
+            else:
+                self._conn.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run a read query under the lock and return all rows."""
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """Run a read query under the lock and return the first row or None."""
+        with self._lock:
+            return self._conn.execute(sql, params).fetchone()
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the main file and close the connection."""
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # another process may hold the database; the WAL stays valid
+                log.debug("%s: WAL checkpoint skipped: %s", self.path, exc)
+            self._conn.close()

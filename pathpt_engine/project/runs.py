@@ -1,0 +1,147 @@
+"""Training/prediction runs of a project, their per-slide predictions, and active-learning suggestions."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ProjectError
+from ..results import SlidePrediction
+from .db import Database, now_iso
+
+STATUSES = ("running", "done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run: `settings` is the JSON-decoded settings dict; `checkpoint` a folder path or None."""
+
+    run_id: str
+    created: str
+    recipe: str
+    backbone: str
+    settings: dict[str, Any]
+    status: str
+    checkpoint: Path | None
+    message: str
+    finished: str | None
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    run_id: str
+    slide_id: str
+    predicted: str
+    probs: dict[str, float]
+    uncertainty: float
+
+
+def margin_uncertainty(probs: Mapping[str, float]) -> float:
+    """1 - (top1 - top2) over the slide's class scores: 0 = certain, 1 = a tie (1 - p for one class)."""
+    vals = sorted((float(v) for v in probs.values()), reverse=True)
+    if not vals:
+        raise ValueError("empty probability map")
+    second = vals[1] if len(vals) > 1 else 0.0
+    return 1.0 - (vals[0] - second)
+
+
+def _run(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(row["run_id"], row["created"], row["recipe"], row["backbone"], json.loads(row["settings"]),
+                     row["status"], Path(row["checkpoint"]) if row["checkpoint"] else None, row["message"],
+                     row["finished"])
+
+
+class RunStore:
+    """Runs, predictions and suggestions of one project; `runs_dir` holds one folder per run."""
+
+    def __init__(self, db: Database, runs_dir: Path) -> None:
+        self._db = db
+        self._runs_dir = runs_dir
+
+    def create(self, recipe: str, backbone: str, settings: Mapping[str, Any] | None = None) -> RunRecord:
+        """Start a run in status `running`, with a fresh id and folder `runs/<run_id>/` for its checkpoint."""
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        run_id = f"{stamp}-{uuid.uuid4().hex[:6]}"
+        try:
+            settings_json = json.dumps(dict(settings or {}), sort_keys=True)
+        except TypeError as exc:
+            raise ProjectError(f"run settings are not JSON-serialisable: {exc}") from exc
+        folder = self._runs_dir / run_id
+        folder.mkdir(parents=True, exist_ok=False)
+        with self._db.transaction() as conn:
+            conn.execute("INSERT INTO runs(run_id, created, recipe, backbone, settings, status, checkpoint) "
+                         "VALUES (?,?,?,?,?,?,?)",
+                         (run_id, now_iso(), recipe, backbone, settings_json, "running", str(folder)))
+        return self.get(run_id)
+
+    def get(self, run_id: str) -> RunRecord:
+        row = self._db.query_one("SELECT * FROM runs WHERE run_id=?", (run_id,))
+        if row is None:
+            raise ProjectError(f"{self._db.path}: no run {run_id!r} in this project")
+        return _run(row)
+
+    def list(self) -> list[RunRecord]:
+        """All runs, newest first."""
+        return [_run(r) for r in self._db.query("SELECT * FROM runs ORDER BY created DESC, run_id DESC")]
+
+    def set_status(self, run_id: str, status: str, message: str = "", checkpoint: str | Path | None = None) -> None:
+        """Record a run's status (and optionally its checkpoint folder); terminal statuses stamp `finished`."""
+        if status not in STATUSES:
+            raise ProjectError(f"run status must be one of {STATUSES}, got {status!r}")
+        self.get(run_id)
+        finished = now_iso() if status != "running" else None
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE runs SET status=?, message=?, finished=? WHERE run_id=?",
+                         (status, message, finished, run_id))
+            if checkpoint is not None:
+                conn.execute("UPDATE runs SET checkpoint=? WHERE run_id=?", (str(checkpoint), run_id))
+
+    def delete(self, run_id: str) -> None:
+        """Delete a run row and its predictions (its folder on disk is kept)."""
+        with self._db.transaction() as conn:
+            if conn.execute("DELETE FROM runs WHERE run_id=?", (run_id,)).rowcount == 0:
+                raise ProjectError(f"{self._db.path}: no run {run_id!r} to delete")
+
+    # ---- predictions ---------------------------------------------------------------------------------------
+    def add_predictions(self, run_id: str, preds: Iterable[SlidePrediction],
+                        uncertainty: Mapping[str, float] | None = None) -> int:
+        """Store (replace) slide predictions of a run in one transaction; returns how many were stored.
+
+        Uncertainty defaults to `margin_uncertainty(probs)` unless given per slide_id.
+        """
+        self.get(run_id)
+        rows = []
+        for p in preds:
+            u = uncertainty.get(p.slide_id) if uncertainty else None
+            u = margin_uncertainty(p.probs) if u is None else float(u)
+            if not math.isfinite(u):
+                raise ProjectError(f"run {run_id}: uncertainty of {p.slide_id} is not finite")
+            rows.append((run_id, p.slide_id, p.predicted, json.dumps({k: float(v) for k, v in p.probs.items()}), u))
+        with self._db.transaction() as conn:
+            known = {r[0] for r in conn.execute("SELECT slide_id FROM slides")}
+            unknown = [r[1] for r in rows if r[1] not in known]
+            if unknown:
+                raise ProjectError(f"{self._db.path}: predictions for slides not in the project: {unknown[:5]}")
+            conn.executemany("INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?)", rows)
+        return len(rows)
+
+    def predictions(self, run_id: str) -> dict[str, PredictionRecord]:
+        rows = self._db.query("SELECT * FROM predictions WHERE run_id=? ORDER BY slide_id", (run_id,))
+        return {r["slide_id"]: PredictionRecord(r["run_id"], r["slide_id"], r["predicted"], json.loads(r["probs"]),
+                                                r["uncertainty"]) for r in rows}
+
+    def suggest_next_slide(self, run_id: str) -> str | None:
+        """The unlabelled slide this run is least certain about (highest uncertainty), or None."""
+        self.get(run_id)
+        row = self._db.query_one(
+            "SELECT p.slide_id FROM predictions p WHERE p.run_id=? "
+            "AND p.slide_id NOT IN (SELECT slide_id FROM labels) "
+            "ORDER BY p.uncertainty DESC, p.slide_id ASC LIMIT 1", (run_id,))
+        return row[0] if row else None
