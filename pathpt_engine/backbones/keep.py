@@ -1,0 +1,168 @@
+"""KEEP loaded natively: our ViT + `transformers.BertModel` + the visual head, strict, no remote code.
+
+A KEEP folder (method.md §7.1) holds `config.json` (`model_type: keep`, `vision_config`, `text_config`,
+`projection_dim`), `model.safetensors` or `pytorch_model.bin`, `vocab.txt` and optionally
+`tokenizer_config.json`. The remote-code file `modeling_keep.py` is never imported. The same loader opens the
+shipped demo model and the tiny test folders (same schema, small widths).
+
+Optional `config.json` fields read by this project (absent in the published KEEP config): `preprocess`
+({resize, crop, mean, std, interpolation}), `tile_size`, `target_mpp`, `max_text_len`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import BackboneError
+from . import _weights as W
+from .base import Backbone, Preprocess, PromptLayout
+from .vit import VisionTransformer, ViTConfig
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# Buffers that some transformers versions saved and others do not: accepted when present, never required.
+OPTIONAL_KEYS = ("text.embeddings.position_ids", "text.embeddings.token_type_ids")
+KEEP_MAX_TEXT_LEN = 256
+_LS_KEY = re.compile(r"^(visual\.blocks\.\d+\.ls[12])\.weight$")
+
+
+class KeepBackbone(Backbone):
+    """KEEP-format vision-language model (vision ViT + visual head, BERT text tower pooled by the pooler)."""
+
+    def __init__(self, config: dict[str, Any], folder: Path, name: str = "keep") -> None:
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        self.name = name
+        self.folder = folder
+        vis_cfg = _vision_config(config, folder)
+        text_cfg = dict(config.get("text_config") or {})
+        text_cfg.pop("model_type", None)
+        if not text_cfg:
+            raise BackboneError(f"{folder}/config.json: missing text_config")
+        proj = int(config.get("projection_dim", 768))
+        self.visual = VisionTransformer(vis_cfg)
+        self.visual_head = nn.Sequential(
+            nn.Linear(vis_cfg.hidden_size, proj), nn.GELU(), nn.Linear(proj, proj)
+        )
+        try:
+            bert_cfg = BertConfig(**text_cfg)
+        except (TypeError, ValueError) as exc:
+            raise BackboneError(f"{folder}/config.json: bad text_config ({exc})") from exc
+        if bert_cfg.hidden_size != proj:
+            raise BackboneError(f"{folder}/config.json: text hidden_size {bert_cfg.hidden_size} must equal "
+                                f"projection_dim {proj} (KEEP has no text projection)")
+        self.text = BertModel(bert_cfg, add_pooling_layer=True)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.04)))
+
+        self.embed_dim = proj
+        self.ctx_dim = bert_cfg.hidden_size
+        self.max_text_len = min(int(config.get("max_text_len", KEEP_MAX_TEXT_LEN)),
+                                bert_cfg.max_position_embeddings)
+        self.tile_size = int(config.get("tile_size", 224))
+        self.target_mpp = float(config.get("target_mpp", 0.5))
+        self.preprocess = _preprocess(config, vis_cfg, folder)
+        self.prompt_layout = PromptLayout(ctx_start=1, placeholder="X")
+        self.tokenizer: Any = None
+
+    # --- image ----------------------------------------------------------------------------------------
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.visual_head(self.visual(images)), dim=-1)
+
+    # --- text -----------------------------------------------------------------------------------------
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        tok = self.tokenizer(list(texts), max_length=max_length or self.max_text_len, padding="max_length",
+                             truncation=True, return_tensors="pt")
+        return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
+
+    def token_embedding(self) -> nn.Embedding:
+        return self.text.get_input_embeddings()
+
+    def encode_text_embeds(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                           input_ids: torch.Tensor) -> torch.Tensor:
+        out = self.text(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        return F.normalize(out.pooler_output, dim=-1)
+
+
+def _vision_config(config: dict[str, Any], folder: Path) -> ViTConfig:
+    vc = config.get("vision_config")
+    if not isinstance(vc, dict):
+        raise BackboneError(f"{folder}/config.json: missing vision_config")
+    try:
+        return ViTConfig.from_dict(vc)
+    except ValueError as exc:
+        raise BackboneError(f"{folder}/config.json: {exc}") from exc
+
+
+def _preprocess(config: dict[str, Any], vis: ViTConfig, folder: Path) -> Preprocess:
+    pp = dict(config.get("preprocess") or {})
+    try:
+        return Preprocess(
+            resize=int(pp.get("resize", vis.img_size)),
+            crop=int(pp.get("crop", vis.img_size)),
+            mean=tuple(float(v) for v in pp.get("mean", (0.485, 0.456, 0.406))),
+            std=tuple(float(v) for v in pp.get("std", (0.229, 0.224, 0.225))),
+            interpolation=str(pp.get("interpolation", "bicubic")),
+        )
+    except (TypeError, ValueError) as exc:
+        raise BackboneError(f"{folder}/config.json: bad preprocess ({exc})") from exc
+
+
+def map_keep_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoint keys -> our module's keys (`ls*.weight` -> `ls*.gamma`; a 1-element logit_scale -> scalar)."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        m = _LS_KEY.match(k)
+        out[f"{m.group(1)}.gamma" if m else k] = v
+    if "logit_scale" in out and out["logit_scale"].numel() == 1:
+        out["logit_scale"] = out["logit_scale"].reshape(())
+    return out
+
+
+def load_keep_tokenizer(folder: Path) -> Any:
+    """BERT WordPiece tokenizer from `vocab.txt` (passed as a dict: `vocab_file=` is ignored by transformers 5)."""
+    from transformers import BertTokenizer
+
+    path = folder / "vocab.txt"
+    if not path.is_file():
+        raise BackboneError(f"{folder}: missing file vocab.txt")
+    vocab: dict[str, int] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        token = line.rstrip("\n")
+        if token and token not in vocab:
+            vocab[token] = len(vocab)
+    for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]"):
+        if special not in vocab:
+            raise BackboneError(f"{path}: vocabulary lacks the special token {special}")
+    tcfg = W.read_json(folder, "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+    return BertTokenizer(vocab=vocab, do_lower_case=bool(tcfg.get("do_lower_case", True)))
+
+
+def load_keep(folder: Path, name: str = "keep") -> KeepBackbone:
+    """Build a `KeepBackbone` from a KEEP-format folder (strict, offline, no remote code); returns it frozen."""
+    folder = W.require_folder(folder, name)
+    config = W.read_json(folder, "config.json")
+    if config.get("model_type") != "keep":
+        raise BackboneError(f"{folder}/config.json: model_type is {config.get('model_type')!r}, expected 'keep'")
+    weights = W.find_weights_file(folder, WEIGHT_FILES)
+    tokenizer = load_keep_tokenizer(folder)
+    model = KeepBackbone(config, folder, name=name)
+    vocab_rows = model.token_embedding().num_embeddings
+    if len(tokenizer) > vocab_rows:
+        raise BackboneError(f"{folder}/vocab.txt: {len(tokenizer)} tokens but text_config.vocab_size is "
+                            f"{vocab_rows}")
+    sd = map_keep_keys(W.load_state_dict(weights))
+    W.load_strict(model, sd, folder, optional=OPTIONAL_KEYS)
+    model.tokenizer = tokenizer
+    model.weights_hash = W.file_hash(weights)
+    log.info("loaded %s from %s (%s, hash %s)", name, folder, weights.name, model.weights_hash)
+    return model.freeze()

@@ -1,0 +1,177 @@
+"""KEEP native loader: tiny folders of the real format, exact round trips, strict errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
+
+from pathpt_engine.backbones import available_backbones, load_backbone, resolve_weights
+from pathpt_engine.backbones.testing import make_tiny_keep_folder
+from pathpt_engine.errors import BackboneError
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def keep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_keep_folder(tmp_path_factory.mktemp("keep") / "keep", extra_words=["carcinosarcoma"])
+
+
+@pytest.fixture(scope="module")
+def keep_model(keep_dir: Path):
+    return load_backbone("keep", keep_dir)
+
+
+def _ref_vit(sd: dict[str, torch.Tensor], x: torch.Tensor, heads: int, patch: int, layers: int) -> torch.Tensor:
+    """Independent reference: timm-style ViT forward written with explicit matmuls from the raw state dict."""
+    def g(k: str) -> torch.Tensor:
+        return sd["visual." + k]
+
+    def ln(t: torch.Tensor, pre: str) -> torch.Tensor:
+        return F.layer_norm(t, t.shape[-1:], g(pre + ".weight"), g(pre + ".bias"), eps=1e-6)
+
+    t = F.conv2d(x, g("patch_embed.proj.weight"), g("patch_embed.proj.bias"), stride=patch)
+    t = t.flatten(2).transpose(1, 2)
+    t = torch.cat([g("cls_token").expand(len(x), -1, -1), t], 1) + g("pos_embed")
+    b, n, d = t.shape
+    hd = d // heads
+    for i in range(layers):
+        p = f"blocks.{i}."
+        h = ln(t, p + "norm1")
+        qkv = h @ g(p + "attn.qkv.weight").T + g(p + "attn.qkv.bias")
+        q, k, v = qkv.split(d, dim=-1)
+        q, k, v = (z.reshape(b, n, heads, hd).transpose(1, 2) for z in (q, k, v))
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1) @ v
+        a = a.transpose(1, 2).reshape(b, n, d) @ g(p + "attn.proj.weight").T + g(p + "attn.proj.bias")
+        t = t + a * g(p + "ls1.weight")
+        h = ln(t, p + "norm2")
+        h = F.gelu(h @ g(p + "mlp.fc1.weight").T + g(p + "mlp.fc1.bias"))
+        t = t + (h @ g(p + "mlp.fc2.weight").T + g(p + "mlp.fc2.bias")) * g(p + "ls2.weight")
+    cls = ln(t, "norm")[:, 0]
+    h = F.gelu(cls @ sd["visual_head.0.weight"].T + sd["visual_head.0.bias"])
+    h = h @ sd["visual_head.2.weight"].T + sd["visual_head.2.bias"]
+    return F.normalize(h, dim=-1)
+
+
+def test_image_embedding_matches_reference_forward(keep_dir: Path, keep_model) -> None:
+    sd = load_file(str(keep_dir / "model.safetensors"))
+    cfg = json.loads((keep_dir / "config.json").read_text())["vision_config"]
+    x = torch.randn(3, 3, 32, 32)
+    ours = keep_model.encode_image(x)
+    ref = _ref_vit(sd, x, cfg["num_heads"], cfg["patch_size"], cfg["num_layers"])
+    assert ours.shape == (3, keep_model.embed_dim)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.norm(dim=-1), torch.ones(3))
+
+
+def test_text_matches_plain_bert_with_same_weights(keep_dir: Path, keep_model) -> None:
+    from transformers import BertConfig, BertModel
+
+    cfg = json.loads((keep_dir / "config.json").read_text())["text_config"]
+    bert = BertModel(BertConfig(**cfg)).eval()
+    sd = load_file(str(keep_dir / "model.safetensors"))
+    bert.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith("text.")}, strict=True)
+    texts = ["an image of carcinosarcoma.", "normal uterus tissue", "X X X X tumor."]
+    tok = keep_model.tokenize(texts)
+    assert tok["input_ids"].shape == (3, keep_model.max_text_len)
+    assert (tok["input_ids"] != 1).all(), "no [UNK] expected: the vocab.txt must be honoured"
+    with torch.no_grad():
+        ref = F.normalize(bert(**tok).pooler_output, dim=-1)
+    torch.testing.assert_close(keep_model.encode_text(texts), ref, atol=1e-6, rtol=1e-6)
+
+
+def test_inputs_embeds_path_equals_token_path(keep_model) -> None:
+    tok = keep_model.tokenize(["X X X X carcinosarcoma.", "an H&E image of tumor."], max_length=24)
+    ids, mask = tok["input_ids"], tok["attention_mask"]
+    with torch.no_grad():
+        via_embeds = keep_model.encode_text_embeds(keep_model.token_embedding()(ids), mask, ids)
+        via_ids = F.normalize(keep_model.text(input_ids=ids, attention_mask=mask).pooler_output, dim=-1)
+    torch.testing.assert_close(via_embeds, via_ids, atol=0, rtol=0)
+    assert keep_model.token_embedding().weight.shape[1] == keep_model.ctx_dim
+
+
+def test_metadata_and_preprocess(keep_model) -> None:
+    assert keep_model.name == "keep" and keep_model.embed_dim == 32 and keep_model.ctx_dim == 32
+    assert keep_model.max_text_len == 64  # min(256, max_position_embeddings)
+    assert len(keep_model.weights_hash) == 16
+    assert not any(p.requires_grad for p in keep_model.parameters()) and not keep_model.training
+    tiles = torch.randint(0, 256, (2, 48, 48, 3), dtype=torch.uint8)
+    x = keep_model.preprocess(tiles)
+    assert x.shape == (2, 3, 32, 32)
+    assert keep_model.describe()["weights_hash"] == keep_model.weights_hash
+
+
+def test_dynamic_image_size_interpolates_positions(keep_model) -> None:
+    out = keep_model.encode_image(torch.randn(1, 3, 48, 40))
+    assert out.shape == (1, 32) and torch.isfinite(out).all()
+
+
+def test_gamma_spelling_and_bin_format_load_identically(tmp_path: Path) -> None:
+    base = load_backbone("keep", make_tiny_keep_folder(tmp_path / "base"))
+    a = make_tiny_keep_folder(tmp_path / "gamma", ls_key="gamma")
+    b = make_tiny_keep_folder(tmp_path / "bin", fmt="bin")
+    x = torch.randn(2, 3, 32, 32)
+    ref = base.encode_image(x)
+    for folder in (a, b):
+        m = load_backbone("keep", folder)
+        torch.testing.assert_close(m.encode_image(x), ref, atol=0, rtol=0)
+    assert load_backbone("keep", b).weights_hash != base.weights_hash  # hash is of the file bytes
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def _edit_weights(folder: Path, fn) -> None:
+    sd = load_file(str(folder / "model.safetensors"))
+    fn(sd)
+    save_file(sd, str(folder / "model.safetensors"))
+
+
+def test_errors_name_folder_and_problem(tmp_path: Path, keep_dir: Path) -> None:
+    with pytest.raises(BackboneError, match="not found"):
+        load_backbone("keep", tmp_path / "nope")
+    with pytest.raises(BackboneError, match="unknown backbone 'kep'.*keep"):
+        load_backbone("kep", keep_dir)
+
+    cases = {
+        "config.json": lambda d: (d / "config.json").unlink(),
+        "weights file": lambda d: (d / "model.safetensors").unlink(),
+        "vocab.txt": lambda d: (d / "vocab.txt").unlink(),
+        "model_type is 'bert'": lambda d: (d / "config.json").write_text(
+            json.dumps({**json.loads((d / "config.json").read_text()), "model_type": "bert"})),
+        "miss key 'visual.norm.bias'": lambda d: _edit_weights(d, lambda sd: sd.pop("visual.norm.bias")),
+        "unexpected key 'visual.extra'": lambda d: _edit_weights(
+            d, lambda sd: sd.__setitem__("visual.extra", torch.zeros(1))),
+        "'visual_head.0.weight' has shape": lambda d: _edit_weights(
+            d, lambda sd: sd.__setitem__("visual_head.0.weight", torch.zeros(3, 3))),
+        "not valid JSON": lambda d: (d / "config.json").write_text("{oops"),
+    }
+    for i, (needle, breaker) in enumerate(cases.items()):
+        bad = _copy(keep_dir, tmp_path / f"bad{i}")
+        breaker(bad)
+        with pytest.raises(BackboneError) as err:
+            load_backbone("keep", bad)
+        assert needle in str(err.value), (needle, str(err.value))
+        assert str(bad) in str(err.value)
+
+
+def test_registry_and_weight_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    names = [s.name for s in available_backbones()]
+    assert {"keep", "clip", "plip", "demo"} <= set(names)
+    monkeypatch.delenv("PATHPT_KEEP_WEIGHTS", raising=False)
+    assert resolve_weights("keep") == Path("base_models/keep")
+    monkeypatch.setenv("PATHPT_KEEP_WEIGHTS", str(tmp_path))
+    assert resolve_weights("keep") == tmp_path
+    assert resolve_weights("keep", tmp_path / "x") == tmp_path / "x"
+    with pytest.raises(BackboneError, match="known backbones"):
+        resolve_weights("nope")
