@@ -1,0 +1,135 @@
+"""Deterministic, seamless noise in global (micron) coordinates.
+
+Everything here is a pure function of (seed, salt, position), so a slide rendered block by block, strip by strip
+or as one patch gives the same pixels at the same place with no seams. Two evaluation modes give identical
+values: `*_grid` for a pixel grid given as 1-D x and y coordinate vectors (fast: separable interpolation), and
+`*_points` for scattered points (nucleus centres).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def hash_u64(*keys: int | np.ndarray) -> np.ndarray:
+    """Hash integer keys (broadcast together) to uint64."""
+    h = np.zeros((), dtype=np.uint64) + np.uint64(0x243F6A8885A308D3)
+    for k in keys:
+        k64 = np.asarray(k).astype(np.int64).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            h = _mix(h ^ (k64 + _GOLDEN))
+    return np.asarray(h)
+
+
+def hash_uniform(*keys: int | np.ndarray) -> np.ndarray:
+    """Uniform floats in [0, 1) (float64) from integer keys."""
+    return (hash_u64(*keys) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def _smooth(t: np.ndarray) -> np.ndarray:
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _interp_matrix(coords: np.ndarray, scale: float) -> tuple[np.ndarray, int]:
+    """Dense (len(coords), n) smoothstep interpolation weights onto lattice points and the first lattice index."""
+    g = np.asarray(coords, dtype=np.float64) / scale
+    i = np.floor(g).astype(np.int64)
+    i0 = int(i.min())
+    n = int(i.max()) - i0 + 2
+    t = _smooth(g - i)
+    w = np.zeros((g.size, n), dtype=np.float32)
+    rows = np.arange(g.size)
+    w[rows, i - i0] = 1.0 - t
+    w[rows, i - i0 + 1] = t
+    return w, i0
+
+
+def value_noise_grid(xs: np.ndarray, ys: np.ndarray, scale: float, seed: int, salt: int) -> np.ndarray:
+    """Value noise in [-1, 1] on the grid ys x xs (microns), feature size `scale` microns. Shape (len(ys), len(xs))."""
+    wx, ix0 = _interp_matrix(xs, scale)
+    wy, iy0 = _interp_matrix(ys, scale)
+    iy = np.arange(iy0, iy0 + wy.shape[1])[:, None]
+    ix = np.arange(ix0, ix0 + wx.shape[1])[None, :]
+    lattice = (hash_uniform(seed, salt, iy, ix) * 2.0 - 1.0).astype(np.float32)
+    return wy @ lattice @ wx.T
+
+
+def value_noise_points(x: np.ndarray, y: np.ndarray, scale: float, seed: int, salt: int) -> np.ndarray:
+    """Value noise at scattered points (same values as `value_noise_grid` at the same positions)."""
+    gx = np.asarray(x, dtype=np.float64) / scale
+    gy = np.asarray(y, dtype=np.float64) / scale
+    ix, iy = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
+    tx, ty = _smooth(gx - ix), _smooth(gy - iy)
+
+    def v(dy: int, dx: int) -> np.ndarray:
+        return hash_uniform(seed, salt, iy + dy, ix + dx) * 2.0 - 1.0
+
+    top = v(0, 0) * (1 - tx) + v(0, 1) * tx
+    bot = v(1, 0) * (1 - tx) + v(1, 1) * tx
+    return (top * (1 - ty) + bot * ty).astype(np.float32)
+
+
+def fbm_grid(xs: np.ndarray, ys: np.ndarray, scale: float, seed: int, salt: int, octaves: int = 3) -> np.ndarray:
+    """Fractal sum of value-noise octaves (halving scale, gain 0.5), roughly in [-1, 1]."""
+    out = np.zeros((len(ys), len(xs)), dtype=np.float32)
+    amp, norm = 1.0, 0.0
+    for o in range(octaves):
+        out += amp * value_noise_grid(xs, ys, scale / 2**o, seed, salt * 16 + o)
+        norm += amp
+        amp *= 0.5
+    return out / np.float32(norm)
+
+
+def fbm_points(x: np.ndarray, y: np.ndarray, scale: float, seed: int, salt: int, octaves: int = 3) -> np.ndarray:
+    """`fbm_grid` at scattered points."""
+    out = np.zeros(np.shape(x), dtype=np.float32)
+    amp, norm = 1.0, 0.0
+    for o in range(octaves):
+        out += amp * value_noise_points(x, y, scale / 2**o, seed, salt * 16 + o)
+        norm += amp
+        amp *= 0.5
+    return out / np.float32(norm)
+
+
+TEXTURE_PERIOD = 256  # texels; the fine-grain texture repeats every TEXTURE_PERIOD texels
+
+
+@lru_cache(maxsize=8)
+def grain_texture(texel_um: float) -> np.ndarray:
+    """A periodic, zero-mean, unit-variance fine-grain texture (float32, PERIOD x PERIOD texels of `texel_um`).
+
+    Built at 0.25 um texels and box-averaged to coarser texels so that a slide rendered at 0.25 um/px and
+    downsampled matches a patch rendered directly at 0.5 um/px.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(20240917)
+    factor = max(1, round(texel_um / 0.25))
+    n = TEXTURE_PERIOD * factor
+    base = gaussian_filter(rng.standard_normal((n, n)).astype(np.float32), 1.2, mode="wrap")
+    base /= base.std()
+    if factor > 1:
+        base = base.reshape(TEXTURE_PERIOD, factor, TEXTURE_PERIOD, factor).mean(axis=(1, 3))
+    return base.astype(np.float32)
+
+
+def sample_texture(tex: np.ndarray, xs: np.ndarray, ys: np.ndarray, texel_um: float, offset: int) -> np.ndarray:
+    """Nearest-texel lookup of a periodic texture on the grid ys x xs (microns), shifted by `offset` texels."""
+    p = tex.shape[0]
+    ix = (np.floor(np.asarray(xs) / texel_um).astype(np.int64) + offset) % p
+    iy = (np.floor(np.asarray(ys) / texel_um).astype(np.int64) + 7 * offset) % p
+    return tex[np.ix_(iy, ix)]
