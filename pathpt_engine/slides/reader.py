@@ -73,13 +73,21 @@ def _open_handle(path: Path) -> openslide.OpenSlide:
     except (openslide.OpenSlideError, OSError, ValueError) as exc:
         raise SlideError(f"{path}: cannot read as a slide ({exc})") from exc
     if fmt is None:
-        raise SlideError(f"{path}: not a slide format OpenSlide can open (not a recognised whole-slide image)")
+        raise SlideError(f"{path}: {_describe_unopenable(path)}")
     try:
         return openslide.OpenSlide(str(path))
     except openslide.OpenSlideUnsupportedFormatError as exc:
         raise SlideError(f"{path}: unsupported slide format ({exc})") from exc
     except (openslide.OpenSlideError, OSError, ValueError) as exc:
         raise SlideError(f"{path}: corrupt or unreadable {fmt} slide ({exc})") from exc
+
+
+def _describe_unopenable(path: Path) -> str:
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "a TIFF file OpenSlide cannot open as a slide (not tiled, truncated or corrupt)"
+    return "not a slide format OpenSlide can open (not a recognised whole-slide image)"
 
 
 def _float_prop(props: dict[str, str], key: str) -> float | None:
@@ -256,25 +264,31 @@ class OpenSlideReader:
         return rgba_to_rgb(np.asarray(img.convert("RGBA")))
 
     def _check_level(self, level: int) -> None:
+        if self._closed:
+            raise SlideError(f"{self.path}: reader is closed")
         if not 0 <= level < len(self._level_dims):
             raise SlideError(f"{self.path}: level {level} out of range (slide has {len(self._level_dims)} levels)")
 
     # ---- handle management ----------------------------------------------------------------------------------
     def _call(self, fn: Callable[[openslide.OpenSlide], T], where: str) -> T:
-        """Run `fn(handle)`; on an OpenSlide error, replace the handle, retry once, then raise SlideError.
+        """Run `fn(handle)`; on an OpenSlide error, replace the shared handle and retry on a private one.
 
-        A handle that failed may have failed because another thread's tile broke it; the retry on a fresh
-        handle tells those apart, so only the tile that really fails raises.
+        A shared handle may have failed because another thread's bad tile broke it: the retry on a private, fresh
+        handle tells those apart deterministically, so only a region that really fails raises SlideError.
         """
-        last: Exception | None = None
-        for _attempt in range(2):
-            osr = self._handle()
-            try:
-                return fn(osr)
-            except (openslide.OpenSlideError, OSError, ValueError) as exc:
-                last = exc
-                self._replace(osr)
-        raise SlideError(f"{self.path}: cannot decode {where}: {last}") from last
+        osr = self._handle()
+        try:
+            return fn(osr)
+        except (openslide.OpenSlideError, OSError, ValueError) as exc:
+            logger.debug("%s: %s failed on the shared handle (%s); retrying on a fresh one", self.path, where, exc)
+            self._replace(osr)
+        private = _open_handle(self.path)
+        try:
+            return fn(private)
+        except (openslide.OpenSlideError, OSError, ValueError) as exc:
+            raise SlideError(f"{self.path}: cannot decode {where}: {exc}") from exc
+        finally:
+            private.close()
 
     def _handle(self) -> openslide.OpenSlide:
         osr = self._osr
