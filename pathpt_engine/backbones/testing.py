@@ -111,3 +111,88 @@ def write_state_dict(sd: dict[str, torch.Tensor], folder: Path, fmt: str, stem: 
         out = folder / "pytorch_model.bin"
         torch.save(sd, str(out))
     return out
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte -> printable unicode character table."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def tiny_clip_bpe(extra_words: Iterable[str] = ()) -> tuple[dict[str, int], list[str]]:
+    """A small CLIP-style byte-level BPE: every byte (plain and word-final), plus left-to-right merges for
+    BASE_WORDS + `extra_words` (most become one token; merge ranks may split some). Returns (vocab, merges)."""
+    chars = list(_bytes_to_unicode().values())
+    tokens: list[str] = chars + [c + "</w>" for c in chars]
+    merges: list[str] = []
+    for word in list(BASE_WORDS) + [w.lower() for w in extra_words]:
+        if not word.isalpha() or len(word) < 2:
+            continue
+        parts = list(word[:-1]) + [word[-1] + "</w>"]
+        left = parts[0]
+        for right in parts[1:]:
+            merge = f"{left} {right}"
+            if merge not in merges:
+                merges.append(merge)
+                tokens.append(left + right)
+            left = left + right
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    vocab: dict[str, int] = {}
+    for t in tokens:
+        vocab.setdefault(t, len(vocab))
+    return vocab, merges
+
+
+def make_tiny_clip_folder(path: str | Path, *, seed: int = 0, fmt: str = "safetensors",
+                          extra_words: Iterable[str] = (), width: int = 32, layers: int = 2, heads: int = 2,
+                          image_size: int = 32, patch_size: int = 8, max_positions: int = 32,
+                          eos_token_id: int | None = None) -> Path:
+    """Write a random-init HF `CLIPModel` folder with a tiny BPE tokenizer and return it.
+
+    `eos_token_id` defaults to the real `<|endoftext|>` id; pass 2 for the legacy (argmax) pooling rule.
+    """
+    from transformers import CLIPConfig, CLIPModel
+
+    if fmt not in ("safetensors", "bin"):
+        raise ValueError(f"fmt must be 'safetensors' or 'bin', got {fmt!r}")
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab, merges = tiny_clip_bpe(extra_words)
+    eot = vocab["<|endoftext|>"]
+    common = {"hidden_size": width, "num_hidden_layers": layers, "num_attention_heads": heads,
+              "intermediate_size": 4 * width, "hidden_act": "quick_gelu"}
+    cfg = CLIPConfig(
+        text_config={**common, "vocab_size": len(vocab), "max_position_embeddings": max_positions,
+                     "bos_token_id": vocab["<|startoftext|>"], "pad_token_id": eot,
+                     "eos_token_id": eot if eos_token_id is None else eos_token_id},
+        vision_config={**common, "image_size": image_size, "patch_size": patch_size},
+        projection_dim=width,
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name.lower() or "layrnorm" in name.lower():
+                p.add_(torch.randn_like(p) * 0.1)
+    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    write_state_dict(sd, folder, fmt, "model")
+    cfg.to_json_file(str(folder / "config.json"))
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "CLIPTokenizer", "model_max_length": max_positions, "do_lower_case": True,
+        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>"}), encoding="utf-8")
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "do_resize": True, "size": {"shortest_edge": image_size}, "resample": 3, "do_center_crop": True,
+        "crop_size": {"height": image_size, "width": image_size}, "do_normalize": True,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_processor_type": "CLIPImageProcessor"}), encoding="utf-8")
+    return folder
