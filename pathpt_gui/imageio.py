@@ -1,0 +1,30 @@
+"""Atomic image writes for screenshots and exported views."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtGui import QImage, QPixmap
+
+from pathpt_engine.errors import PathPTError
+
+
+class ImageWriteError(PathPTError):
+    """An image could not be written."""
+
+
+def save_png_atomic(image: QImage | QPixmap, path: str | os.PathLike[str]) -> Path:
+    """Write `image` as PNG to `path` via a temp file in the same folder and a rename."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ImageWriteError(f"{path}: folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if not image.save(str(tmp), "PNG"):
+            raise ImageWriteError(f"{path}: could not write PNG (disk full or no permission?)")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

@@ -1,0 +1,275 @@
+"""The main window: slides in tabs, menus a pathologist expects, status bar, and dock areas for panels.
+
+Later panels (slide list + labels, training, predictions) dock with `MainWindow.add_panel`; they reach the
+current slide through `current_view()` and the `current_view_changed` signal.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QTabWidget,
+    QWidget,
+)
+
+from pathpt_engine.errors import PathPTError
+from pathpt_engine.slides import open_slide
+
+from .dialogs import PreferencesDialog, SlidePropertiesDialog
+from .imageio import save_png_atomic
+from .menus import build_menus
+from .settings import AppSettings
+from .style import WELCOME_HTML
+from .viewer.decor import format_magnification
+from .viewer.view import SlideView
+
+log = logging.getLogger(__name__)
+
+SLIDE_FILTER = "Slides (*.svs *.tif *.tiff *.ndpi *.vms *.vmu *.scn *.mrxs *.svslide *.bif);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    """Top-level window; owns one `SlideView` per open slide."""
+
+    current_view_changed = Signal(object)  # SlideView | None
+    slide_opened = Signal(object)  # SlideView
+
+    def __init__(self, settings: AppSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or AppSettings()
+        self.setWindowTitle("PathPT Studio")
+        self.resize(1600, 1000)
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self.tabs = QTabWidget(documentMode=True, tabsClosable=True, movable=True)
+        self.tabs.tabCloseRequested.connect(self.close_tab)
+        self.tabs.currentChanged.connect(self._on_current_changed)
+        welcome = QLabel(WELCOME_HTML, alignment=Qt.AlignmentFlag.AlignCenter, objectName="welcome")
+        self.stack = QStackedWidget()
+        self.stack.addWidget(welcome)
+        self.stack.addWidget(self.tabs)
+        self.setCentralWidget(self.stack)
+        self._cursor_label = QLabel()
+        self._view_label = QLabel()
+        for w in (self._cursor_label, self._view_label):
+            self.statusBar().addPermanentWidget(w)
+        self.panels_menu = None
+        self.actions: dict[str, QAction] = {}
+        build_menus(self)
+        self._update_actions()
+
+    # slides --------------------------------------------------------------------------------------------
+    def views(self) -> list[SlideView]:
+        return [self.tabs.widget(i) for i in range(self.tabs.count())]  # type: ignore[misc]
+
+    def current_view(self) -> SlideView | None:
+        w = self.tabs.currentWidget()
+        return w if isinstance(w, SlideView) else None
+
+    def open_paths(self, paths: list[str | Path]) -> list[SlideView]:
+        return [v for v in (self.open_slide(p) for p in paths) if v is not None]
+
+    def open_slide(self, path: str | Path) -> SlideView | None:
+        """Open a slide in a new tab (or switch to it); a bad file shows one dialog and returns None."""
+        path = Path(path)
+        for i, view in enumerate(self.views()):
+            if view.reader.path.resolve() == path.resolve():
+                self.tabs.setCurrentIndex(i)
+                return view
+        try:
+            reader = open_slide(path)
+        except PathPTError as exc:
+            log.warning("%s", exc)
+            QMessageBox.critical(self, "Cannot open slide", str(exc))
+            return None
+        view = SlideView(reader, cache_bytes=self.settings.cache_mb * 2**20,
+                         threads=self.settings.reader_threads)
+        view.cursor_moved.connect(self._show_cursor)
+        view.view_changed.connect(self._show_view_info)
+        view.tile_error.connect(self._on_tile_error)
+        index = self.tabs.addTab(view, path.name)
+        self.tabs.setTabToolTip(index, str(path))
+        self.tabs.setCurrentIndex(index)
+        self.stack.setCurrentIndex(1)
+        self.settings.add_recent(path)
+        self._rebuild_recent()
+        self.slide_opened.emit(view)
+        view.setFocus()
+        return view
+
+    def close_tab(self, index: int) -> None:
+        view = self.tabs.widget(index)
+        self.tabs.removeTab(index)
+        if isinstance(view, SlideView):
+            view.shutdown()
+            view.deleteLater()
+        if self.tabs.count() == 0:
+            self.stack.setCurrentIndex(0)
+            self._on_current_changed(-1)
+
+    def close_current(self) -> None:
+        if self.tabs.count():
+            self.close_tab(self.tabs.currentIndex())
+
+    def closeEvent(self, event: object) -> None:  # noqa: N802
+        for view in self.views():
+            view.shutdown()
+        self.settings.sync()
+        super().closeEvent(event)  # type: ignore[arg-type]
+
+    # panels --------------------------------------------------------------------------------------------
+    def add_panel(self, widget: QWidget, title: str,
+                  area: Qt.DockWidgetArea = Qt.DockWidgetArea.LeftDockWidgetArea) -> QDockWidget:
+        """Dock a side panel (slide list, training, predictions); it gets a toggle in View › Panels."""
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        if self.panels_menu is not None:
+            self.panels_menu.addAction(dock.toggleViewAction())
+            self.panels_menu.menuAction().setVisible(True)
+        return dock
+
+    # actions -------------------------------------------------------------------------------------------
+    def choose_and_open(self) -> None:
+        recent = self.settings.recent_files()
+        start = str(Path(recent[0]).parent) if recent else ""
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open slides", start, SLIDE_FILTER)
+        self.open_paths(paths)
+
+    def _rebuild_recent(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        files = self.settings.recent_files()
+        for f in files:
+            act = menu.addAction(Path(f).name)
+            act.setToolTip(f)
+            act.triggered.connect(lambda _=False, f=f: self.open_slide(f))
+        menu.addSeparator()
+        clear = menu.addAction("Clear Recent")
+        clear.triggered.connect(lambda: (self.settings.clear_recent(), self._rebuild_recent()))
+        menu.setEnabled(bool(files))
+
+    def zoom(self, factor: float) -> None:
+        if (v := self.current_view()) is not None:
+            v.model.zoom_at(factor)
+
+    def fit(self) -> None:
+        if (v := self.current_view()) is not None:
+            v.model.fit()
+
+    def set_magnification(self, mag: float) -> None:
+        v = self.current_view()
+        if v is not None and v.model.base_magnification is not None:
+            v.model.set_magnification(mag)
+
+    def toggle_minimap(self, on: bool) -> None:
+        for v in self.views():
+            v.minimap.setVisible(on)
+
+    def toggle_overlay(self, on: bool) -> None:
+        if (v := self.current_view()) is not None:
+            v.overlay.visible = on
+
+    def set_overlay_smooth(self, on: bool) -> None:
+        if (v := self.current_view()) is not None:
+            v.overlay.smooth = on
+
+    def set_overlay_opacity(self, percent: int) -> None:
+        if (v := self.current_view()) is not None:
+            v.overlay.opacity = percent / 100.0
+
+    def set_overlay_colormap(self, name: str) -> None:
+        if (v := self.current_view()) is not None:
+            v.overlay.colormap = name
+
+    def show_properties(self) -> None:
+        if (v := self.current_view()) is not None:
+            SlidePropertiesDialog(v.reader, self).exec()
+
+    def show_preferences(self) -> None:
+        PreferencesDialog(self.settings, self).exec()
+
+    def save_view_png(self) -> None:
+        v = self.current_view()
+        if v is None:
+            return
+        default = str(v.reader.path.with_suffix(".view.png"))
+        path, _ = QFileDialog.getSaveFileName(self, "Save view as PNG", default, "PNG image (*.png)")
+        if path:
+            try:
+                save_png_atomic(v.grab(), path)
+            except PathPTError as exc:
+                QMessageBox.critical(self, "Cannot save image", str(exc))
+            else:
+                self.statusBar().showMessage(f"Saved {path}", 5000)
+
+    # status --------------------------------------------------------------------------------------------
+    def _on_current_changed(self, index: int) -> None:
+        self._update_actions()
+        self._show_view_info()
+        self._cursor_label.setText("")
+        v = self.current_view()
+        self.setWindowTitle(f"{v.reader.path.name} — PathPT Studio" if v else "PathPT Studio")
+        self.current_view_changed.emit(v)
+
+    def _update_actions(self) -> None:
+        v = self.current_view()
+        has_view = v is not None
+        for name in ("close", "save_png", "zoom_in", "zoom_out", "fit", "properties", "overlay", "smooth"):
+            self.actions[name].setEnabled(has_view)
+        has_mag = has_view and v.model.base_magnification is not None
+        for act in self.mag_actions:
+            act.setEnabled(has_mag)
+        if v is not None:
+            self.actions["overlay"].setChecked(v.overlay.visible)
+            self.actions["smooth"].setChecked(v.overlay.smooth)
+            self.opacity_slider.setValue(round(v.overlay.opacity * 100))
+            self.cmap_combo.setCurrentText(v.overlay.colormap)
+
+    def _show_view_info(self) -> None:
+        v = self.current_view()
+        if v is None:
+            self._view_label.setText("")
+            return
+        mag = format_magnification(v.model.magnification)
+        level = v.target_level()
+        ds = max(v.layout.levels[level].downsample)
+        self._view_label.setText(f"  {mag}  ·  level {level} (÷{ds:.3g})  ·  zoom {v.model.scale:.3g}  ")
+
+    def _show_cursor(self, x: float, y: float) -> None:
+        v = self.current_view()
+        if v is None:
+            return
+        w, h = v.model.slide_size
+        if not (0 <= x < w and 0 <= y < h):
+            self._cursor_label.setText("")
+            return
+        text = f"x {x:,.0f}  y {y:,.0f} px"
+        if v.reader.mpp:
+            text += f"  ·  {x * v.reader.mpp[0]:,.1f}, {y * v.reader.mpp[1]:,.1f} µm"
+        self._cursor_label.setText(text + "  ")
+
+    def _on_tile_error(self, message: str) -> None:
+        self.statusBar().showMessage(f"Some regions could not be read and are shown hatched: {message}", 10000)
+
+    # drag and drop -------------------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        event.acceptProposedAction()
+        self.open_paths(paths)
+

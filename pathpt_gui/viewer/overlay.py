@@ -1,0 +1,220 @@
+"""Heatmap overlay state and colouring (Qt-free): one low-resolution grid per slide, one cell per tile.
+
+The engine hands plain arrays in level-0 coordinates (`coords` [N, 2] top-left, a tile size, and either scalar
+`values` [N], class `probs` [N, C] or direct `rgba` [N, 4]); this module rasterises them into a small grid and
+colours it with a 256-entry lookup table. The widget scales that one small image in slide coordinates, so
+changing opacity or colormap never touches slide tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .signals import Signal
+
+MODES = ("scalar", "classmap", "rgba")
+DEFAULT_CLASS_COLORS = (
+    (46, 160, 44), (214, 39, 40), (31, 119, 180), (255, 127, 14), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+)
+
+
+@lru_cache(maxsize=64)
+def lookup_table(name: str) -> np.ndarray:
+    """A (256, 4) uint8 RGBA table sampled from a matplotlib colormap; ValueError for unknown names."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        raise ValueError(f"unknown colormap {name!r}; try viridis, magma, coolwarm, jet or RdYlBu_r") from None
+    lut = (cmap(np.linspace(0.0, 1.0, 256)) * 255.0 + 0.5).astype(np.uint8)
+    lut.setflags(write=False)
+    return lut
+
+
+@dataclass(frozen=True)
+class HeatmapGrid:
+    """Tile data rasterised to a grid: cell (r, c) covers level-0 [origin + (c, r) * cell, + cell)."""
+
+    origin: tuple[int, int]
+    cell: int
+    index: np.ndarray  # int32 (rows, cols): row into the data arrays, -1 where no tile
+    mode: str
+    values: np.ndarray | None = None  # float32 [N] (scalar mode)
+    probs: np.ndarray | None = None  # float32 [N, C] (classmap mode)
+    rgba: np.ndarray | None = None  # uint8 [N, 4] (rgba mode)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.index.shape  # type: ignore[return-value]
+
+    @classmethod
+    def build(cls, coords: np.ndarray, tile_size: int, mode: str, data: np.ndarray) -> HeatmapGrid:
+        coords = np.asarray(coords)
+        if coords.ndim != 2 or coords.shape[1] != 2 or len(coords) == 0:
+            raise ValueError(f"coords must be a non-empty [N, 2] array, got {coords.shape}")
+        if tile_size <= 0:
+            raise ValueError(f"tile_size must be > 0, got {tile_size}")
+        if len(data) != len(coords):
+            raise ValueError(f"{len(data)} values for {len(coords)} coords")
+        coords = coords.astype(np.int64)
+        origin = coords.min(axis=0) % tile_size
+        cr = (coords - origin) // tile_size
+        rows, cols = int(cr[:, 1].max()) + 1, int(cr[:, 0].max()) + 1
+        index = np.full((rows, cols), -1, dtype=np.int32)
+        index[cr[:, 1], cr[:, 0]] = np.arange(len(coords), dtype=np.int32)
+        kw = {"values": np.asarray(data, np.float32)} if mode == "scalar" else (
+            {"probs": np.asarray(data, np.float32)} if mode == "classmap" else {"rgba": np.asarray(data, np.uint8)})
+        return cls((int(origin[0]), int(origin[1])), int(tile_size), index, mode, **kw)
+
+
+class OverlayModel:
+    """Heatmap data plus display settings; emits `changed(kind)` with kind in
+    {"data", "colors", "opacity", "smoothing", "visible"}."""
+
+    def __init__(self) -> None:
+        self.changed = Signal()
+        self.grid: HeatmapGrid | None = None
+        self.class_names: tuple[str, ...] = ()
+        self.class_colors: tuple[tuple[int, int, int], ...] = ()
+        self.label = ""
+        self._cmap = "viridis"
+        self._opacity = 0.45
+        self._smooth = False
+        self._visible = True
+        self._range: tuple[float, float] = (0.0, 1.0)
+
+    # data ----------------------------------------------------------------------------------------------
+    def set_values(self, coords: np.ndarray, tile_size: int, values: np.ndarray, label: str = "",
+                   vrange: tuple[float, float] | None = None) -> None:
+        """Scalar heatmap: one value per tile, coloured through the colormap over `vrange` (default min..max)."""
+        values = np.asarray(values, np.float32)
+        if values.ndim != 1:
+            raise ValueError(f"values must be [N], got {values.shape}")
+        self.grid = HeatmapGrid.build(coords, tile_size, "scalar", values)
+        finite = values[np.isfinite(values)]
+        if vrange is None:
+            vrange = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        self._range = _check_range(vrange)
+        self.label = label
+        self.changed.emit("data")
+
+    def set_class_probs(self, coords: np.ndarray, tile_size: int, probs: np.ndarray,
+                        class_names: tuple[str, ...] | list[str],
+                        class_colors: list[tuple[int, int, int]] | None = None) -> None:
+        """Class map: each tile painted in the colour of its argmax class."""
+        probs = np.asarray(probs, np.float32)
+        if probs.ndim != 2 or probs.shape[1] != len(class_names):
+            raise ValueError(f"probs must be [N, {len(class_names)}], got {probs.shape}")
+        colors = list(class_colors) if class_colors is not None else [
+            DEFAULT_CLASS_COLORS[i % len(DEFAULT_CLASS_COLORS)] for i in range(len(class_names))]
+        if len(colors) != len(class_names):
+            raise ValueError(f"{len(colors)} class colours for {len(class_names)} classes")
+        self.grid = HeatmapGrid.build(coords, tile_size, "classmap", probs)
+        self.class_names = tuple(class_names)
+        self.class_colors = tuple(tuple(int(v) for v in c[:3]) for c in colors)  # type: ignore[misc]
+        self.label = "class map"
+        self.changed.emit("data")
+
+    def set_rgba(self, coords: np.ndarray, tile_size: int, rgba: np.ndarray, label: str = "") -> None:
+        """Direct colours, one RGBA uint8 per tile."""
+        rgba = np.asarray(rgba)
+        if rgba.ndim != 2 or rgba.shape[1] != 4:
+            raise ValueError(f"rgba must be [N, 4] uint8, got {rgba.shape}")
+        self.grid = HeatmapGrid.build(coords, tile_size, "rgba", rgba)
+        self.label = label
+        self.changed.emit("data")
+
+    def clear(self) -> None:
+        self.grid = None
+        self.changed.emit("data")
+
+    # display settings ----------------------------------------------------------------------------------
+    @property
+    def colormap(self) -> str:
+        return self._cmap
+
+    @colormap.setter
+    def colormap(self, name: str) -> None:
+        lookup_table(name)  # validates
+        if name != self._cmap:
+            self._cmap = name
+            self.changed.emit("colors")
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        return self._range
+
+    @value_range.setter
+    def value_range(self, vrange: tuple[float, float]) -> None:
+        vrange = _check_range(vrange)
+        if vrange != self._range:
+            self._range = vrange
+            self.changed.emit("colors")
+
+    @property
+    def opacity(self) -> float:
+        return self._opacity
+
+    @opacity.setter
+    def opacity(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"opacity must be in [0, 1], got {value}")
+        if value != self._opacity:
+            self._opacity = float(value)
+            self.changed.emit("opacity")
+
+    @property
+    def smooth(self) -> bool:
+        return self._smooth
+
+    @smooth.setter
+    def smooth(self, value: bool) -> None:
+        if bool(value) != self._smooth:
+            self._smooth = bool(value)
+            self.changed.emit("smoothing")
+
+    @property
+    def visible(self) -> bool:
+        return self._visible
+
+    @visible.setter
+    def visible(self, value: bool) -> None:
+        if bool(value) != self._visible:
+            self._visible = bool(value)
+            self.changed.emit("visible")
+
+    def colorize(self) -> np.ndarray | None:
+        """The grid as (rows, cols, 4) uint8 RGBA (alpha 0 where no tile), or None without data."""
+        g = self.grid
+        if g is None:
+            return None
+        out = np.zeros(g.shape + (4,), np.uint8)
+        have = g.index >= 0
+        idx = g.index[have]
+        if g.mode == "scalar":
+            v = g.values[idx]  # type: ignore[index]
+            lo, hi = self._range
+            t = np.clip((v - lo) / (hi - lo), 0.0, 1.0)
+            colors = lookup_table(self._cmap)[np.nan_to_num(t * 255.0 + 0.5).astype(np.intp)]
+            colors[~np.isfinite(v)] = 0
+            out[have] = colors
+        elif g.mode == "classmap":
+            table = np.array([(*c, 255) for c in self.class_colors], np.uint8)
+            out[have] = table[np.argmax(g.probs[idx], axis=1)]  # type: ignore[index]
+        else:
+            out[have] = g.rgba[idx]  # type: ignore[index]
+        return out
+
+
+def _check_range(vrange: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = float(vrange[0]), float(vrange[1])
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        raise ValueError(f"value range must be finite, got {vrange}")
+    if hi <= lo:
+        hi = lo + 1e-6
+    return (lo, hi)

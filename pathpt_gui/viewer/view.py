@@ -1,0 +1,270 @@
+"""The tiled slide view: paints cached tiles over a pinned backdrop and drives the background loader.
+
+State lives in `ViewportModel` and `OverlayModel` (Qt-free); this widget translates mouse/keyboard input into
+model calls and model changes into tile requests and repaints. Painting order: dark background, the coarsest
+level (pinned backdrop, never blank), any cached tiles of other levels (old tiles stay until new ones land),
+the target level's tiles, the heatmap overlay, then the scale bar.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QResizeEvent, QWheelEvent
+from PySide6.QtWidgets import QWidget
+
+from . import decor
+from .cache import TileCache
+from .loader import TileLoader, TileResult, array_to_qimage
+from .model import ViewportModel, ViewState
+from .overlay import OverlayModel
+from .overlay_item import OverlayPainter
+from .tiles import TileKey, TileLayout
+from .widgets import Legend, Minimap
+
+log = logging.getLogger(__name__)
+
+BACKDROP_MAX = 4096  # read the coarsest level whole when it is at most this big, else a thumbnail
+WHEEL_STEP = 1.25
+
+
+def base_magnification(reader: Any) -> float | None:
+    """Objective power of level 0: the slide's own, else derived from mpp (0.25 µm/px = 40x), else None."""
+    if reader.objective_power:
+        return float(reader.objective_power)
+    if reader.mpp:
+        return 10.0 / reader.mpp[0]
+    return None
+
+
+class SlideView(QWidget):
+    """An interactive, tile-based view of one open slide."""
+
+    cursor_moved = Signal(float, float)  # level-0 x, y under the mouse
+    view_changed = Signal()
+    tile_error = Signal(str)  # first unreadable tile of this slide (logged once)
+    settled = Signal()  # every visible tile of the target level is painted (or known missing)
+
+    def __init__(self, reader: Any, cache_bytes: int = 512 * 2**20, threads: int = 4,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.reader = reader
+        self.layout = TileLayout.from_reader(reader)
+        self.model = ViewportModel(reader.dimensions, base_magnification(reader))
+        self.overlay = OverlayModel()
+        self.cache = TileCache(cache_bytes)
+        self.missing: set[TileKey] = set()
+        self.backdrop: QImage | None = None
+        self._backdrop_full_level = False
+        self.stale_dropped = 0
+        self.painted_keys: set[TileKey] = set()
+        self._error_logged = False
+        self._closed = False
+        self._was_settled = False
+        self._drag_from: QPointF | None = None
+        self._overlay_painter = OverlayPainter(self.overlay)
+        self.loader = TileLoader(reader, self.layout, threads=threads, parent=self)
+        self.loader.loaded.connect(self._on_loaded, Qt.ConnectionType.QueuedConnection)
+        self.loader.job_done.connect(self._on_job, Qt.ConnectionType.QueuedConnection)
+        self._request_timer = QTimer(self, singleShot=True, interval=0)
+        self._request_timer.timeout.connect(self._issue_requests)
+        self.model.changed.connect(self._on_view_changed)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.setMinimumSize(200, 150)
+        self.minimap = Minimap(self.model, self)
+        self.legend = Legend(self.overlay, self)
+        self.overlay.changed.connect(self._on_overlay_changed)  # after the legend, so it is sized first
+        self.loader.submit_job("backdrop", self._read_backdrop)
+
+    # lifecycle -----------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop the reader threads (waits for reads in progress) and close the slide. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._request_timer.stop()
+        self.loader.close()
+        self.reader.close()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(event)
+
+    # background work -----------------------------------------------------------------------------------
+    def _read_backdrop(self) -> tuple[QImage, bool]:
+        level = self.layout.coarsest
+        w, h = self.layout.levels[level].size
+        if max(w, h) <= BACKDROP_MAX:
+            return array_to_qimage(self.reader.read_region((0, 0), level, (w, h))), True
+        return array_to_qimage(self.reader.thumbnail(2048)), False
+
+    def _on_job(self, name: str, result: Any, error: str) -> None:
+        if self._closed or name != "backdrop":
+            return
+        if result is None:
+            log.warning("%s: no overview image: %s", self.reader.path, error)
+            self.tile_error.emit(error)
+        else:
+            self.backdrop, self._backdrop_full_level = result
+            self.minimap.set_image(self.backdrop)
+            self._request_timer.start()  # the coarsest level may now come from the backdrop
+        self.update()
+        self._check_settled()
+
+    def _on_view_changed(self, state: ViewState) -> None:
+        if not self._request_timer.isActive():
+            self._request_timer.start()
+        self._was_settled = False
+        self.update()
+        self.view_changed.emit()
+
+    def _issue_requests(self) -> None:
+        """Freeze the current view into one ordered request; everything not in it becomes stale."""
+        if self._closed:
+            return
+        keys = self.layout.plan(self.model.state)
+        skip_coarsest = self._backdrop_full_level or self.backdrop is None
+        keys = tuple(k for k in keys if k not in self.cache and k not in self.missing
+                     and not (skip_coarsest and k.level == self.layout.coarsest))
+        self.loader.request(keys)
+        self._check_settled()
+
+    def _on_loaded(self, result: TileResult) -> None:
+        if self._closed:
+            return
+        if not self.loader.is_wanted(result.key):
+            self.stale_dropped += 1
+            return
+        if result.image is None:
+            self.missing.add(result.key)
+            if not self._error_logged:
+                self._error_logged = True
+                log.warning("%s: unreadable tile %s shown as missing: %s", self.reader.path, result.key,
+                            result.error)
+                self.tile_error.emit(result.error)
+        else:
+            self.cache.put(result.key, result.image, result.image.sizeInBytes())
+        self.update()
+        self._check_settled()
+
+    def target_level(self) -> int:
+        return self.layout.level_for_scale(self.model.scale)
+
+    def pending_visible(self) -> list[TileKey]:
+        """Visible tiles of the target level that are neither cached nor known missing."""
+        level = self.target_level()
+        if level == self.layout.coarsest and self._backdrop_full_level:
+            return []
+        return [k for k in self.layout.visible_tiles(self.model.state, level)
+                if k not in self.cache and k not in self.missing]
+
+    def is_settled(self) -> bool:
+        return self.backdrop is not None and not self.pending_visible()
+
+    def _check_settled(self) -> None:
+        if not self._was_settled and self.is_settled():
+            self._was_settled = True
+            self.settled.emit()
+
+    def _on_overlay_changed(self, kind: str) -> None:
+        self._overlay_painter.invalidate(kind)
+        self.legend.move(self.width() - self.legend.width() - 14, self.height() - self.legend.height() - 14)
+        self.update()
+
+    # painting ------------------------------------------------------------------------------------------
+    def _screen_rect(self, st: ViewState, x: float, y: float, w: float, h: float) -> QRectF:
+        x0, y0 = st.slide_to_screen(x, y)
+        x1, y1 = st.slide_to_screen(x + w, y + h)
+        return QRectF(QPointF(round(x0), round(y0)), QPointF(round(x1), round(y1)))
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        st = self.model.state
+        p = QPainter(self)
+        p.fillRect(self.rect(), decor.BACKGROUND)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        slide_rect = self._screen_rect(st, 0, 0, *self.model.slide_size)
+        if self.backdrop is not None:
+            p.drawImage(slide_rect, self.backdrop)
+        else:
+            p.fillRect(slide_rect, decor.SLIDE_PLACEHOLDER)
+        self.painted_keys = set()
+        target = self.target_level()
+        rect = st.visible_rect()
+        visible = self.layout.tiles_in(target, rect)
+        if any(k not in self.cache and k not in self.missing for k in visible):
+            others = [lv for lv in range(max(0, target - 1), self.layout.coarsest) if lv != target]
+            for lv in sorted(others, key=lambda lv: -abs(lv - target)):
+                self._paint_level(p, st, self.layout.tiles_in(lv, rect), missing=False)
+        if not (target == self.layout.coarsest and self._backdrop_full_level):
+            self._paint_level(p, st, visible, missing=True)
+        self._overlay_painter.paint(p, st, self._screen_rect)
+        decor.paint_scale_bar(p, self.width(), self.height(), st.scale,
+                              self.reader.mpp[0] if self.reader.mpp else None, self.model.magnification)
+        p.end()
+
+    def _paint_level(self, p: QPainter, st: ViewState, keys: list[TileKey], missing: bool) -> None:
+        for key in keys:
+            img = self.cache.get(key)
+            if img is not None:
+                p.drawImage(self._screen_rect(st, *self.layout.tile_rect(key)), img)
+                self.painted_keys.add(key)
+            elif missing and key in self.missing:
+                decor.paint_missing(p, self._screen_rect(st, *self.layout.tile_rect(key)))
+
+    # input ---------------------------------------------------------------------------------------------
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        self.model.set_view_size(self.width(), self.height())
+        self.minimap.move(self.width() - self.minimap.width() - 14, 14)
+        self.legend.move(self.width() - self.legend.width() - 14, self.height() - self.legend.height() - 14)
+        super().resizeEvent(event)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+        dy = event.angleDelta().y()
+        if dy == 0:
+            return
+        pos = event.position()
+        self.model.zoom_at(WHEEL_STEP ** (dy / 120.0), pos.x(), pos.y())
+        event.accept()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._drag_from = event.position()
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        pos = event.position()
+        if self._drag_from is not None:
+            d = pos - self._drag_from
+            self._drag_from = pos
+            self.model.pan_screen(d.x(), d.y())
+        x, y = self.model.state.screen_to_slide(pos.x(), pos.y())
+        self.cursor_moved.emit(x, y)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._drag_from = None
+            self.unsetCursor()
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        factor = 0.5 if event.modifiers() & Qt.KeyboardModifier.ShiftModifier else 2.0
+        self.model.zoom_at(factor, event.position().x(), event.position().y())
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        key = event.key()
+        step_x, step_y = self.width() / 4, self.height() / 4
+        pans = {Qt.Key.Key_Left: (step_x, 0), Qt.Key.Key_Right: (-step_x, 0),
+                Qt.Key.Key_Up: (0, step_y), Qt.Key.Key_Down: (0, -step_y)}
+        if key in pans:
+            self.model.pan_screen(*pans[key])
+        elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+            self.model.zoom_at(2.0)
+        elif key in (Qt.Key.Key_Minus, Qt.Key.Key_Underscore):
+            self.model.zoom_at(0.5)
+        elif key == Qt.Key.Key_0:
+            self.model.fit()
+        else:
+            super().keyPressEvent(event)
