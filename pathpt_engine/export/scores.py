@@ -1,0 +1,84 @@
+"""Score grids as h5 files: the predictor's per-slide output and our raw-grid export.
+
+Layout (CLAM/TRIDENT-friendly): dataset `coords` int64 [N, 2] (level-0 top-left x, y) with attrs
+`patch_size_level0`; dataset `probs` float32 [N, C]; file attrs `class_names` (list of str), `tile_size_level0`,
+`slide_id`, and, when a slide prediction is known, `slide_predicted`, `slide_probs` (JSON) and `slide_n_tiles`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..results import SlidePrediction, TileScores
+from ._atomic import ExportError, atomic_path
+
+
+def write_scores_h5(path: str | os.PathLike[str], scores: TileScores,
+                    prediction: SlidePrediction | None = None) -> Path:
+    """Write `scores` (and optionally the slide prediction) to `path` atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        coords = f.create_dataset("coords", data=np.asarray(scores.coords, dtype=np.int64))
+        coords.attrs["patch_size_level0"] = int(scores.tile_size_level0)
+        f.create_dataset("probs", data=np.asarray(scores.probs, dtype=np.float32))
+        f.attrs["class_names"] = list(scores.class_names)
+        f.attrs["tile_size_level0"] = int(scores.tile_size_level0)
+        f.attrs["slide_id"] = scores.slide_id
+        if prediction is not None:
+            f.attrs["slide_predicted"] = prediction.predicted
+            f.attrs["slide_probs"] = json.dumps({k: float(v) for k, v in prediction.probs.items()})
+            f.attrs["slide_n_tiles"] = int(prediction.n_tiles)
+    return path
+
+
+def _str_list(value: object) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)):
+        value = json.loads(value) if isinstance(value, str) and value.startswith("[") else [value]
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(value))  # type: ignore[arg-type]
+
+
+def read_scores_h5(path: str | os.PathLike[str]) -> tuple[TileScores, SlidePrediction | None]:
+    """Read a score h5 file (ours or the predictor's) into `TileScores` and the slide prediction if stored.
+
+    Accepts `class_names` / `tile_size_level0` as file attrs or as attrs of `probs` / `coords`
+    (`patch_size_level0`); the slide id defaults to the file stem.
+
+    Raises:
+        ExportError: the file is missing, not h5, or lacks a required dataset/attribute.
+    """
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            for name in ("coords", "probs"):
+                if name not in f:
+                    raise ExportError(f"{path}: no '{name}' dataset; expected a PathPT scores h5 file")
+            coords = np.asarray(f["coords"][()], dtype=np.int64)
+            probs = np.asarray(f["probs"][()], dtype=np.float32)
+            attrs = {**dict(f["coords"].attrs), **dict(f["probs"].attrs), **dict(f.attrs)}
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read as h5 ({exc})") from exc
+    if "class_names" not in attrs:
+        raise ExportError(f"{path}: no 'class_names' attribute; cannot name the probability columns")
+    tile = attrs.get("tile_size_level0", attrs.get("patch_size_level0"))
+    if tile is None:
+        raise ExportError(f"{path}: no 'tile_size_level0' attribute")
+    slide_id = attrs.get("slide_id", path.stem)
+    slide_id = slide_id.decode() if isinstance(slide_id, bytes) else str(slide_id)
+    try:
+        scores = TileScores(slide_id, coords, probs, int(tile), _str_list(attrs["class_names"]))
+    except ValueError as exc:
+        raise ExportError(f"{path}: {exc}") from exc
+    pred = None
+    if "slide_predicted" in attrs:
+        try:
+            probs_map = {str(k): float(v) for k, v in json.loads(attrs["slide_probs"]).items()}
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise ExportError(f"{path}: corrupt 'slide_probs' attribute") from exc
+        pred = SlidePrediction(slide_id, str(attrs["slide_predicted"]), probs_map,
+                               int(attrs.get("slide_n_tiles", len(coords))))
+    return scores, pred
