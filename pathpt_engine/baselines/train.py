@@ -1,0 +1,148 @@
+"""Training and prediction for the MIL baselines (mil-baselines.md §1-§3, §6).
+
+Selection: ``last`` (paper protocol: fixed budget, last epoch) or ``val`` (clean protocol: the epoch with the
+lowest validation bag CE on held-out pool slides, ties to the earlier epoch). The test set is never seen here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+from ..jobs import Job, Progress, check_cancel
+from .models import CLAMSB, MODELS, build_mil
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MILConfig:
+    """Hyper-parameters (defaults from each method's published commands; epochs is a budget)."""
+
+    model: str = "abmil"
+    epochs: int = 50
+    lr: float = 2e-4
+    weight_decay: float = 1e-5
+    selection: str = "last"
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"MILConfig: unknown model {self.model!r}; known: {', '.join(MODELS)}")
+        if self.epochs < 1:
+            raise ValueError("MILConfig: epochs must be >= 1")
+        if self.selection not in ("last", "val"):
+            raise ValueError("MILConfig: selection must be 'last' or 'val'")
+
+
+class Lookahead(torch.optim.Optimizer):
+    """Lookahead wrapper (alpha 0.5, k 6): every k steps slow += alpha (fast - slow); fast = slow."""
+
+    def __init__(self, base: torch.optim.Optimizer, alpha: float = 0.5, k: int = 6) -> None:
+        self.base = base
+        self.alpha, self.k, self._steps = alpha, k, 0
+        self.param_groups = base.param_groups
+        self.defaults = base.defaults
+        self.state = base.state
+        self._slow = [[p.detach().clone() for p in g["params"]] for g in base.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base.zero_grad(set_to_none=set_to_none)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        loss = self.base.step(closure)
+        self._steps += 1
+        if self._steps % self.k == 0:
+            for group, slows in zip(self.base.param_groups, self._slow, strict=True):
+                for p, slow in zip(group["params"], slows, strict=True):
+                    slow.add_(p - slow, alpha=self.alpha)
+                    p.copy_(slow)
+        return loss
+
+
+def _optimizer(model: nn.Module, cfg: MILConfig) -> torch.optim.Optimizer:
+    if cfg.model == "transmil":
+        decay = [p for n, p in model.named_parameters() if p.ndim > 1 and not n.endswith(".bias")]
+        no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or n.endswith(".bias")]
+        base = torch.optim.RAdam([{"params": decay, "weight_decay": cfg.weight_decay},
+                                  {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        return Lookahead(base)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _bag_loss(model: nn.Module, out: dict[str, torch.Tensor], label: int) -> torch.Tensor:
+    if isinstance(model, CLAMSB):
+        return model.loss(out, label)
+    return F.cross_entropy(out["logits"], torch.tensor([label], device=out["logits"].device))
+
+
+@torch.no_grad()
+def _val_ce(model: nn.Module, bags: list[tuple[torch.Tensor, int]]) -> float:
+    model.eval()
+    losses = [F.cross_entropy(model(x)["logits"], torch.tensor([y], device=x.device)).item() for x, y in bags]
+    return float(np.mean(losses))
+
+
+def train_mil(
+    cfg: MILConfig,
+    n_classes: int,
+    train: list[tuple[np.ndarray, int]],
+    val: list[tuple[np.ndarray, int]] | None = None,
+    cancel: threading.Event | None = None,
+) -> Job[nn.Module]:
+    """Train one MIL model on bags (features [N, D], 0-based subtype label); returns the selected model (eval)."""
+    if not train:
+        raise ValueError("train_mil: no training bags")
+    torch.manual_seed(cfg.seed)
+    dev = torch.device(cfg.device)
+    bags = [(torch.as_tensor(x, dtype=torch.float32, device=dev), int(y)) for x, y in train]
+    vbags = [(torch.as_tensor(x, dtype=torch.float32, device=dev), int(y)) for x, y in (val or [])]
+    model = build_mil(cfg.model, bags[0][0].shape[1], n_classes).to(dev)
+    opt = _optimizer(model, cfg)
+    accum = 2 if cfg.model == "transmil" else 1
+    rng = np.random.default_rng(cfg.seed)
+    best_state, best_val = None, float("inf")
+    use_val = cfg.selection == "val" and bool(vbags)
+    for epoch in range(cfg.epochs):
+        model.train()
+        total = 0.0
+        opt.zero_grad()
+        order = rng.permutation(len(bags))
+        for i, j in enumerate(order):
+            check_cancel(cancel)
+            x, y = bags[j]
+            loss = _bag_loss(model, model(x), y)
+            (loss / accum).backward()
+            if (i + 1) % accum == 0 or i + 1 == len(order):
+                opt.step()
+                opt.zero_grad()
+            total += loss.item()
+        metrics = {"loss": total / len(bags)}
+        if use_val:
+            metrics["val_ce"] = _val_ce(model, vbags)
+            if metrics["val_ce"] < best_val:
+                best_val, best_state = metrics["val_ce"], copy.deepcopy(model.state_dict())
+        yield Progress(f"train-{cfg.model}", epoch + 1, cfg.epochs, message=f"epoch {epoch + 1}", metrics=metrics)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict_mil(model: nn.Module, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(softmax probabilities [C], tile heat-map scores [N]) for one slide."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out = model(torch.as_tensor(features, dtype=torch.float32, device=dev))
+    probs = out["logits"].softmax(dim=-1)[0].cpu().numpy()
+    return probs, out["tile_scores"].float().cpu().numpy()
