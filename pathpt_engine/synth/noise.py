@@ -18,26 +18,39 @@ _M2 = np.uint64(0x94D049BB133111EB)
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
+    """splitmix64 finaliser on a uint64 array (wrapping arithmetic; callers silence overflow warnings)."""
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
     return z ^ (z >> np.uint64(31))
 
 
 def hash_u64(*keys: int | np.ndarray) -> np.ndarray:
     """Hash integer keys (broadcast together) to uint64."""
     h = np.zeros((), dtype=np.uint64) + np.uint64(0x243F6A8885A308D3)
-    for k in keys:
-        k64 = np.asarray(k).astype(np.int64).astype(np.uint64)
-        with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):
+        for k in keys:
+            k64 = np.asarray(k).astype(np.int64).astype(np.uint64)
             h = _mix(h ^ (k64 + _GOLDEN))
     return np.asarray(h)
 
 
+def _to_unit(h: np.ndarray) -> np.ndarray:
+    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
 def hash_uniform(*keys: int | np.ndarray) -> np.ndarray:
     """Uniform floats in [0, 1) (float64) from integer keys."""
-    return (hash_u64(*keys) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return _to_unit(hash_u64(*keys))
+
+
+def hash_streams(n: int, *keys: int | np.ndarray) -> list[np.ndarray]:
+    """`n` independent uniform [0, 1) arrays from one hash of `keys` (cheaper than n full hashes)."""
+    base = hash_u64(*keys)
+    out = []
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            out.append(_to_unit(_mix(base + np.uint64(k + 1) * _GOLDEN)))
+    return out
 
 
 def _smooth(t: np.ndarray) -> np.ndarray:

@@ -11,12 +11,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import noise, structure
-from .subtypes import SUBTYPES, Morphology, Nuclei
+from . import noise, nuclei, structure
+from .subtypes import SUBTYPES, Morphology
 
-H_VEC = (0.56, 0.78, 0.28)
+H_VEC = (0.52, 0.80, 0.30)
 E_VEC = (0.12, 0.88, 0.46)
-COARSE_UM = 1.0  # region fields are computed on a 1 um grid and interpolated
+COARSE_UM = 1.0  # region fields and fibre directions are computed on a 1 um grid
 
 
 @dataclass(frozen=True)
@@ -75,23 +75,12 @@ def _interp_axis(f: np.ndarray, c0: float, step: float, coords: np.ndarray, axis
     return a + (b - a) * t
 
 
-def _coarse(xs: np.ndarray, ys: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
-    cx = np.arange(np.floor(xs[0] / step) - 1, np.ceil(xs[-1] / step) + 2) * step
-    cy = np.arange(np.floor(ys[0] / step) - 1, np.ceil(ys[-1] / step) + 2) * step
-    return cx, cy
-
-
-def region_fields(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int, mpp: float,
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(epithelium, lumen) on the pixel grid, computed on a 1 um grid and interpolated (soft edges)."""
-    if mpp >= COARSE_UM:
-        return structure.regions(m, xs[None, :], ys[:, None], seed, True)
-    cx, cy = _coarse(xs, ys, COARSE_UM)
-    epi, lum = structure.regions(m, cx[None, :], cy[:, None], seed, True)
+def region_fields(c: structure.Coarse, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(epithelium, lumen) on the pixel grid, bilinearly interpolated from the coarse grid (soft edges)."""
     out = []
-    for f in (epi, lum):
-        f = _interp_axis(f, cx[0], COARSE_UM, xs, axis=1)
-        out.append(_interp_axis(f, cy[0], COARSE_UM, ys, axis=0))
+    for f in (c.epi, c.lum):
+        f = _interp_axis(f, c.x0, c.step, xs, axis=1)
+        out.append(_interp_axis(f, c.y0, c.step, ys, axis=0))
     return out[0], out[1]
 
 
@@ -101,7 +90,7 @@ def _background_od(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int, mpp
     X, Y = xs[None, :], ys[:, None]
     fib = structure.fibres(X, Y, seed, True, m.fibre_period_um)
     dens = structure.stroma_density(X, Y, seed, True)
-    e_str = m.stroma_e * dens * (0.3 + 0.7 * fib) * (1 + 0.15 * grain)
+    e_str = m.stroma_e * dens * (0.55 + 0.9 * fib) * (1 + 0.15 * grain)
     h_str = 0.035 * dens
     stroma = np.clip(1.0 - epi - lum, 0.0, 1.0)
     e_epi = m.cyto_e * (1 + 0.12 * grain)
@@ -110,92 +99,19 @@ def _background_od(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int, mpp
     return h.astype(np.float32), e.astype(np.float32)
 
 
-def _nuclei_sites(pop: Nuclei, m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int, salt: int,
-                  ) -> dict[str, np.ndarray]:
-    """Nucleus centres and shape parameters for one population on the grid's extent (plus a margin)."""
-    s = pop.spacing_um
-    pad = pop.radius_um * pop.elongation * 1.6
-    i = np.arange(np.floor((xs[0] - pad) / s), np.ceil((xs[-1] + pad) / s) + 1).astype(np.int64)
-    j = np.arange(np.floor((ys[0] - pad) / s), np.ceil((ys[-1] + pad) / s) + 1).astype(np.int64)
-    jj, ii = (a.ravel() for a in np.meshgrid(j, i, indexing="ij"))
-    u = [noise.hash_uniform(seed, salt, k, jj, ii) for k in range(8)]
-    keep = u[0] < pop.fill
-    x = (ii + 0.5 + 0.8 * (u[1] - 0.5)) * s
-    y = (jj + 0.5 + 0.8 * (u[2] - 0.5)) * s
-    sites = {"x": x[keep], "y": y[keep], "u": np.stack([v[keep] for v in u[3:]], axis=1)}
-    if pop.region != "any" and sites["x"].size:
-        epi, lum = structure.regions(m, sites["x"], sites["y"], seed, False)
-        ok = (epi > 0.5) if pop.region == "epi" else ((epi < 0.5) & (lum < 0.5))
-        sites = {k: v[ok] for k, v in sites.items()}
-    return sites
-
-
-def _nucleus_angles(pop: Nuclei, m: Morphology, sites: dict[str, np.ndarray], seed: int) -> np.ndarray:
-    x, y, u = sites["x"], sites["y"], sites["u"]
-    if pop.align == "fibre" and x.size:
-        return structure.fibre_angle(x, y, seed, m.fibre_period_um) + (u[:, 2] - 0.5) * 0.5
-    if pop.align == "radial" and x.size:
-        # radial to the nearest lumen: approximate with the gradient of the epithelium field
-        eps = 1.0
-        e0, _ = structure.regions(m, x, y, seed, False)
-        ex, _ = structure.regions(m, x + eps * 2, y, seed, False)
-        ey, _ = structure.regions(m, x, y + eps * 2, seed, False)
-        exm, _ = structure.regions(m, x - eps * 2, y, seed, False)
-        eym, _ = structure.regions(m, x, y - eps * 2, seed, False)
-        gx, gy = ex - exm, ey - eym
-        flat = (np.abs(gx) + np.abs(gy)) == 0
-        ang = np.arctan2(gy, gx)
-        return np.where(flat, u[:, 2] * np.pi, ang + (u[:, 2] - 0.5) * 0.4)
-    return u[:, 2] * np.pi
-
-
-def _draw_nuclei(h: np.ndarray, e: np.ndarray, pop: Nuclei, sites: dict[str, np.ndarray], ang: np.ndarray,
-                 xs: np.ndarray, ys: np.ndarray, mpp: float, grain_fine: np.ndarray) -> None:
-    """Composite one population's nuclei into h (hematoxylin OD), displacing e, in place."""
-    x0, y0 = xs[0], ys[0]
-    hh, ww = h.shape
-    u = sites["u"]
-    r = pop.radius_um * np.clip(1 + pop.radius_sd * 2.0 * (u[:, 0] - 0.5) * 1.7, 0.5, 2.0)
-    el = pop.elongation * (0.85 + 0.3 * u[:, 1])
-    a_ax, b_ax = r * np.sqrt(el), r / np.sqrt(el)
-    dens = pop.h_od * (0.85 + 0.3 * u[:, 3])
-    nucleolus = u[:, 4] < pop.nucleoli
-    for k in range(sites["x"].size):
-        cx, cy = (sites["x"][k] - x0) / mpp, (sites["y"][k] - y0) / mpp
-        ext = a_ax[k] / mpp + 1.5
-        c0, c1 = max(int(cx - ext), 0), min(int(cx + ext) + 2, ww)
-        r0, r1 = max(int(cy - ext), 0), min(int(cy + ext) + 2, hh)
-        if c0 >= c1 or r0 >= r1:
-            continue
-        dx = (np.arange(c0, c1, dtype=np.float32) - cx)[None, :] * mpp
-        dy = (np.arange(r0, r1, dtype=np.float32) - cy)[:, None] * mpp
-        ca, sa = np.cos(ang[k]), np.sin(ang[k])
-        q = np.sqrt(((dx * ca + dy * sa) / a_ax[k]) ** 2 + ((-dx * sa + dy * ca) / b_ax[k]) ** 2)
-        alpha = np.clip((1.0 - q) * (b_ax[k] / max(mpp, 0.35)) * 1.2, 0.0, 1.0)
-        body = dens[k] * (1 + pop.chromatin * grain_fine[r0:r1, c0:c1])
-        if pop.vesicular:
-            body = body * (1 - pop.vesicular * 0.55 * np.clip(1 - q * q * q, 0, 1))
-        if nucleolus[k]:
-            body = body + 0.6 * np.exp(-((dx - 0.3 * a_ax[k] * (u[k, 2] - 0.5)) ** 2 + dy**2) / (0.45**2))
-        sl = (slice(r0, r1), slice(c0, c1))
-        h[sl] = h[sl] * (1 - alpha) + alpha * body
-        e[sl] = e[sl] * (1 - 0.55 * alpha)
-
-
 def render_od(kind: int, xs: np.ndarray, ys: np.ndarray, seed: int, mpp: float, stain: Stain) -> np.ndarray:
     """Optical density (h, w, 3) float32 of tissue kind `kind` on the grid of pixel centres ys x xs (microns)."""
     m = SUBTYPES[kind].morphology
-    epi, lum = region_fields(m, xs, ys, seed, mpp)
+    coarse = structure.coarse_fields(m, xs, ys, seed, COARSE_UM, any(p.align == "fibre" for p in m.nuclei))
+    epi, lum = region_fields(coarse, xs, ys)
     texel = 0.25 if mpp < 0.375 else 0.5
     tex = noise.grain_texture(texel)
     off = int(noise.hash_u64(seed, 99) % np.uint64(noise.TEXTURE_PERIOD))
     grain = noise.sample_texture(tex, xs, ys, texel, off)
     h, e = _background_od(m, xs, ys, seed, mpp, epi, lum, grain)
     for p, pop in enumerate(m.nuclei):
-        salt = 1000 + 37 * p + 101 * kind
-        sites = _nuclei_sites(pop, m, xs, ys, seed, salt)
-        ang = _nucleus_angles(pop, m, sites, seed)
-        _draw_nuclei(h, e, pop, sites, ang, xs, ys, mpp, grain)
+        x, y, idx = nuclei.sites(pop, m, coarse, xs, ys, seed, 1000 + 37 * p + 101 * kind)
+        nuclei.splat(h, e, pop, x, y, idx, xs[0], ys[0], mpp)
     hv = _unit(stain.h_vec, m.hue) * stain.h_scale
     ev = _unit(stain.e_vec) * stain.e_scale
     return h[..., None] * hv + e[..., None] * ev

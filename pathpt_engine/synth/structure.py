@@ -7,6 +7,8 @@ the rendered regions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import noise
@@ -31,45 +33,71 @@ def _site_range(x: np.ndarray, y: np.ndarray, s: float, pad: int) -> tuple[np.nd
     return ii.ravel(), jj.ravel()
 
 
-def _glands(x: np.ndarray, y: np.ndarray, seed: int, grid: bool, spacing: float, prob: float,
-            radius: tuple[float, float], lumen: tuple[float, float], wobble: float, salt: int,
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """(epithelium, lumen) in [0, 1] for glands on a jittered lattice (ring of epithelium around a lumen)."""
-    shape = np.broadcast_shapes(x.shape, y.shape)
-    epi = np.zeros(shape, np.float32)
-    lum = np.zeros(shape, np.float32)
+def _gland_sites(x: np.ndarray, y: np.ndarray, seed: int, spacing: float, prob: float,
+                 radius: tuple[float, float], lumen: tuple[float, float], salt: int) -> np.ndarray:
+    """(n, 4) array of kept glands near x, y: centre x, centre y, outer radius, lumen radius (microns)."""
     ii, jj = _site_range(x, y, spacing, 1)
-    u = [noise.hash_uniform(seed, salt, k, jj, ii) for k in range(5)]
+    u = noise.hash_streams(5, seed, salt, jj, ii)
     keep = u[0] < prob
     cx = (ii + 0.5 + 0.6 * (u[1] - 0.5)) * spacing
     cy = (jj + 0.5 + 0.6 * (u[2] - 0.5)) * spacing
     rad = (radius[0] + (radius[1] - radius[0]) * u[3]) * spacing
     rl = rad * (lumen[0] + (lumen[1] - lumen[0]) * u[4])
-    warp = field(x, y, spacing * 0.35, seed, salt + 100, grid) * wobble * spacing
-    for k in np.flatnonzero(keep):
-        d = np.sqrt((x - cx[k]) ** 2 + (y - cy[k]) ** 2) + warp
-        ring = (d < rad[k]) & (d >= rl[k])
-        epi = np.maximum(epi, ring)
-        lum = np.maximum(lum, d < rl[k])
-    epi = np.where(lum > 0, 0, epi)
-    return epi.astype(np.float32), lum.astype(np.float32)
+    return np.stack([cx, cy, rad, rl], axis=1)[keep]
+
+
+def _gland_params(m: Morphology) -> tuple[float, tuple[float, float], tuple[float, float], float, int]:
+    """(probability, radius range, lumen range, wobble, salt) of the kind's glands."""
+    if m.arrangement == "gland":
+        return 0.9, (0.36, 0.5), (0.3, 0.55), 0.22, _S_GLAND
+    return m.normal_glands, (0.14, 0.2), (0.6, 0.68), 0.04, _S_NGLAND
+
+
+def _glands(m: Morphology, x: np.ndarray, y: np.ndarray, seed: int, grid: bool,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(epithelium, lumen) in [0, 1] for glands on a jittered lattice (ring of epithelium around a lumen)."""
+    prob, radius, lumen, wobble, salt = _gland_params(m)
+    shape = np.broadcast_shapes(x.shape, y.shape)
+    epi = np.zeros(shape, bool)
+    lum = np.zeros(shape, bool)
+    sites = _gland_sites(x, y, seed, m.structure_um, prob, radius, lumen, salt)
+    warp = field(x, y, m.structure_um * 0.35, seed, salt + 100, grid) * (wobble * m.structure_um)
+    for cx, cy, rad, rl in sites:
+        d = np.sqrt((x - cx) ** 2 + (y - cy) ** 2) + warp
+        epi |= d < rad
+        lum |= d < rl
+    return (epi & ~lum).astype(np.float32), lum.astype(np.float32)
+
+
+def gland_angle(m: Morphology, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """Direction (radians) from the nearest gland centre to each point (for radially arranged nuclei)."""
+    prob, radius, lumen, _, salt = _gland_params(m)
+    sites = _gland_sites(x, y, seed, m.structure_um, prob, radius, lumen, salt)
+    if not len(sites) or not np.size(x):
+        return np.zeros(np.shape(x))
+    d = (x[:, None] - sites[None, :, 0]) ** 2 + (y[:, None] - sites[None, :, 1]) ** 2
+    k = np.argmin(d / sites[None, :, 2] ** 2, axis=1)
+    return np.arctan2(y - sites[k, 1], x - sites[k, 0])
 
 
 def _nests(x: np.ndarray, y: np.ndarray, seed: int, grid: bool, spacing: float) -> np.ndarray:
-    """Epithelium of large Voronoi nests separated by fibrous septa of varying width."""
+    """Epithelium of large irregular (domain-warped Voronoi) nests separated by fibrous septa."""
+    wx = x + field(x, y, 90.0, seed, _S_NEST + 200, grid) * 0.25 * spacing
+    wy = y + field(x, y, 90.0, seed, _S_NEST + 300, grid) * 0.25 * spacing
     ii, jj = _site_range(x, y, spacing, 2)
-    cx = (ii + 0.5 + 0.7 * (noise.hash_uniform(seed, _S_NEST, 1, jj, ii) - 0.5)) * spacing
-    cy = (jj + 0.5 + 0.7 * (noise.hash_uniform(seed, _S_NEST, 2, jj, ii) - 0.5)) * spacing
+    u = noise.hash_streams(2, seed, _S_NEST, jj, ii)
+    cx = (ii + 0.5 + 0.7 * (u[0] - 0.5)) * spacing
+    cy = (jj + 0.5 + 0.7 * (u[1] - 0.5)) * spacing
     shape = np.broadcast_shapes(x.shape, y.shape)
     d1 = np.full(shape, np.inf, np.float32)
     d2 = np.full(shape, np.inf, np.float32)
     for k in range(cx.size):
-        d = np.sqrt((x - cx[k]) ** 2 + (y - cy[k]) ** 2)
+        d = np.sqrt((wx - cx[k]) ** 2 + (wy - cy[k]) ** 2)
         d2 = np.minimum(d2, np.maximum(d1, d))
         d1 = np.minimum(d1, d)
     half_gap = 0.5 * (d2 - d1)
-    width = 5.0 + 6.0 * (field(x, y, 60.0, seed, _S_NEST + 100, grid) + 0.5)
-    return (half_gap > np.maximum(width, 2.0)).astype(np.float32)
+    width = 4.0 + 5.0 * (field(x, y, 50.0, seed, _S_NEST + 100, grid) + 0.5)
+    return (half_gap > np.maximum(width, 1.5)).astype(np.float32)
 
 
 def _sheet(x: np.ndarray, y: np.ndarray, seed: int, grid: bool, spacing: float) -> np.ndarray:
@@ -84,14 +112,12 @@ def regions(m: Morphology, x: np.ndarray, y: np.ndarray, seed: int, grid: bool,
     shape = np.broadcast_shapes(x.shape, y.shape)
     zeros = np.zeros(shape, np.float32)
     s = m.structure_um
-    if m.arrangement == "gland":
-        return _glands(x, y, seed, grid, s, 0.9, (0.38, 0.5), (0.3, 0.55), 0.22, _S_GLAND)
+    if m.arrangement == "gland" or (m.arrangement == "stroma" and m.normal_glands > 0):
+        return _glands(m, x, y, seed, grid)
     if m.arrangement == "nest":
         return _nests(x, y, seed, grid, s), zeros
     if m.arrangement == "sheet":
         return _sheet(x, y, seed, grid, s), zeros
-    if m.arrangement == "stroma" and m.normal_glands > 0:
-        return _glands(x, y, seed, grid, s, m.normal_glands, (0.14, 0.2), (0.62, 0.7), 0.04, _S_NGLAND)
     return zeros, zeros.copy()
 
 
@@ -100,37 +126,83 @@ def _fibre_angles(seed: int) -> tuple[float, float]:
     return a1, a1 + np.pi * (0.35 + 0.3 * float(noise.hash_uniform(seed, _S_FIBRE, 1)))
 
 
+def _linear_phase(x: np.ndarray, y: np.ndarray, angle: float, k: float, grid: bool) -> np.ndarray:
+    """k * (x cos a + y sin a); on a grid computed per axis in float64 and summed in float32 (cheap, exact)."""
+    if not grid:
+        return k * (x * np.cos(angle) + y * np.sin(angle))
+    px = np.mod(k * np.cos(angle) * x, 2 * np.pi).astype(np.float32)
+    py = np.mod(k * np.sin(angle) * y, 2 * np.pi).astype(np.float32)
+    return px + py
+
+
 def _phases(x: np.ndarray, y: np.ndarray, seed: int, grid: bool, period: float,
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a1, a2 = _fibre_angles(seed)
-    warp = field(x, y, 40.0, seed, _S_WARP, grid, octaves=2) * 9.0
+    warp = field(x, y, 22.0, seed, _S_WARP, grid, octaves=2) * 5.0
+    warp += field(x, y, 90.0, seed, _S_WARP + 1, grid, octaves=1) * 14.0
     k = 2 * np.pi / period
-    p1 = k * (x * np.cos(a1) + y * np.sin(a1)) + warp
-    p2 = k * (x * np.cos(a2) + y * np.sin(a2)) + warp
+    p1 = _linear_phase(x, y, a1, k, grid) + warp
+    p2 = _linear_phase(x, y, a2, k, grid) + warp
     w = np.clip(field(x, y, 180.0, seed, _S_FIBRE + 100, grid) * 3.0 + 0.5, 0.0, 1.0)
     return p1, p2, w
 
 
 def fibres(x: np.ndarray, y: np.ndarray, seed: int, grid: bool, period: float) -> np.ndarray:
-    """Wavy collagen-fibre intensity in [0, 1]: two domain-warped stripe sets blended by a slow field."""
+    """Wavy collagen-fibre intensity in [0, 1]: two domain-warped stripe sets, broken up by noise."""
     p1, p2, w = _phases(x, y, seed, grid, period)
-    s1 = (0.5 + 0.5 * np.sin(p1)) ** 2
-    s2 = (0.5 + 0.5 * np.sin(p2)) ** 2
-    return (w * s1 + (1 - w) * s2).astype(np.float32)
-
-
-def fibre_angle(x: np.ndarray, y: np.ndarray, seed: int, period: float) -> np.ndarray:
-    """Local fibre direction (radians) at points: perpendicular to the dominant stripe set's phase gradient."""
-    eps = 0.5
-    p1, p2, w = _phases(x, y, seed, False, period)
-    p1x, p2x, _ = _phases(x + eps, y, seed, False, period)
-    p1y, p2y, _ = _phases(x, y + eps, seed, False, period)
-    gx = np.where(w > 0.5, p1x - p1, p2x - p2)
-    gy = np.where(w > 0.5, p1y - p1, p2y - p2)
-    return np.arctan2(gy, gx) + np.pi / 2
+    s1 = 0.5 + 0.5 * np.sin(p1)
+    s2 = 0.5 + 0.5 * np.sin(p2)
+    s1 *= s1 * s1
+    s2 *= s2 * s2
+    breaks = np.clip(0.55 + 1.3 * field(x, y, 9.0, seed, _S_FIBRE + 200, grid, octaves=2), 0.0, 1.0)
+    return ((w * s1 + (1 - w) * s2) * breaks).astype(np.float32)
 
 
 def stroma_density(x: np.ndarray, y: np.ndarray, seed: int, grid: bool) -> np.ndarray:
     """Dense (1) vs loose, oedematous (towards 0) stroma, with occasional clefts."""
     f = field(x, y, 70.0, seed, _S_DENS, grid, octaves=3)
-    return np.clip(0.7 + 1.2 * f, 0.08, 1.0).astype(np.float32)
+    return np.clip(0.85 + 1.0 * f, 0.12, 1.0).astype(np.float32)
+
+
+MARGIN_UM = 26.0  # coarse fields extend this far beyond the pixel grid (covers nuclei centred outside it)
+
+
+@dataclass(frozen=True)
+class Coarse:
+    """Region fields (and fibre direction) on a globally aligned grid of `step` microns around a render grid.
+
+    Values at a node depend only on the node's global position, so nuclei near the edge of a strip or block get
+    the same region test and orientation in every block that draws them.
+    """
+
+    x0: float
+    y0: float
+    step: float
+    epi: np.ndarray
+    lum: np.ndarray
+    angle: np.ndarray | None
+
+    def lookup(self, f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Nearest-node value of field `f` at points (x, y) microns."""
+        i = np.clip(np.rint((y - self.y0) / self.step).astype(np.int64), 0, f.shape[0] - 1)
+        j = np.clip(np.rint((x - self.x0) / self.step).astype(np.int64), 0, f.shape[1] - 1)
+        return f[i, j]
+
+
+def coarse_fields(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int, step: float = 1.0,
+                  want_angle: bool = False) -> Coarse:
+    """Coarse region fields around the grid xs, ys (plus MARGIN_UM), and the fibre angle when asked."""
+    n = np.ceil(MARGIN_UM / step)
+    cx = np.arange(np.floor(xs[0] / step) - n, np.ceil(xs[-1] / step) + n + 1) * step
+    cy = np.arange(np.floor(ys[0] / step) - n, np.ceil(ys[-1] / step) + n + 1) * step
+    epi, lum = regions(m, cx[None, :], cy[:, None], seed, True)
+    angle = None
+    if want_angle:
+        gx_ = np.concatenate([cx[:1] - step, cx, cx[-1:] + step])
+        gy_ = np.concatenate([cy[:1] - step, cy, cy[-1:] + step])
+        p1, p2, w = _phases(gx_[None, :], gy_[:, None], seed, True, m.fibre_period_um)
+        p = np.where(w > 0.5, p1, p2)
+        dx = np.mod(p[1:-1, 2:] - p[1:-1, :-2] + np.pi, 2 * np.pi) - np.pi
+        dy = np.mod(p[2:, 1:-1] - p[:-2, 1:-1] + np.pi, 2 * np.pi) - np.pi
+        angle = (np.arctan2(dy, dx) + np.pi / 2).astype(np.float32)
+    return Coarse(float(cx[0]), float(cy[0]), step, epi, lum, angle)
