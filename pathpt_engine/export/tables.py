@@ -85,6 +85,8 @@ def copy_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], ov
             os.replace(dst, old)
         os.replace(tmp, dst)
     except OSError as exc:
+        if old.exists() and not dst.exists():
+            os.replace(old, dst)  # put the previous copy back
         raise ExportError(f"{dst}: cannot copy checkpoint from {src} ({exc})") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
