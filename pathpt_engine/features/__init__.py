@@ -1,0 +1,25 @@
+"""Features: per-slide h5 store (CLAM/TRIDENT/PathPT compatible) and batched extraction."""
+
+from .store import (
+    CoordsFile,
+    FeatureFile,
+    grid_coords_attrs,
+    is_valid,
+    read_coords,
+    read_features,
+    stale_reason,
+    write_coords,
+    write_features,
+)
+
+__all__ = [
+    "CoordsFile",
+    "FeatureFile",
+    "grid_coords_attrs",
+    "is_valid",
+    "read_coords",
+    "read_features",
+    "stale_reason",
+    "write_coords",
+    "write_features",
+]

@@ -1,6 +1,25 @@
-"""Slides: reader protocol + OpenSlide reader (with a JPEG-tile fast path), tissue mask, tile grid, tiling job."""
+"""Slides: reader protocol + OpenSlide reader (with a JPEG-tile fast path), tissue mask, tile grid, tile reading.
+
+The tiling job (tissue + grid + coords h5 for many slides) lives in `pathpt_engine.slides.tiling`; import it
+from there (it writes through `pathpt_engine.features`, which itself builds on this package).
+"""
 
 from .base import SlideReader
+from .grid import GridParams, TileGrid, make_grid
 from .reader import OpenSlideReader, open_slide
+from .tiles import iter_tiles, read_tile
+from .tissue import TissueMask, TissueParams, tissue_mask
 
-__all__ = ["OpenSlideReader", "SlideReader", "open_slide"]
+__all__ = [
+    "GridParams",
+    "OpenSlideReader",
+    "SlideReader",
+    "TileGrid",
+    "TissueMask",
+    "TissueParams",
+    "iter_tiles",
+    "make_grid",
+    "open_slide",
+    "read_tile",
+    "tissue_mask",
+]

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import numpy as np
 import openslide
+from PIL import Image
 
 from ..errors import SlideError
 from .tiff_tiles import TiffTileSource, open_tile_source
@@ -260,8 +261,13 @@ class OpenSlideReader:
     def thumbnail(self, max_size: int) -> np.ndarray:
         if max_size < 1:
             raise SlideError(f"{self.path}: thumbnail size must be >= 1, got {max_size}")
-        img = self._call(lambda osr: osr.get_thumbnail((max_size, max_size)), f"thumbnail {max_size}px")
-        return rgba_to_rgb(np.asarray(img.convert("RGBA")))
+        # As openslide-python's get_thumbnail (best level, then Lanczos), but through read_region's fast path.
+        width, height = self.dimensions
+        level = self.best_level_for_downsample(max(width, height) / max_size)
+        region = self.read_region((0, 0), level, self._level_dims[level])
+        img = Image.fromarray(region)
+        img.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
+        return np.asarray(img)
 
     def _check_level(self, level: int) -> None:
         if self._closed:
