@@ -13,13 +13,15 @@ import pytest
 
 from pathpt_engine.errors import ConfigError, ProjectError
 from pathpt_engine.jobs import collect
-from pathpt_engine.project import DB_NAME, SCHEMA_VERSION, ClassSet, ClassSpec, Project
+from pathpt_engine.project import DB_NAME, SCHEMA_VERSION, ClassInfo, ClassSet, Project
 from pathpt_engine.results import SlidePrediction
 from pathpt_engine.synth.writer import write_slide
 
-CLASSES = ClassSet((ClassSpec("Normal", ("normal lung",), is_normal=True), ClassSpec("LUAD", ("adenocarcinoma",)),
-                    ClassSpec("LUSC", ("squamous cell carcinoma",), color="#00ff00")),
-                   templates=("an H&E image of {}.",))
+CLASSES = ClassSet("lung", "test set", (
+    ClassInfo("Normal", "Normal lung", ("normal lung",), "#7f7f7f", normal=True),
+    ClassInfo("LUAD", "Adenocarcinoma", ("adenocarcinoma",), "#1f77b4"),
+    ClassInfo("LUSC", "Squamous cell carcinoma", ("squamous cell carcinoma",), "#00ff00")),
+    templates=("an H&E image of CLASSNAME.",))
 
 
 def _slide(path: Path, seed: int) -> Path:
@@ -136,19 +138,13 @@ def test_relink_reports_still_missing(proj: Project, tmp_path: Path) -> None:
     assert report.still_missing == ["z"] and report.relinked == {}
 
 
-def test_class_set_round_trip_and_validation(proj: Project) -> None:
-    got = proj.classes.get()
-    assert got.names == ("Normal", "LUAD", "LUSC") and got.normal == "Normal"
-    assert got.subtypes == ("LUAD", "LUSC") and got.templates == CLASSES.templates
-    assert got.classes[1].synonyms == ("adenocarcinoma",)
-    colors = got.colors()
-    assert colors["LUSC"] == "#00ff00" and colors["Normal"] == "#7f7f7f" and colors["LUAD"] == "#1f77b4"
-    with pytest.raises(ValueError, match="colour"):
-        ClassSpec("X", color="red")
-    with pytest.raises(ValueError, match="duplicate"):
-        ClassSet((ClassSpec("A"), ClassSpec("A")))
-    with pytest.raises(ValueError, match="placeholder"):
-        ClassSet((ClassSpec("A"),), templates=("no slot",))
+def test_class_set_round_trip(proj: Project, tmp_path: Path) -> None:
+    assert proj.classes.get() == CLASSES
+    assert proj.classes.colors() == {"Normal": "#7f7f7f", "LUAD": "#1f77b4", "LUSC": "#00ff00"}
+    with Project.create(tmp_path / "fresh") as fresh:
+        assert fresh.classes.get() is None and fresh.classes.names() == ()
+        with pytest.raises(ConfigError, match="no classes yet"):
+            fresh.labels.set("a", "LUAD")
 
 
 def _three_slides(proj: Project, slide_dir: Path) -> None:
@@ -163,8 +159,10 @@ def test_labels_validate_and_undo_redo_persist(proj: Project, slide_dir: Path, t
         proj.labels.set("a", "SCLC")
     with pytest.raises(ProjectError, match="no slide"):
         proj.labels.set("zzz", "LUAD")
-    proj.labels.set("a", "LUAD")
-    proj.labels.set("b", "LUSC", split="heldout")
+    proj.labels.set("a", "luad")  # names and display names are accepted in any case
+    assert proj.labels.get("a").label == "LUAD"
+    proj.labels.set("b", "Squamous cell carcinoma", split="heldout")
+    assert proj.labels.get("b").label == "LUSC"
     proj.labels.set_split("a", "heldout")
     assert proj.labels.unlabelled() == ["c"]
     assert proj.labels.undo() == "move a to heldout"

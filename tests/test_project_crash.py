@@ -13,14 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pathpt_engine.project import DB_NAME, ClassSet, ClassSpec, Project
+from pathpt_engine.project import DB_NAME, Project
+from pathpt_engine.prompts.classsets import synth_classset
 from pathpt_engine.synth.writer import write_slide
 
+CLASSES = synth_classset(2)
+A, B = CLASSES.subtype_names
 WRITER = textwrap.dedent("""
     import sys
     from pathpt_engine.project import Project
     proj = Project.open(sys.argv[1])
-    labels = ("LUAD", "LUSC")
+    labels = (sys.argv[2], sys.argv[3])
     i = 0
     while True:
         proj.set_setting(f"k{i}", i)
@@ -34,10 +37,10 @@ WRITER = textwrap.dedent("""
 def test_sigkill_loses_nothing_committed(tmp_path: Path) -> None:
     write_slide(tmp_path / "s.tiff", np.full((256, 256, 3), 200, np.uint8), fmt="tiff")
     with Project.create(tmp_path / "p") as proj:
-        proj.classes.set(ClassSet((ClassSpec("Normal", is_normal=True), ClassSpec("LUAD"), ClassSpec("LUSC"))))
+        proj.classes.set(CLASSES)
         proj.slides.add(tmp_path / "s.tiff")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    child = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "p")], stdout=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "p"), A, B], stdout=subprocess.PIPE,
                              text=True, env=env)
     last = -1
     assert child.stdout is not None
@@ -60,8 +63,8 @@ def test_sigkill_loses_nothing_committed(tmp_path: Path) -> None:
         assert n in (last + 1, last + 2, last + 3)  # plus at most the changes made after the last report
         label = proj.labels.get("s")
         # the label matches the last setting written (both commit before the print; at most one more pair)
-        assert label is not None and label.label in ("LUAD", "LUSC")
-        assert label.label == ("LUAD", "LUSC")[(n - 1) % 2] or label.label == ("LUAD", "LUSC")[n % 2]
+        assert label is not None and label.label in (A, B)
+        assert label.label in ((A, B)[(n - 1) % 2], (A, B)[n % 2])
         # history is intact: undo walks back through the alternating labels
         before = label.label
         proj.labels.undo()

@@ -1,6 +1,7 @@
 """Project store: one SQLite database per project folder (slides, classes, labels, runs, predictions, settings)."""
 
-from .classes import DEFAULT_PALETTE, ClassSet, ClassSpec, default_colors
+from ..prompts.classsets import ClassInfo, ClassSet
+from .classes import DEFAULT_PALETTE, default_colors
 from .db import DB_NAME, SCHEMA_VERSION
 from .labels import SPLITS, Label, LabelImportReport
 from .runs import STATUSES, PredictionRecord, RunRecord, margin_uncertainty
@@ -9,6 +10,6 @@ from .store import Project
 
 __all__ = [
     "DB_NAME", "DEFAULT_PALETTE", "SCHEMA_VERSION", "SLIDE_EXTENSIONS", "SPLITS", "STATUSES", "AddReport",
-    "ClassSet", "ClassSpec", "Label", "LabelImportReport", "PredictionRecord", "Project", "RelinkReport",
+    "ClassInfo", "ClassSet", "Label", "LabelImportReport", "PredictionRecord", "Project", "RelinkReport",
     "RunRecord", "SlideRecord", "default_colors", "margin_uncertainty",
 ]

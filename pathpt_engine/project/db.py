@@ -34,8 +34,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             slide_id TEXT PRIMARY KEY, path TEXT NOT NULL, width INTEGER, height INTEGER,
             mpp_x REAL, mpp_y REAL, quickhash TEXT, format TEXT, added TEXT NOT NULL)""",
         """CREATE TABLE classes (
-            idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, is_normal INTEGER NOT NULL,
-            color TEXT NOT NULL, synonyms TEXT NOT NULL)""",
+            idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL,
+            is_normal INTEGER NOT NULL, color TEXT NOT NULL, synonyms TEXT NOT NULL)""",
         "CREATE TABLE templates (idx INTEGER PRIMARY KEY, text TEXT NOT NULL)",
         """CREATE TABLE labels (
             slide_id TEXT PRIMARY KEY REFERENCES slides(slide_id) ON DELETE CASCADE,

@@ -76,10 +76,10 @@ class LabelStore:
         for sid, lab in labels.items():
             if sid not in known:
                 raise ProjectError(f"{self._db.path}: no slide {sid!r} in this project")
-            if lab not in allowed:
+            if _resolve(allowed, lab) is None:
                 raise ConfigError(f"{self._db.path}: {lab!r} is not a subtype class of this project "
-                                  f"(choose one of {sorted(allowed)})")
-        self._apply([(sid, (lab, split)) for sid, lab in labels.items()],
+                                  f"(choose one of {sorted(set(allowed.values()))})")
+        self._apply([(sid, (_resolve(allowed, lab), split)) for sid, lab in labels.items()],
                     description or f"label {len(labels)} slides")
 
     def set_split(self, slide_id: str, split: str) -> None:
@@ -111,12 +111,12 @@ class LabelStore:
         for line, sid, lab, row_split in rows:
             if sid not in known:
                 report.unknown_slides.append((line, sid))
-            elif lab not in allowed:
+            elif _resolve(allowed, lab) is None:
                 report.unknown_classes.append((line, lab))
             elif row_split and row_split not in SPLITS:
                 raise ConfigError(f"{path}: line {line}: split {row_split!r} is not one of {SPLITS}")
             else:
-                changes.append((sid, (lab, row_split or split)))
+                changes.append((sid, (_resolve(allowed, lab), row_split or split)))
         self._apply(changes, f"import labels from {Path(path).name}")
         report.applied = len(changes)
         return report
@@ -173,11 +173,17 @@ class LabelStore:
                              [(op_id, sid, *old, *new) for sid, old, new in items])
             conn.execute("DELETE FROM label_ops WHERE op_id <= ?", (op_id - HISTORY_LIMIT,))
 
-    def _allowed_labels(self) -> set[str]:
-        rows = self._db.query("SELECT name, is_normal FROM classes")
+    def _allowed_labels(self) -> dict[str, str]:
+        """Accepted spellings (name, display name, and their lower case) -> subtype class name."""
+        rows = self._db.query("SELECT name, display_name, is_normal FROM classes ORDER BY idx DESC")
         if not rows:
             raise ConfigError(f"{self._db.path}: the project has no classes yet; set a class set before labelling")
-        return {r["name"] for r in rows if not r["is_normal"]}
+        out: dict[str, str] = {}
+        for r in rows:
+            if not r["is_normal"]:
+                for key in (r["display_name"].lower(), r["name"].lower(), r["display_name"], r["name"]):
+                    out[key] = r["name"]
+        return out
 
     def _slide_ids(self) -> list[str]:
         return [r[0] for r in self._db.query("SELECT slide_id FROM slides")]
@@ -186,6 +192,10 @@ class LabelStore:
     def _check_split(split: str) -> None:
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def _resolve(allowed: Mapping[str, str], label: str) -> str | None:
+    return allowed.get(label) or allowed.get(label.strip().lower())
 
 
 def _write(conn: sqlite3.Connection, slide_id: str, state: State) -> None:
