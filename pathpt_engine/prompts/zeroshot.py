@@ -1,0 +1,107 @@
+"""Zero-shot classifiers from prompts (method.md §3.4, §4.1).
+
+* `mean_classifier`: all prompts of a class (synonyms x templates) encoded, averaged, L2-normalised. No labels.
+* `select_prompt_ensemble`: 200 random one-prompt-per-class classifiers, each scored by balanced accuracy on the
+  labelled (k-shot training) slides with the tile-vote rule; the top 100 are averaged per class, L2-normalised.
+  This is PathPT's W* ("manual prompting"): tuned on training labels, not pure zero-shot.
+* `zeroshot_tile_probs`: softmax(10 · cos(tile, class)) per tile.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F  # noqa: N812
+
+from ..backbones.base import Backbone
+from ..metrics import balanced_accuracy
+from ..pathpt.vote import tile_vote
+from .classsets import ClassSet
+
+log = logging.getLogger(__name__)
+
+TEMPERATURE = 10.0
+
+
+@torch.no_grad()
+def encode_class_prompts(backbone: Backbone, classset: ClassSet, batch_size: int = 64) -> list[torch.Tensor]:
+    """L2-normalised embeddings of every prompt, one [P_c, D] float32 CPU tensor per class."""
+    was_training = backbone.training
+    backbone.eval()
+    out = []
+    try:
+        for c in range(classset.n_classes):
+            prompts = classset.prompts(c)
+            chunks = [backbone.encode_text(prompts[i : i + batch_size]).float().cpu()
+                      for i in range(0, len(prompts), batch_size)]
+            out.append(F.normalize(torch.cat(chunks), dim=-1))
+    finally:
+        backbone.train(was_training)
+    return out
+
+
+def mean_classifier(class_embeddings: list[torch.Tensor]) -> torch.Tensor:
+    """Average all prompt embeddings per class and L2-normalise: [C, D]."""
+    return F.normalize(torch.stack([e.mean(dim=0) for e in class_embeddings]), dim=-1)
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """The selected classifier W* and the selection record."""
+
+    classifier: torch.Tensor  # [C, D]
+    choices: np.ndarray  # [n_random, C] prompt index per class
+    scores: np.ndarray  # [n_random] train BACC of each one-prompt classifier
+    kept: np.ndarray  # indices of the kept classifiers
+
+
+def select_prompt_ensemble(
+    class_embeddings: list[torch.Tensor],
+    slides: list[tuple[np.ndarray | torch.Tensor, int]],
+    n_random: int = 200,
+    n_keep: int = 100,
+    seed: int = 0,
+) -> EnsembleResult:
+    """PathPT's prompt-ensemble selection (§4.1).
+
+    Args:
+        class_embeddings: per class [P_c, D] L2-normalised prompt embeddings (class 0 = Normal).
+        slides: labelled slides (tile features [N, D], 0-based subtype label).
+        n_random: number of random one-prompt classifiers (classifier r draws with seed (seed, r)).
+        n_keep: how many of the best (by train BACC; ties -> lower r) are averaged.
+        seed: base seed (the fold index in the protocol).
+    """
+    if not slides:
+        raise ValueError("select_prompt_ensemble: no labelled slides")
+    n_classes = len(class_embeddings)
+    offsets = np.cumsum([0] + [len(e) for e in class_embeddings])
+    all_emb = torch.cat(class_embeddings).float()
+    choices = np.stack([
+        np.array([np.random.default_rng([seed, r, c]).integers(len(class_embeddings[c]))
+                  for c in range(n_classes)])
+        for r in range(n_random)
+    ])
+    columns = choices + offsets[:-1][None]
+    preds = np.zeros((n_random, len(slides)), dtype=np.int64)
+    labels = np.array([int(y) for _, y in slides])
+    for s, (feats, _) in enumerate(slides):
+        sims = (torch.as_tensor(feats, dtype=torch.float32) @ all_emb.T).numpy()  # [N, P_total]
+        for r in range(n_random):
+            preds[r, s] = tile_vote(sims[:, columns[r]])[0]
+    scores = np.array([balanced_accuracy(labels, preds[r], n_classes - 1) for r in range(n_random)])
+    kept = np.argsort(-scores, kind="stable")[: min(n_keep, n_random)]
+    per_class = [torch.stack([class_embeddings[c][choices[r, c]] for r in kept]).mean(0) for c in range(n_classes)]
+    w = F.normalize(torch.stack(per_class), dim=-1)
+    log.info("prompt ensemble: kept %d/%d classifiers, train BACC best %.3f mean kept %.3f", len(kept), n_random,
+             scores[kept[0]], scores[kept].mean())
+    return EnsembleResult(w, choices, scores, kept)
+
+
+def zeroshot_tile_probs(features: np.ndarray | torch.Tensor, classifier: torch.Tensor,
+                        temperature: float = TEMPERATURE) -> np.ndarray:
+    """softmax(temperature · cos) per tile: float32 [N, C] (features are L2-normalised first)."""
+    f = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=-1)
+    return (temperature * f @ classifier.float().T).softmax(dim=-1).numpy()
