@@ -82,12 +82,11 @@ def _screenshot(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     spec = ViewSpec.parse(args.view)
     if args.window:
-        from PySide6.QtCore import QSettings
-        settings = AppSettings(QSettings())  # read-only use; recent files are still updated
-        win = MainWindow(settings)
+        win = MainWindow(AppSettings())
+
         win.resize(*size)
         win.show()
-        view = win.open_slide(args.slides[0])
+        view = win.open_slide(args.slides[0], remember=False)
         if view is None:
             return 2
         target = win

@@ -79,8 +79,13 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: list[str | Path]) -> list[SlideView]:
         return [v for v in (self.open_slide(p) for p in paths) if v is not None]
 
-    def open_slide(self, path: str | Path) -> SlideView | None:
-        """Open a slide in a new tab (or switch to it); a bad file shows one dialog and returns None."""
+    def open_slide(self, path: str | Path, remember: bool = True) -> SlideView | None:
+        """Open a slide in a new tab (or switch to it); a bad file shows one dialog and returns None.
+
+        Args:
+            path: the slide file.
+            remember: add it to the recent-files list.
+        """
         path = Path(path)
         for i, view in enumerate(self.views()):
             if view.reader.path.resolve() == path.resolve():
@@ -101,8 +106,9 @@ class MainWindow(QMainWindow):
         self.tabs.setTabToolTip(index, str(path))
         self.tabs.setCurrentIndex(index)
         self.stack.setCurrentIndex(1)
-        self.settings.add_recent(path)
-        self._rebuild_recent()
+        if remember:
+            self.settings.add_recent(path)
+            self._rebuild_recent()
         self.slide_opened.emit(view)
         view.setFocus()
         return view
