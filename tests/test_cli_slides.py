@@ -1,0 +1,82 @@
+"""`pathpt info` and `pathpt tile`: output, files, and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from slide_fixtures import blob_image, make_slide, write_plain_tiff
+
+from pathpt_engine.cli import main
+from pathpt_engine.features import read_coords
+
+
+@pytest.fixture(scope="module")
+def svs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    img = blob_image(1600, 1200, seed=4)
+    return make_slide(tmp_path_factory.mktemp("cli") / "case 1.svs", 1600, 1200, fmt="svs", seed=4,
+                      label=img[:100, :150].copy())
+
+
+def test_info_text_and_json(svs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(svs)]) == 0
+    out = capsys.readouterr().out
+    assert "aperio" in out and "1600 x 1200" in out and "0.2500 x 0.2500" in out and "label" in out
+    assert main(["info", str(svs), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "aperio" and info["dimensions"] == [1600, 1200] and info["mpp"] == [0.25, 0.25]
+    assert info["objective_power"] == 40.0 and "label" in info["associated_images"]
+    assert info["levels"][1] == {"dimensions": [800, 600], "downsample": 2.0, "native_tile": [256, 256]}
+
+
+def test_tile_writes_coords_and_summary(svs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blank = make_slide(tmp_path / "blank.tif", 800, 800, blobs=0)
+    out = tmp_path / "out"
+    rc = main(["-q", "tile", str(svs), str(blank), "--out", str(out), "--tile-size", "128", "--min-tissue", "0.6",
+               "--thumb-size", "512"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    summary = json.loads((out / "tiling.json").read_text())
+    slides = {s["slide_name"]: s for s in summary["slides"]}
+    assert slides["case 1"]["n_tiles"] > 0 and slides["blank"]["n_tiles"] == 0
+    assert "blank: 0 tiles" in text and "no tissue found" in text
+    assert f"{summary['total_tiles']} tiles from 2 slides" in text
+    coords = read_coords(out / "case 1.h5")
+    assert len(coords.coords) == slides["case 1"]["n_tiles"]
+    assert coords.coords_attrs["patch_size"] == 128 and coords.coords_attrs["patch_level"] == 1
+    assert summary["params"]["grid"] == {"assume_mpp": None, "min_tissue": 0.6, "target_mpp": 0.5, "tile_size": 128}
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("pathpt: error: ") and needle in err[-1], err
+    assert not any("Traceback" in line for line in err)
+
+
+def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "fake.svs").write_text("hello")
+    (tmp_path / "empty.ndpi").write_bytes(b"")
+    _one_line_error(capsys, ["info", str(tmp_path / "missing.svs")], "missing.svs: no such file")
+    _one_line_error(capsys, ["info", str(tmp_path / "fake.svs")], "fake.svs: not a slide format")
+    _one_line_error(capsys, ["-q", "tile", str(tmp_path / "empty.ndpi"), "--out", str(tmp_path)], "empty file")
+    _one_line_error(capsys, ["-q", "tile", str(tmp_path), "--out", str(tmp_path)], "is a directory")
+    _one_line_error(capsys, ["-q", "tile", str(tmp_path / "x.svs"), "--out", str(tmp_path), "--mpp", "0"],
+                    "target_mpp must be > 0")
+    nores = write_plain_tiff(tmp_path / "nores.tif", blob_image(500, 400))
+    _one_line_error(capsys, ["-q", "tile", str(nores), "--out", str(tmp_path)], "nores.tif: the slide does not state")
+    assert main(["-q", "tile", str(nores), "--out", str(tmp_path), "--assume-mpp", "0.25", "--min-tissue", "0"]) == 0
+    assert "0.2500 µm/px assumed" in capsys.readouterr().out
+
+
+def test_subprocess_error_has_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.svs"
+    bad.write_bytes(b"II*\x00" + b"\x07" * 500)
+    proc = subprocess.run([sys.executable, "-m", "pathpt_engine.cli", "info", str(bad)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"pathpt: error: {bad}: a TIFF file OpenSlide cannot open as a "
+                                                 "slide (not tiled, truncated or corrupt)"]
