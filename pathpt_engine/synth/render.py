@@ -56,7 +56,7 @@ class Stain:
 
         return cls(h_vec=jit(H_VEC, 0.08), e_vec=jit(E_VEC, 0.12),
                    h_scale=float(np.exp(rng.normal(0, 0.15))), e_scale=float(np.exp(rng.normal(0, 0.2))),
-                   background_od=float(rng.uniform(0.01, 0.05)), brightness=float(rng.uniform(0.96, 1.04)),
+                   background_od=float(rng.uniform(0.005, 0.03)), brightness=float(rng.uniform(0.98, 1.03)),
                    blur_um=float(rng.choice([0.0, 0.0, rng.uniform(0.15, 0.5)])))
 
 
@@ -123,8 +123,11 @@ def od_to_rgb(od: np.ndarray, stain: Stain, mpp: float) -> np.ndarray:
         from scipy.ndimage import gaussian_filter
 
         od = gaussian_filter(od, (stain.blur_um / mpp, stain.blur_um / mpp, 0), mode="nearest")
-    rgb = (255.0 * stain.brightness) * np.power(10.0, -(od + stain.background_od), dtype=np.float32)
-    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    od = od.astype(np.float32, copy=False)
+    rgb = np.exp(od * np.float32(-np.log(10.0)))
+    rgb *= np.float32(255.0 * stain.brightness * 10.0 ** (-stain.background_od))
+    rgb += 0.5
+    return np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
 
 
 def pixel_centres(x0_um: float, y0_um: float, w: int, h: int, mpp: float) -> tuple[np.ndarray, np.ndarray]:
