@@ -177,3 +177,23 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
     bad.write_text(json.dumps(doc))
     with pytest.raises(PathPTError, match=r"bad.geojson: tile feature 1 lacks measurements \['B'\]"):
         read_geojson(bad)
+
+
+def test_regions_label_tiles_by_centre(tmp_path: Path) -> None:
+    from pathpt_engine.export import tile_labels_from_regions
+
+    doc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": str(uuid.uuid4()),
+         "geometry": {"type": "Polygon", "coordinates": [
+             [[0, 0], [400, 0], [400, 400], [0, 400], [0, 0]],
+             [[100, 100], [300, 100], [300, 300], [100, 300], [100, 100]]]},  # hole in the middle
+         "properties": {"objectType": "annotation", "classification": {"name": "LUAD", "color": [255, 0, 0]}}},
+        {"type": "Feature", "id": str(uuid.uuid4()),
+         "geometry": {"type": "Polygon", "coordinates": [[[350, 0], [600, 0], [600, 100], [350, 100], [350, 0]]]},
+         "properties": {"objectType": "annotation", "classification": {"name": "LUSC", "color": [0, 255, 0]}}},
+    ]}
+    path = tmp_path / "ann.geojson"
+    path.write_text(json.dumps(doc))
+    regions = read_geojson(path).regions
+    coords = np.array([[0, 0], [150, 150], [300, 300], [400, 0], [700, 700]])
+    assert tile_labels_from_regions(regions, coords, 50) == ["LUAD", None, "LUAD", "LUSC", None]

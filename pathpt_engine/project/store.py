@@ -97,6 +97,10 @@ class Project:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
+    def suggest_next_slide(self, run_id: str) -> str | None:
+        """The unlabelled slide run `run_id` is least certain about (see `RunStore.suggest_next_slide`)."""
+        return self.runs.suggest_next_slide(run_id)
+
     # ---- settings ------------------------------------------------------------------------------------------
     def set_setting(self, key: str, value: Any) -> None:
         """Store a JSON-serialisable value under `key` (committed at once)."""
