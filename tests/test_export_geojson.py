@@ -197,3 +197,19 @@ def test_regions_label_tiles_by_centre(tmp_path: Path) -> None:
     regions = read_geojson(path).regions
     coords = np.array([[0, 0], [150, 150], [300, 300], [400, 0], [700, 700]])
     assert tile_labels_from_regions(regions, coords, 50) == ["LUAD", None, "LUAD", "LUSC", None]
+
+
+def test_cells_are_not_tiles_and_read_regions(tmp_path: Path) -> None:
+    from pathpt_engine.export import read_regions
+
+    cell = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [5, 0], [5, 5], [0, 0]]]},
+            "properties": {"objectType": "detection", "measurements": {"Nucleus: Area": 12.0}}}
+    cell2 = json.loads(json.dumps(cell))
+    cell2["properties"]["measurements"] = {"Nucleus: Area": 9.0, "Hematoxylin OD mean": 0.3}
+    doc = {"type": "FeatureCollection", "features": [cell, cell2, LEGACY["features"][2]]}
+    path = tmp_path / "cells.geojson"
+    path.write_text(json.dumps(doc))
+    got = read_geojson(path)
+    assert got.scores is None and [r.classification for r in got.regions] == ["Tumor"]
+    path.write_text(json.dumps(LEGACY))
+    assert [r.classification for r in read_regions(path)] == ["Tumor", "Stroma: Dense"]

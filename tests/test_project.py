@@ -256,3 +256,16 @@ def test_two_threads_write_concurrently(proj: Project) -> None:
     assert errors == []
     assert len(proj.settings()) == 100
     assert json.loads(json.dumps(proj.get_setting("worker49"))) == 49
+
+
+def test_closed_project_and_undo_after_slide_removal(proj: Project, slide_dir: Path) -> None:
+    _three_slides(proj, slide_dir)
+    proj.labels.set("a", "LUAD")
+    proj.labels.set("a", "LUSC")
+    proj.slides.remove("a")
+    assert proj.labels.undo() is not None  # the removed slide is skipped, not resurrected
+    assert proj.labels.all() == {} and proj.slides.ids() == ["b", "c"]
+    proj.close()
+    proj.close()  # second close is harmless
+    with pytest.raises(ProjectError, match="closed"):
+        proj.slides.list()

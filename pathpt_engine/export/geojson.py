@@ -194,8 +194,12 @@ def _polygons(geom: Any, path: Path) -> list[Polygon]:
     return [p for p in out if p]
 
 
-def read_geojson(path: str | os.PathLike[str]) -> GeoJsonImport:
+def read_geojson(path: str | os.PathLike[str], with_tiles: bool = True) -> GeoJsonImport:
     """Read a QuPath GeoJSON file back into tile scores, the slide prediction and labelled regions.
+
+    Tiles are the `tile` objects with measurements; when there are none, `detection` objects are used only if
+    they all carry the same measurement names (so a file of cell detections does not read as tiles).
+    With `with_tiles=False` only the prediction and the regions are read.
 
     Raises:
         ExportError: the file is missing, not JSON/GeoJSON, or tiles are inconsistent (sizes, classes).
@@ -209,8 +213,7 @@ def read_geojson(path: str | os.PathLike[str]) -> GeoJsonImport:
     summary = next((f for f in feats if ((f.get("properties") or {}).get("metadata") or {}).get(KIND_KEY)
                     == SLIDE_KIND), None)
     meta = (summary or {}).get("properties", {}).get("metadata", {}) if summary else {}
-    tiles = [f for f in feats if object_type(f) in ("tile", "detection") and measurements(f.get("properties") or {})]
-    scores = _tiles_to_scores(tiles, meta, path)
+    scores = _tiles_to_scores(_tile_candidates(feats), meta, path) if with_tiles else None
     prediction = _prediction(summary, scores, path) if summary else None
     regions = []
     for f in feats:
@@ -222,6 +225,23 @@ def read_geojson(path: str | os.PathLike[str]) -> GeoJsonImport:
         if name is not None and polys:
             regions.append(Region(name, color, polys, str(props.get("name") or ""), object_type(f)))
     return GeoJsonImport(scores, prediction, regions)
+
+
+def _tile_candidates(feats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    tiles = [f for f in feats if object_type(f) == "tile" and measurements(f.get("properties") or {})]
+    if tiles:
+        return tiles
+    dets = [f for f in feats if object_type(f) == "detection" and measurements(f.get("properties") or {})]
+    keys = {tuple(sorted(measurements(f["properties"]))) for f in dets}
+    if len(keys) > 1:
+        log.info("detections carry different measurements; not reading them as tiles")
+        return []
+    return dets
+
+
+def read_regions(path: str | os.PathLike[str]) -> list[Region]:
+    """Only the classified annotations of a QuPath GeoJSON file (for labels), ignoring tiles/detections."""
+    return read_geojson(path, with_tiles=False).regions
 
 
 def _tiles_to_scores(tiles: list[dict[str, Any]], meta: Mapping[str, Any], path: Path) -> TileScores | None:

@@ -76,6 +76,7 @@ class Database:
         self._conn = conn
         self._lock = threading.RLock()
         self._depth = 0
+        self._closed = False
 
     # ---- opening -------------------------------------------------------------------------------------------
     @staticmethod
@@ -149,7 +150,8 @@ class Database:
 
     def schema_version(self) -> int:
         """The highest applied migration version (0 for an empty database)."""
-        row = self._conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
         return int(row[0] or 0)
 
     def _migrate_from(self, version: int) -> None:
@@ -167,6 +169,7 @@ class Database:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Hold the lock and run the body in one immediate transaction (nested calls join the outer one)."""
         with self._lock:
+            self._check_open()
             if self._depth:
                 self._depth += 1
                 try:
@@ -189,6 +192,10 @@ class Database:
             finally:
                 self._depth = 0
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ProjectError(f"{self.path}: the project is closed; open it again")
+
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
@@ -196,16 +203,21 @@ class Database:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read query under the lock and return all rows."""
         with self._lock:
+            self._check_open()
             return self._conn.execute(sql, params).fetchall()
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         """Run a read query under the lock and return the first row or None."""
         with self._lock:
+            self._check_open()
             return self._conn.execute(sql, params).fetchone()
 
     def close(self) -> None:
-        """Checkpoint the WAL into the main file and close the connection."""
+        """Checkpoint the WAL into the main file and close the connection (a second close does nothing)."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:  # another process may hold the database; the WAL stays valid
