@@ -26,7 +26,7 @@ class BackboneSpec:
 
     Attributes:
         name: registry name used on the command line and in feature files.
-        adapter: which loader builds it ("keep" or "clip").
+        adapter: which loader builds it ("keep", "clip" or "conch").
         description: one line for listings.
         default_folder: default weights folder (relative to the working directory), or "" for packaged weights.
         env_var: environment variable that overrides the default folder.
@@ -45,7 +45,7 @@ class BackboneSpec:
     demo: bool = False
 
     def __post_init__(self) -> None:
-        if not self.name or self.adapter not in ("keep", "clip"):
+        if not self.name or self.adapter not in ("keep", "clip", "conch"):
             raise ValueError(f"BackboneSpec: bad name/adapter {self.name!r}/{self.adapter!r}")
 
 
@@ -70,6 +70,14 @@ _SPECS: tuple[BackboneSpec, ...] = (
         default_folder="base_models/clip", env_var="PATHPT_CLIP_WEIGHTS",
         licence="that of the checkpoint (OpenAI CLIP: MIT; QuiltNet-B-32: MIT)",
         download="e.g. huggingface-cli download openai/clip-vit-base-patch32 --local-dir base_models/clip",
+    ),
+    BackboneSpec(
+        name="conch", adapter="conch",
+        description="CONCH (CoCa ViT-B/16 at 448 px, 512-d), loaded natively; tokenizer JSON from mahmoodlab/CONCH",
+        default_folder="base_models/conch", env_var="PATHPT_CONCH_WEIGHTS",
+        licence="CC-BY-NC-ND 4.0, gated (non-commercial; never redistribute weights or tokenizer)",
+        download="request access at huggingface.co/MahmoodLab/conch, download pytorch_model.bin to base_models/conch "
+                 "and copy conch_byte_level_bpe_uncased.json from github.com/mahmoodlab/CONCH next to it",
     ),
     BackboneSpec(
         name="demo", adapter="keep",
@@ -125,7 +133,15 @@ def _build_clip(folder: Path, name: str) -> Backbone:
     return load_clip(folder, name=name)
 
 
-_BUILDERS: dict[str, Callable[[Path, str], Backbone]] = {"keep": _build_keep, "clip": _build_clip}
+def _build_conch(folder: Path, name: str) -> Backbone:
+    from .conch import load_conch
+
+    return load_conch(folder, name=name)
+
+
+_BUILDERS: dict[str, Callable[[Path, str], Backbone]] = {
+    "keep": _build_keep, "clip": _build_clip, "conch": _build_conch,
+}
 
 
 def load_backbone(name: str, weights: str | Path | None = None, device: str = "cpu") -> Backbone:

@@ -1,9 +1,70 @@
-"""CLI commands: placeholder until the owning area registers its commands."""
+"""CLI: `pathpt backbones` (the registry and where each model's weights are expected) and `pathpt extract`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from ..backbones.registry import available_backbones, resolve_weights
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to `sub`."""
+    """Add `backbones` and `extract` to `sub`."""
+    p = sub.add_parser("backbones", help="list the vision-language backbones and where their weights are")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_backbones)
+
+    e = sub.add_parser("extract", help="tile slides and write one feature h5 per slide")
+    e.add_argument("slides", nargs="+", type=Path, help="slide files")
+    e.add_argument("--backbone", default="demo", help="registry name (see `pathpt backbones`); default: demo")
+    e.add_argument("--weights", type=Path, default=None, help="weights folder (default: per backbone)")
+    e.add_argument("--out", type=Path, required=True, help="output folder")
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto: bf16 on CUDA, fp32 on CPU")
+    e.add_argument("--workers", type=int, default=2, help="tile reader threads")
+    e.add_argument("--tile-size", type=int, default=None, help="tile edge in px (default: the backbone's)")
+    e.add_argument("--mpp", type=float, default=None, help="tile microns per pixel (default: the backbone's)")
+    e.add_argument("--min-tissue", type=float, default=0.5, help="minimum tissue fraction of a kept tile")
+    e.add_argument("--assume-mpp", type=float, default=None, help="level-0 um/px for slides that lack it")
+    e.add_argument("--force", action="store_true", help="redo slides that are already extracted")
+    e.set_defaults(func=_cmd_extract)
+
+
+def _cmd_backbones(args: argparse.Namespace) -> int:
+    rows = []
+    for spec in available_backbones():
+        folder = resolve_weights(spec.name)
+        rows.append({
+            "name": spec.name, "adapter": spec.adapter, "demo": spec.demo, "description": spec.description,
+            "weights": str(folder), "found": folder.is_dir(), "env": spec.env_var, "licence": spec.licence,
+            "download": spec.download,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        tag = " [DEMO: synthetic slides only, never for diagnosis]" if r["demo"] else ""
+        status = "found" if r["found"] else "NOT FOUND"
+        print(f"{r['name']}{tag}\n  {r['description']}\n  weights: {r['weights']} ({status}; override with "
+              f"--weights DIR or ${r['env']})\n  licence: {r['licence']}\n  get it: {r['download']}")
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from ..features.extract import ExtractOptions, extract_slides
+    from ._progress import run_with_bar
+
+    opts = ExtractOptions(
+        backbone=args.backbone, weights=args.weights, device=args.device, batch_size=args.batch_size,
+        precision=args.precision, workers=args.workers, tile_size=args.tile_size, target_mpp=args.mpp,
+        min_tissue=args.min_tissue, assume_mpp=args.assume_mpp, force=args.force,
+    )
+    summary = run_with_bar(extract_slides(args.slides, args.out, opts), quiet=args.quiet)
+    print(f"device: {summary.device}")
+    for s in summary.slides:
+        state = "skipped (up to date)" if s.skipped else f"{s.n_tiles} tiles, {s.tiles_per_s:.1f} tiles/s"
+        print(f"{s.slide_name}: {state} -> {s.output}")
+    return 0

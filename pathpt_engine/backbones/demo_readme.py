@@ -1,0 +1,76 @@
+"""The demo model's README, generated from its training report (so the numbers in it are the measured ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .demo_train import atomic_write_text
+
+_CMD = "python -m pathpt_engine.backbones.demo_train --out resources/models/demo"
+
+
+def _table(res: dict) -> list[str]:
+    lines = ["| class | recall (per-class accuracy) |", "|---|---|"]
+    lines += [f"| {name} | {v:.3f} |" for name, v in res["recall"].items()]
+    lines.append(f"| **balanced accuracy** | **{res['balanced_accuracy']:.3f}** |")
+    names = res["classes"]
+    lines += ["", "Confusion matrix (rows = true, columns = predicted): " + ", ".join(names), ""]
+    lines += ["    " + " ".join(f"{v:4d}" for v in row) for row in res["confusion"]]
+    return lines
+
+
+def readme_text(report: dict) -> str:
+    """Markdown for resources/models/demo/README.md."""
+    cfg = report["config"]
+    zs = report["zero_shot"]
+    hist = report["history"]
+    lines = [
+        "# PathPT Studio demo vision-language model",
+        "",
+        "**Demo model for synthetic slides only, never for diagnosis.** It was trained by this project on",
+        "synthetic H&E-like tiles from `pathpt_engine.synth` and knows nothing about real tissue. It exists so that",
+        "the app works end to end offline (extraction, zero-shot, few-shot prompt tuning) without downloading",
+        "KEEP or another real model.",
+        "",
+        "## Format",
+        "KEEP folder format (`config.json` with `model_type: keep`, `model.safetensors`, `vocab.txt`,",
+        "`tokenizer_config.json`), loaded by the same native KEEP loader as real KEEP weights (registry name",
+        "`demo`). Vision: ViT, image {img}px, patch {patch}, width {vw}, {vl} layers, LayerScale; text: BERT width"
+        .format(img=cfg["img_size"], patch=cfg["patch_size"], vw=cfg["vision_width"], vl=cfg["vision_layers"]),
+        f"{cfg['text_width']}, {cfg['text_layers']} layers, {cfg['max_positions']} positions, a small WordPiece "
+        "vocabulary built from the captions, the templates and generic words;",
+        f"joint embedding {cfg['text_width']}-d. Tiles: 224 px at 0.5 um/px, resized to {cfg['img_size']} px.",
+        "",
+        "## Training",
+        f"Command (seeded, CPU, {cfg['threads']} thread(s)): `{_CMD}`",
+        "",
+        f"- {cfg['n_per_class']} tiles per class (6 synthetic classes: normal + 5 subtypes) from `render_patch` "
+        "with random stain, seed {s}; rotations/flips.".format(s=cfg["seed"]),
+        "- Captions: class synonyms x the 22 PathPT templates; a wrong-class caption with probability "
+        f"{cfg['caption_noise']}; random filler words in front with probability {cfg['filler_prob']}.",
+        f"- CLIP-style symmetric contrastive loss (same-class captions are positives), AdamW lr {cfg['lr']}, "
+        f"weight decay {cfg['weight_decay']}, batch {cfg['batch_size']}, {cfg['epochs']} epochs, cosine schedule.",
+        f"- Rendering took {report['render_s']:.0f} s, training {report['train_s']:.0f} s; final epoch loss "
+        f"{hist[-1]['loss']:.3f}.",
+        "",
+        "## Zero-shot tile accuracy on held-out synthetic tiles",
+        f"{zs['all_classes']['n_tiles'] // len(zs['all_classes']['classes'])} tiles per class rendered with seed "
+        f"{zs['eval_seed']} (never seen in training); classifier = mean of the synonym x template prompt "
+        "embeddings per class.",
+        "",
+        "### All six classes",
+        *_table(zs["all_classes"]),
+        "",
+        "### Default demo cohort (normal + 3 subtypes)",
+        *_table(zs["default_cohort"]),
+        "",
+        "Hard pairs are meant to be confused (solid vs nested carcinoma by design), so few-shot tuning has",
+        "something to improve.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_readme(folder: Path, report: dict) -> None:
+    """Write README.md into the demo folder atomically."""
+    atomic_write_text(Path(folder) / "README.md", readme_text(report))

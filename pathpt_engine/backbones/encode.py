@@ -1,0 +1,205 @@
+"""Batched image encoding: device choice, a tile-prefetching thread, and an encoder that survives one OOM.
+
+Used by feature extraction and the extraction benchmark. Tiles are decoded by reader threads (the tile iterator),
+stacked and preprocessed by one batcher thread into a bounded queue (pinned memory on CUDA), and encoded in the
+calling thread, so decoding overlaps with the forward pass. Every thread is joined on normal exit, on error and
+on cancel (closing the iterator).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import PathPTError
+from .base import Backbone
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class DeviceMemoryError(PathPTError):
+    """The device ran out of memory even after halving the batch."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" -> cuda when available, else cpu; "cuda" without a GPU raises PathPTError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PathPTError(f"device {name!r} requested but torch sees no CUDA GPU (use --device cpu)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise PathPTError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def describe_device(device: torch.device) -> str:
+    """Human-readable device line: GPU name and memory, or CPU threads."""
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(idx)
+        return f"cuda:{idx} {props.name} ({props.total_memory / 2**30:.1f} GiB)"
+    return f"cpu ({torch.get_num_threads()} torch threads, {os.cpu_count()} cores)"
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for `precision` ("auto": bf16 on CUDA, fp32 on CPU); None means plain fp32."""
+    if precision not in PRECISIONS:
+        raise PathPTError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise PathPTError("precision fp16 needs a CUDA device (use fp32 or bf16 on CPU)")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+class BatchPrefetcher:
+    """Background thread: (index, tile) pairs -> (indices, preprocessed batch) in a bounded queue.
+
+    Use as a context manager and iterate; leaving the block (normally, by error or by cancel) stops and joins the
+    thread and closes the tile iterator in that thread.
+    """
+
+    _DONE = object()
+
+    def __init__(self, tiles: Iterable[tuple[int, np.ndarray]], batch_size: int,
+                 transform: Callable[[np.ndarray], torch.Tensor], depth: int = 3, pin: bool = False) -> None:
+        if batch_size <= 0 or depth <= 0:
+            raise ValueError("BatchPrefetcher: batch_size and depth must be positive")
+        self._tiles = tiles
+        self._batch_size = batch_size
+        self._transform = transform
+        self._pin = pin
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pathpt-batcher", daemon=True)
+
+    def __enter__(self) -> BatchPrefetcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the thread and wait for it."""
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _emit(self, idx: list[int], tiles: list[np.ndarray]) -> bool:
+        x = self._transform(np.stack(tiles))
+        if self._pin:
+            x = x.pin_memory()
+        return self._put((np.asarray(idx, dtype=np.int64), x))
+
+    def _run(self) -> None:
+        it = iter(self._tiles)
+        try:
+            idx: list[int] = []
+            tiles: list[np.ndarray] = []
+            for i, tile in it:
+                if self._stop.is_set():
+                    return
+                idx.append(int(i))
+                tiles.append(tile)
+                if len(idx) == self._batch_size:
+                    if not self._emit(idx, tiles):
+                        return
+                    idx, tiles = [], []
+            if idx and not self._emit(idx, tiles):
+                return
+            self._put(self._DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread and re-raised there
+            self._put(exc)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+@dataclass
+class TileEncoder:
+    """Runs `backbone.encode_image` on batches; on device out-of-memory halves the batch once and continues.
+
+    Attributes:
+        backbone: the frozen model (already on `device`).
+        device: where to run.
+        autocast: autocast dtype or None for fp32.
+        batch_size: current chunk size (halved once on OOM).
+    """
+
+    backbone: Backbone
+    device: torch.device
+    autocast: torch.dtype | None = None
+    batch_size: int = 64
+    halved: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0:
+            raise ValueError(f"TileEncoder: batch_size must be positive, got {self.batch_size}")
+        self.channels_last = self.device.type == "cuda"
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        ctx = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast is not None
+               else contextlib.nullcontext())
+        with ctx:
+            out = self.backbone.encode_image(x)
+        return out.float().cpu()
+
+    def encode(self, x: torch.Tensor) -> np.ndarray:
+        """Preprocessed images [B, 3, H, W] -> float32 embeddings [B, D]."""
+        parts = []
+        i = 0
+        while i < len(x):
+            chunk = x[i : i + self.batch_size]
+            try:
+                parts.append(self._forward(chunk))
+            except torch.OutOfMemoryError as exc:
+                if self.halved or self.batch_size == 1:
+                    raise DeviceMemoryError(f"out of memory on {self.device} at batch size {self.batch_size} "
+                                            "(already halved once); use a smaller --batch-size") from exc
+                self.halved = True
+                self.batch_size = max(1, self.batch_size // 2)
+                log.warning("out of memory on %s: halving the batch size to %d and continuing", self.device,
+                            self.batch_size)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            i += len(chunk)
+        return torch.cat(parts).numpy()

@@ -1,0 +1,225 @@
+"""Feature extraction job: slides -> tile grid (coords h5, reused) -> backbone embeddings -> feature h5.
+
+Layout under the output folder ``OUT``:
+
+- ``OUT/coords/<slide>.h5``: the tiling (coords + attributes), shared by every backbone;
+- ``OUT/<backbone>/h5_files/<slide>.h5``: features [N, D] + coords, as PathPT reads them.
+
+A slide is skipped when its feature file already holds the same slide, backbone, weights hash and tile parameters
+(``force`` redoes it). Tiles are decoded by reader threads ahead of the encoder and encoded in batches (see
+`pathpt_engine.backbones.encode`); progress reports tiles/s and ETA, and cancellation is checked at every batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..backbones.base import Backbone
+from ..backbones.encode import (
+    BatchPrefetcher,
+    TileEncoder,
+    describe_device,
+    resolve_device,
+    resolve_precision,
+)
+from ..jobs import Eta, Job, Progress, check_cancel
+from ..slides.grid import GridParams, TileGrid
+from ..slides.tissue import TissueParams
+from .store import CoordsFile, read_coords, stale_reason, write_features
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How to extract.
+
+    Attributes:
+        backbone: registry name.
+        weights: weights folder (None: the registry default / environment variable).
+        device: "auto", "cpu" or "cuda[:i]".
+        batch_size: tiles per forward pass.
+        precision: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16" or "fp16" (CUDA only).
+        workers: tile reader threads.
+        prefetch_batches: batches decoded ahead of the encoder.
+        tile_size: tile edge at `target_mpp` (None: the backbone's preference).
+        target_mpp: tile microns per pixel (None: the backbone's preference).
+        min_tissue: minimum tissue fraction of a kept tile.
+        assume_mpp: level-0 um/px for slides that do not state it.
+        force: redo slides whose features are up to date.
+    """
+
+    backbone: str = "demo"
+    weights: Path | None = None
+    device: str = "auto"
+    batch_size: int = 64
+    precision: str = "auto"
+    workers: int = 2
+    prefetch_batches: int = 3
+    tile_size: int | None = None
+    target_mpp: float | None = None
+    min_tissue: float = 0.5
+    assume_mpp: float | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0 or self.prefetch_batches <= 0 or self.workers < 0:
+            raise ValueError("ExtractOptions: batch_size and prefetch_batches must be > 0, workers >= 0")
+        if self.tile_size is not None and self.tile_size < 8:
+            raise ValueError(f"ExtractOptions: tile_size must be >= 8, got {self.tile_size}")
+        if self.target_mpp is not None and not self.target_mpp > 0:
+            raise ValueError(f"ExtractOptions: target_mpp must be > 0, got {self.target_mpp}")
+
+    def grid_params(self, backbone: Backbone) -> GridParams:
+        return GridParams(target_mpp=self.target_mpp or backbone.target_mpp,
+                          tile_size=self.tile_size or backbone.tile_size, min_tissue=self.min_tissue,
+                          assume_mpp=self.assume_mpp)
+
+
+@dataclass(frozen=True)
+class SlideExtraction:
+    """What extraction did for one slide."""
+
+    slide_name: str
+    path: str
+    output: str
+    n_tiles: int
+    skipped: bool
+    seconds: float
+    tiles_per_s: float
+
+
+@dataclass(frozen=True)
+class ExtractionSummary:
+    """All slides of one run."""
+
+    device: str
+    backbone: str
+    weights_hash: str
+    slides: tuple[SlideExtraction, ...]
+
+
+def feature_path(out_dir: Path, backbone: str, slide_name: str) -> Path:
+    """Where the feature file of `slide_name` for `backbone` goes."""
+    return Path(out_dir) / backbone / "h5_files" / f"{slide_name}.h5"
+
+
+def grid_from_coords(cf: CoordsFile, params: GridParams) -> TileGrid:
+    """Rebuild the `TileGrid` a coords file was written from (enough to read its tiles)."""
+    a = cf.coords_attrs
+    try:
+        ds = float(np.asarray(a["downsample"]).ravel()[0])
+        return TileGrid(
+            coords=cf.coords, tissue=np.ones(len(cf.coords), np.float32), params=params,
+            slide_mpp=float(a["slide_mpp"]), mpp_source=str(a["mpp_source"]), level=int(a["patch_level"]),
+            level_downsample=ds, read_size=int(a["patch_size"]), size_level0=int(a["patch_size_level0"]),
+            slide_dimensions=tuple(int(v) for v in np.asarray(a["level_dim"]).ravel()[:2]),
+            level_dimensions=tuple(int(v) for v in np.asarray(a["downsampled_level_dim"]).ravel()[:2]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        from ..errors import FeatureFileError
+
+        raise FeatureFileError(f"{cf.path}: coords attributes incomplete for reading tiles ({exc})") from exc
+
+
+def extract_slides(paths: Sequence[str | Path], out_dir: str | Path, opts: ExtractOptions = ExtractOptions(),
+                   cancel: threading.Event | None = None,
+                   backbone: Backbone | None = None) -> Job[ExtractionSummary]:
+    """Job: tile and encode every slide; returns an `ExtractionSummary`.
+
+    Args:
+        paths: slide files (names must be unique).
+        out_dir: output folder (see the module docstring for the layout).
+        opts: options.
+        cancel: set to stop at the next batch (threads are joined, nothing half-written is kept).
+        backbone: an already loaded backbone to use instead of loading `opts.backbone` (tests, GUI reuse).
+
+    Raises:
+        BackboneError, SlideError, FeatureFileError, ConfigError, JobCancelled, DeviceMemoryError.
+    """
+    from ..backbones.registry import load_backbone
+
+    device = resolve_device(opts.device)
+    autocast = resolve_precision(opts.precision, device)
+    dev_text = describe_device(device)
+    log.info("extraction device: %s, precision %s", dev_text, autocast or "fp32")
+    yield Progress("load", 0, 1, message=f"{opts.backbone} on {dev_text}")
+    model = backbone if backbone is not None else load_backbone(opts.backbone, opts.weights, device=str(device))
+    model = model.to(device)
+    encoder = TileEncoder(model, device, autocast, opts.batch_size)
+    yield Progress("load", 1, 1, message=f"{model.name} on {dev_text}")
+    out = Path(out_dir)
+    done: list[SlideExtraction] = []
+    for i, path in enumerate(Path(p) for p in paths):
+        check_cancel(cancel)
+        result = yield from _extract_one(path, out, model, encoder, opts, cancel, f"{i + 1}/{len(paths)}")
+        done.append(result)
+    return ExtractionSummary(dev_text, model.name, model.weights_hash, tuple(done))
+
+
+def _extract_one(path: Path, out: Path, model: Backbone, encoder: TileEncoder, opts: ExtractOptions,
+                 cancel: threading.Event | None, tag: str) -> Job[SlideExtraction]:
+    from ..slides.reader import open_slide
+    from ..slides.tiling import tile_params_json, tile_slide
+
+    gp, tp = opts.grid_params(model), TissueParams()
+    tiling = tile_slide(path, out / "coords", gp, tp, reuse=True)
+    yield Progress("tile", 1, 1, message=f"{tag} {tiling.slide_name}", metrics={"tiles": float(tiling.n_tiles)})
+    target = feature_path(out, model.name, tiling.slide_name)
+    expected = {"slide_id": tiling.slide_id, "backbone": model.name, "weights_hash": model.weights_hash,
+                "tile_params": tile_params_json(gp, tp)}
+    reason = "forced" if opts.force else stale_reason(target, expected)
+    if reason is None:
+        log.info("%s: features up to date, skipped", target)
+        return SlideExtraction(tiling.slide_name, str(path), str(target), tiling.n_tiles, True, 0.0, 0.0)
+    cf = read_coords(tiling.output)
+    grid = grid_from_coords(cf, gp)
+    t0 = time.monotonic()
+    with open_slide(path) as reader:
+        feats = yield from encode_grid(reader, grid, model, encoder, opts, cancel, f"{tag} {tiling.slide_name}")
+    dt = time.monotonic() - t0
+    precision = {None: "fp32"}.get(encoder.autocast, str(encoder.autocast).replace("torch.", ""))
+    attrs = {**cf.attrs, **model.describe(), **expected, "precision": precision, "extract_s": dt}
+    write_features(target, cf.coords, feats, attrs, cf.coords_attrs)
+    rate = len(grid) / dt if dt > 0 else 0.0
+    log.info("%s: %d tiles in %.1f s (%.1f tiles/s) -> %s", tiling.slide_name, len(grid), dt, rate, target)
+    return SlideExtraction(tiling.slide_name, str(path), str(target), len(grid), False, dt, rate)
+
+
+def encode_grid(reader: object, grid: TileGrid, model: Backbone, encoder: TileEncoder, opts: ExtractOptions,
+                cancel: threading.Event | None = None, message: str = "") -> Job[np.ndarray]:
+    """Job: encode every tile of `grid` (reader threads + batcher thread + encoder); returns float32 [N, D]."""
+    from ..slides.tiles import iter_tiles
+
+    n = len(grid)
+    feats = np.zeros((n, model.embed_dim), dtype=np.float32)
+    if n == 0:
+        return feats
+    eta, done = Eta(), 0
+    tiles = iter_tiles(reader, grid, num_threads=opts.workers, prefetch=opts.batch_size * opts.prefetch_batches)
+    pin = encoder.device.type == "cuda"
+    with closing(tiles), BatchPrefetcher(tiles, opts.batch_size, model.preprocess, opts.prefetch_batches,
+                                         pin=pin) as batches:
+        yield Progress("extract", 0, n, message=message)
+        for idx, x in batches:
+            check_cancel(cancel)
+            feats[idx] = encoder.encode(x)
+            done += len(idx)
+            yield Progress("extract", done, n, message=message,
+                           metrics={"tiles_per_s": eta.rate(done), "eta_s": eta.eta_s(done, n) or 0.0})
+    return feats
+
+
+def default_device_summary() -> str:
+    """The device `--device auto` would use, described (for CLI/GUI status lines)."""
+    return describe_device(resolve_device("auto"))
+
+
