@@ -45,6 +45,10 @@ def test_tiles_a_cohort_and_reuses_valid_files(cohort: list[Path], tmp_path: Pat
 
     again, _ = collect(tile_slides(cohort, tmp_path, GridParams(tile_size=112), TISSUE))
     assert all(s.cached for s in again.slides)
+    fields = ("slide_name", "slide_id", "n_tiles", "level", "read_size", "size_level0", "slide_mpp", "mpp_source",
+              "tissue_fraction", "message")
+    assert [[getattr(s, f) for f in fields] for s in again.slides] == \
+        [[getattr(s, f) for f in fields] for s in summary.slides]
     changed, _ = collect(tile_slides(cohort[:1], tmp_path, GridParams(tile_size=96), TISSUE))
     assert not changed.slides[0].cached
     assert read_coords(tmp_path / "a.h5").coords_attrs["patch_size_level0"] == 192

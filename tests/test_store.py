@@ -10,6 +10,7 @@ import pytest
 
 from pathpt_engine.errors import FeatureFileError
 from pathpt_engine.features import (
+    feature_attrs,
     is_valid,
     read_coords,
     read_features,
@@ -138,3 +139,16 @@ def test_bad_write_leaves_old_file_intact(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.undo()
     assert read_features(path).attrs["v"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]
+
+
+def test_feature_attrs_carry_tiling_identity(tmp_path: Path) -> None:
+    coords = read_coords(write_coords(tmp_path / "c.h5", _grid(), {"slide_id": "q1", "slide_name": "s",
+                                                                    "tile_params": "{}", "slide_path": "/x"}))
+    attrs = feature_attrs(coords, "keep", "sha256:1", proj_contrast=True)
+    assert attrs == {"slide_id": "q1", "slide_name": "s", "tile_params": "{}", "backbone": "keep",
+                     "weights_hash": "sha256:1", "proj_contrast": True}
+    path = write_features(tmp_path / "f.h5", coords.coords, np.zeros((3, 2), np.float32), attrs,
+                          coords.coords_attrs)
+    assert is_valid(path, attrs)
+    assert not is_valid(path, feature_attrs(coords, "keep", "sha256:2", proj_contrast=True))
+    assert not is_valid(path, {**attrs, "proj_contrast": False})

@@ -3,6 +3,7 @@
 from .store import (
     CoordsFile,
     FeatureFile,
+    feature_attrs,
     grid_coords_attrs,
     is_valid,
     read_coords,
@@ -15,6 +16,7 @@ from .store import (
 __all__ = [
     "CoordsFile",
     "FeatureFile",
+    "feature_attrs",
     "grid_coords_attrs",
     "is_valid",
     "read_coords",

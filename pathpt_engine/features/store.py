@@ -89,6 +89,13 @@ def grid_coords_attrs(grid: TileGrid, name: str = "") -> dict[str, Any]:
     }
 
 
+def feature_attrs(coords: CoordsFile, backbone: str, weights_hash: str, **extra: Any) -> dict[str, Any]:
+    """File attributes for a feature file made from `coords`: slide identity and tiling carried over, plus the
+    backbone. Pass the same dict to `is_valid` to decide whether an existing feature file can be reused."""
+    carried = {k: coords.attrs[k] for k in ("slide_id", "slide_name", "tile_params") if k in coords.attrs}
+    return {**carried, "backbone": backbone, "weights_hash": weights_hash, **extra}
+
+
 def write_coords(path: str | os.PathLike[str], grid: TileGrid, attrs: Mapping[str, Any] | None = None) -> Path:
     """Write a coords-only file for `grid` (atomically); `attrs` become file attributes."""
     path = Path(path)

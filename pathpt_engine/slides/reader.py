@@ -244,6 +244,8 @@ class OpenSlideReader:
         lx, ly = round(x0 / ds), round(y0 / ds)
         tw, th = self._tiles.tile_size(level)  # type: ignore[misc]
         lw, lh = self._level_dims[level]
+        if lx % tw == 0 and ly % th == 0 and (w, h) == (tw, th) and lx + w <= lw and ly + h <= lh:
+            return np.array(self._tiles.read_tile(level, lx // tw, ly // th))  # exactly one whole native tile
         out = np.full((h, w, 3), 255, np.uint8)
         x_lo, y_lo = max(lx, 0), max(ly, 0)
         x_hi, y_hi = min(lx + w, lw), min(ly + h, lh)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..features.store import is_valid, write_coords
+from ..features.store import is_valid, read_coords, write_coords
 from ..jobs import Job, Progress, check_cancel
 from .grid import GridParams, make_grid
 from .reader import open_slide
@@ -69,26 +69,41 @@ def slide_name(path: Path) -> str:
 
 def tile_slide(path: Path, out_dir: Path, grid_params: GridParams = GridParams(),
                tissue_params: TissueParams = TissueParams(), reuse: bool = True) -> SlideTiling:
-    """Tissue mask + grid for one slide, written to `out_dir/<slide_name>.h5`."""
+    """Tissue mask + grid for one slide, written to `out_dir/<slide_name>.h5` (reused if still valid)."""
     name = slide_name(path)
     out = out_dir / f"{name}.h5"
     with open_slide(path) as reader:
-        attrs = {"slide_id": reader.quickhash, "slide_name": name, "tile_params": tile_params_json(grid_params,
-                                                                                                   tissue_params)}
+        attrs = {"slide_id": reader.quickhash, "slide_name": name,
+                 "tile_params": tile_params_json(grid_params, tissue_params)}
+        if reuse and is_valid(out, attrs, need_features=False):
+            return _from_file(path, out, grid_params)
         t0 = time.perf_counter()
         mask = tissue_mask(reader, tissue_params)
         t1 = time.perf_counter()
         grid = make_grid(reader, mask, grid_params)
         t2 = time.perf_counter()
-        cached = reuse and is_valid(out, attrs, need_features=False)
-        if not cached:
-            write_coords(out, grid, {**attrs, "slide_path": str(path)})
-    message = "" if len(grid) else (f"no tissue found: 0 tiles with >= {grid_params.min_tissue:.0%} tissue "
-                                    f"(tissue covers {mask.fraction:.1%} of the slide)")
+    write_coords(out, grid, {**attrs, "slide_path": str(path), "tissue_fraction": mask.fraction})
     return SlideTiling(slide_name=name, path=str(path), slide_id=attrs["slide_id"], output=str(out),
                        n_tiles=len(grid), level=grid.level, read_size=grid.read_size, size_level0=grid.size_level0,
                        slide_mpp=grid.slide_mpp, mpp_source=grid.mpp_source, tissue_fraction=mask.fraction,
-                       tissue_s=t1 - t0, grid_s=t2 - t1, cached=cached, message=message)
+                       tissue_s=t1 - t0, grid_s=t2 - t1, message=_message(len(grid), grid_params, mask.fraction))
+
+
+def _from_file(path: Path, out: Path, grid_params: GridParams) -> SlideTiling:
+    c = read_coords(out)
+    a, fraction = c.coords_attrs, float(c.attrs.get("tissue_fraction", 0.0))
+    return SlideTiling(slide_name=str(c.attrs["slide_name"]), path=str(path), slide_id=str(c.attrs["slide_id"]),
+                       output=str(out), n_tiles=len(c.coords), level=int(a["patch_level"]),
+                       read_size=int(a["patch_size"]), size_level0=int(a["patch_size_level0"]),
+                       slide_mpp=float(a["slide_mpp"]), mpp_source=str(a["mpp_source"]), tissue_fraction=fraction,
+                       tissue_s=0.0, grid_s=0.0, cached=True, message=_message(len(c.coords), grid_params, fraction))
+
+
+def _message(n_tiles: int, grid_params: GridParams, fraction: float) -> str:
+    if n_tiles:
+        return ""
+    return (f"no tissue found: 0 tiles with >= {grid_params.min_tissue:.0%} tissue "
+            f"(tissue covers {fraction:.1%} of the slide)")
 
 
 def tile_slides(
