@@ -102,6 +102,8 @@ class MainWindow(QMainWindow):
         view.cursor_moved.connect(self._show_cursor)
         view.view_changed.connect(self._show_view_info)
         view.tile_error.connect(self._on_tile_error)
+        view.overlay.changed.connect(lambda _kind, v=view: self._sync_overlay_controls() if v is
+                                     self.current_view() else None)
         index = self.tabs.addTab(view, path.name)
         self.tabs.setTabToolTip(index, str(path))
         self.tabs.setCurrentIndex(index)
@@ -232,16 +234,33 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         v = self.current_view()
         has_view = v is not None
-        for name in ("close", "save_png", "zoom_in", "zoom_out", "fit", "properties", "overlay", "smooth"):
+        for name in ("close", "save_png", "zoom_in", "zoom_out", "fit", "properties"):
             self.actions[name].setEnabled(has_view)
         has_mag = has_view and v.model.base_magnification is not None
         for act in self.mag_actions:
             act.setEnabled(has_mag)
-        if v is not None:
-            self.actions["overlay"].setChecked(v.overlay.visible)
-            self.actions["smooth"].setChecked(v.overlay.smooth)
-            self.opacity_slider.setValue(round(v.overlay.opacity * 100))
-            self.cmap_combo.setCurrentText(v.overlay.colormap)
+        self._sync_overlay_controls()
+
+    def _sync_overlay_controls(self) -> None:
+        """Show the current slide's overlay settings in the toolbar (without feeding them back)."""
+        v = self.current_view()
+        has = v is not None and v.overlay.grid is not None
+        scalar = has and v.overlay.grid.mode == "scalar"
+        for w in (self.opacity_slider, self.cmap_combo, self.actions["overlay"], self.actions["smooth"]):
+            w.setEnabled(has)
+        self.cmap_combo.setEnabled(scalar)
+        if v is None:
+            return
+        for w in (self.opacity_slider, self.cmap_combo):
+            w.blockSignals(True)
+        self.opacity_slider.setValue(round(v.overlay.opacity * 100))
+        if self.cmap_combo.findText(v.overlay.colormap) < 0:
+            self.cmap_combo.addItem(v.overlay.colormap)
+        self.cmap_combo.setCurrentText(v.overlay.colormap)
+        for w in (self.opacity_slider, self.cmap_combo):
+            w.blockSignals(False)
+        self.actions["overlay"].setChecked(v.overlay.visible)
+        self.actions["smooth"].setChecked(v.overlay.smooth)
 
     def _show_view_info(self) -> None:
         v = self.current_view()
