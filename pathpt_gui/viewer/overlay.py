@@ -129,6 +129,23 @@ class OverlayModel:
         self.label = label
         self.changed.emit("data")
 
+    def set_tile_scores(self, scores: object, channel: int | str | None = None,
+                        class_colors: list[tuple[int, int, int]] | None = None) -> None:
+        """Show an engine `TileScores`: the argmax class map (channel None) or one class's probability."""
+        names = tuple(scores.class_names)  # type: ignore[attr-defined]
+        coords, tile = scores.coords, scores.tile_size_level0  # type: ignore[attr-defined]
+        probs = np.asarray(scores.probs)  # type: ignore[attr-defined]
+        if channel is None:
+            self.set_class_probs(coords, tile, probs, names, class_colors)
+            return
+        if isinstance(channel, str):
+            if channel not in names:
+                raise ValueError(f"unknown class {channel!r}; classes are {list(names)}")
+            channel = names.index(channel)
+        if not 0 <= channel < len(names):
+            raise ValueError(f"class index {channel} out of range 0..{len(names) - 1}")
+        self.set_values(coords, tile, probs[:, channel], label=f"p({names[channel]})", vrange=(0.0, 1.0))
+
     def clear(self) -> None:
         self.grid = None
         self.changed.emit("data")

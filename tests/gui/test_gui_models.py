@@ -134,3 +134,18 @@ def test_overlay_classmap_and_change_kinds() -> None:
         ov.opacity = 1.5
     with pytest.raises(ValueError):
         ov.set_class_probs(np.zeros((2, 2)), 256, probs, ["a", "b"])
+
+
+def test_overlay_from_tile_scores() -> None:
+    from pathpt_engine.results import TileScores
+
+    ts = TileScores("s", np.array([[0, 0], [256, 0]]), np.array([[0.8, 0.2], [0.3, 0.7]], np.float32), 256,
+                    ("normal", "tumour"))
+    ov = OverlayModel()
+    ov.set_tile_scores(ts)
+    assert ov.grid.mode == "classmap" and ov.class_names == ("normal", "tumour")
+    ov.set_tile_scores(ts, channel="tumour")
+    assert ov.grid.mode == "scalar" and ov.value_range == (0.0, 1.0) and ov.label == "p(tumour)"
+    assert ov.grid.values.tolist() == pytest.approx([0.2, 0.7])
+    with pytest.raises(ValueError, match="unknown class"):
+        ov.set_tile_scores(ts, channel="nope")
