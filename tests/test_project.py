@@ -90,6 +90,23 @@ def test_open_rejects_newer_schema(tmp_path: Path) -> None:
         Project.open(tmp_path / "p")
 
 
+def test_open_applies_pending_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathpt_engine.project import db as dbmod
+
+    with Project.create(tmp_path / "p") as p:
+        p.set_setting("kept", 1)
+    extra = (SCHEMA_VERSION + 1, ("ALTER TABLE slides ADD COLUMN note TEXT NOT NULL DEFAULT ''",))
+    monkeypatch.setattr(dbmod, "MIGRATIONS", (*dbmod.MIGRATIONS, extra))
+    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with Project.open(tmp_path / "p") as p:
+        assert p.schema_version == SCHEMA_VERSION + 1 and p.get_setting("kept") == 1
+    con = sqlite3.connect(tmp_path / "p" / DB_NAME)
+    assert "note" in [r[1] for r in con.execute("PRAGMA table_info(slides)")]
+    assert [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY version")] == [
+        SCHEMA_VERSION, SCHEMA_VERSION + 1]
+    con.close()
+
+
 def test_add_slides_and_folder(proj: Project, slide_dir: Path) -> None:
     rec = proj.slides.add(slide_dir / "a.tiff")
     assert (rec.slide_id, rec.width, rec.height) == ("a", 512, 384)

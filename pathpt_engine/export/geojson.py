@@ -257,19 +257,22 @@ def _tiles_to_scores(tiles: list[dict[str, Any]], meta: Mapping[str, Any], path:
         polys = _polygons(f.get("geometry"), path)
         if len(polys) != 1:
             raise ExportError(f"{path}: tile feature {i} has no single polygon geometry")
-        ring = np.asarray(polys[0][0])
-        lo, hi = ring.min(axis=0), ring.max(axis=0)
-        sizes.add((round(float(hi[0] - lo[0])), round(float(hi[1] - lo[1]))))
+        ring = polys[0][0]
+        xs, ys = [q[0] for q in ring], [q[1] for q in ring]
+        x0, y0 = min(xs), min(ys)
+        sizes.add((round(max(xs) - x0), round(max(ys) - y0)))
         m = measurements(f["properties"])
         missing = [n for n in names if n not in m]
         if missing:
             raise ExportError(f"{path}: tile feature {i} lacks measurements {missing}")
-        coords.append([round(float(lo[0])), round(float(lo[1]))])
+        coords.append((round(x0), round(y0)))
         rows.append([m[n] for n in names])
     tile = int(meta["pathpt.tile_size_level0"]) if "pathpt.tile_size_level0" in meta else None
-    if len(sizes) > 1 or (tile is None and not sizes) or any(w != h for w, h in sizes):
+    if tile is not None:
+        sizes.add((tile, tile))
+    if len(sizes) != 1 or any(w != h for w, h in sizes):
         raise ExportError(f"{path}: tiles are not squares of one size ({sorted(sizes)[:3]})")
-    tile = tile or sizes.pop()[0]
+    tile = sizes.pop()[0]
     return TileScores(slide_id, np.asarray(coords, dtype=np.int64).reshape(-1, 2),
                       np.asarray(rows, dtype=np.float32).reshape(-1, len(names)), tile, names)
 
