@@ -1,0 +1,175 @@
+"""The paper's few-shot protocol: k-shot draws from a pool, a fixed test set, several methods, mean ± sd.
+
+Methods: ``zeroshot`` (all prompts averaged per class, no labels), ``ensemble`` (the §4.1 W*, tuned on the
+fold's training labels), ``abmil``, ``clam``, ``transmil`` (subtypes only), ``pathpt-paper``, ``pathpt-clean``.
+Each (method, shots, fold) result is its own JSON file under ``out/runs/`` and is skipped when present, so an
+interrupted evaluation resumes. The table (mean ± sd over folds of BACC, weighted F1, macro AUC) is written as
+``results.json`` and ``results.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..backbones.base import Backbone
+from ..baselines.train import MILConfig, predict_mil, train_mil
+from ..jobs import Job, Progress, check_cancel
+from ..metrics import classification_report, mean_sd
+from ..prompts.classsets import ClassSet
+from ..prompts.zeroshot import (
+    encode_class_prompts,
+    mean_classifier,
+    select_prompt_ensemble,
+    zeroshot_tile_probs,
+)
+from .checkpoint import atomic_bytes
+from .model import PathPTConfig
+from .splits import Fold
+from .trainer import SlideData, train_pathpt
+from .vote import tile_vote
+
+log = logging.getLogger(__name__)
+
+METHODS = ("zeroshot", "ensemble", "abmil", "clam", "transmil", "pathpt-paper", "pathpt-clean")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings shared by every fold."""
+
+    methods: tuple[str, ...] = ("zeroshot", "abmil", "clam", "transmil", "pathpt-paper", "pathpt-clean")
+    pathpt: PathPTConfig = PathPTConfig()
+    mil_epochs: int = 50
+    mil_selection: str = "last"
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"unknown method(s) {bad}; known: {', '.join(METHODS)}")
+        if self.mil_epochs < 1 or self.mil_selection not in ("last", "val"):
+            raise ValueError("mil_epochs must be >= 1 and mil_selection 'last' or 'val'")
+
+
+def _atomic_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_bytes(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+
+
+def _score(slides: list[SlideData], probs: list[np.ndarray], n_sub: int, names: tuple[str, ...]) -> dict:
+    y = np.array([s.label for s in slides])
+    p = np.stack(probs)
+    pred = p.argmax(axis=1)
+    rep = classification_report(y, pred, p, n_sub)
+    rep["predictions"] = [{"slide_id": s.slide_id, "label": names[s.label], "predicted": names[int(k)],
+                           "probs": [round(float(v), 6) for v in row]}
+                          for s, k, row in zip(slides, pred, p, strict=True)]
+    return rep
+
+
+def _vote_probs(tile_probs: np.ndarray) -> np.ndarray:
+    sub, counts = tile_vote(tile_probs)
+    out = counts.astype(float).copy()
+    out[sub] += 1e-9  # the vote's tie-break wins the argmax of the pseudo-probabilities too
+    return out
+
+
+class _Runner:
+    """Runs one (method, fold) on cached slides."""
+
+    def __init__(self, backbone: Backbone, classset: ClassSet, cfg: EvalConfig, cancel: threading.Event | None):
+        self.backbone, self.classset, self.cfg, self.cancel = backbone, classset, cfg, cancel
+        self.n_sub = classset.n_classes - 1
+        self._embs: list[torch.Tensor] | None = None
+
+    @property
+    def embs(self) -> list[torch.Tensor]:
+        if self._embs is None:
+            self._embs = encode_class_prompts(self.backbone, self.classset)
+        return self._embs
+
+    def run(self, method: str, fold: Fold, slides: dict[str, SlideData]) -> Job[list[np.ndarray]]:
+        train = [replace(slides[s], label=y) for s, y in fold.train.items()]
+        val = [replace(slides[s], label=y) for s, y in fold.val.items()]
+        test = [replace(slides[s], label=y) for s, y in fold.test.items()]
+        if method in ("zeroshot", "ensemble"):
+            w = (mean_classifier(self.embs) if method == "zeroshot" else select_prompt_ensemble(
+                self.embs, [(s.features, s.label) for s in train], seed=fold.index).classifier)
+            return [_vote_probs(zeroshot_tile_probs(s.features, w)) for s in test]
+        if method.startswith("pathpt"):
+            recipe = method.split("-", 1)[1]
+            config = replace(self.cfg.pathpt, recipe=recipe)
+            result = yield from train_pathpt(self.backbone, self.classset, train, config,
+                                             val=val if recipe == "clean" else None,
+                                             ensemble_seed=fold.index, cancel=self.cancel)
+            dev = next(result.model.parameters()).device
+            return [_vote_probs(result.model.predict_probs(torch.as_tensor(s.features, device=dev)).cpu().numpy())
+                    for s in test]
+        mcfg = MILConfig(model=method, epochs=self.cfg.mil_epochs, selection=self.cfg.mil_selection,
+                         seed=fold.index, device=self.cfg.pathpt.device)
+        model = yield from train_mil(mcfg, self.n_sub, [(s.features, s.label) for s in train],
+                                     [(s.features, s.label) for s in val], cancel=self.cancel)
+        return [predict_mil(model, s.features)[0] for s in test]
+
+
+def evaluate_protocol(
+    backbone: Backbone,
+    classset: ClassSet,
+    slides: dict[str, SlideData],
+    folds_by_shots: dict[int, list[Fold]],
+    out_dir: str | Path,
+    cfg: EvalConfig = EvalConfig(),
+    cancel: threading.Event | None = None,
+) -> Job[dict[str, Any]]:
+    """Run every (method, shots, fold) not yet done, then write the results table."""
+    out = Path(out_dir)
+    runner = _Runner(backbone, classset, cfg, cancel)
+    jobs = [(m, k, f) for k, folds in folds_by_shots.items() for f in folds for m in cfg.methods]
+    for i, (method, shots, fold) in enumerate(jobs):
+        check_cancel(cancel)
+        path = out / "runs" / method / f"{shots}shot" / f"fold{fold.index}.json"
+        if path.is_file():
+            yield Progress("evaluate", i + 1, len(jobs), message=f"{method} {shots}-shot fold {fold.index} (done)")
+            continue
+        t0 = time.monotonic()
+        test = [replace(slides[s], label=y) for s, y in fold.test.items()]
+        probs = yield from runner.run(method, fold, slides)
+        rep = _score(test, probs, runner.n_sub, classset.subtype_names)
+        rep.update(method=method, shots=shots, fold=fold.index, seconds=round(time.monotonic() - t0, 2),
+                   n_train=len(fold.train), n_test=len(fold.test))
+        _atomic_json(path, rep)
+        log.info("%s %d-shot fold %d: BACC %.3f", method, shots, fold.index, rep["bacc"])
+        yield Progress("evaluate", i + 1, len(jobs), message=f"{method} {shots}-shot fold {fold.index}",
+                       metrics={"bacc": float(rep["bacc"])})
+    table = summarize(out, cfg.methods, sorted(folds_by_shots))
+    return table
+
+
+def summarize(out_dir: str | Path, methods: tuple[str, ...], shots: list[int]) -> dict[str, Any]:
+    """Aggregate the per-fold files into results.json / results.md (mean ± sd over folds)."""
+    out = Path(out_dir)
+    table: dict[str, Any] = {"metrics": ["bacc", "weighted_f1", "auc"], "rows": []}
+    for method in methods:
+        for k in shots:
+            files = sorted((out / "runs" / method / f"{k}shot").glob("fold*.json"))
+            recs = [json.loads(p.read_text(encoding="utf-8")) for p in files]
+            row: dict[str, Any] = {"method": method, "shots": k, "folds": len(recs)}
+            for m in table["metrics"]:
+                mean, sd = mean_sd([float(r.get(m, float("nan"))) for r in recs])
+                row[m] = {"mean": mean, "sd": sd}
+            table["rows"].append(row)
+    _atomic_json(out / "results.json", table)
+    lines = ["| method | shots | folds | BACC | weighted F1 | macro AUC |", "|---|---|---|---|---|---|"]
+    for r in table["rows"]:
+        cells = [f"{r[m]['mean']:.3f} ± {r[m]['sd']:.3f}" for m in table["metrics"]]
+        lines.append(f"| {r['method']} | {r['shots']} | {r['folds']} | " + " | ".join(cells) + " |")
+    atomic_bytes(out / "results.md", ("\n".join(lines) + "\n").encode("utf-8"))
+    return table
