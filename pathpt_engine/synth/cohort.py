@@ -188,7 +188,7 @@ def make_cohort(out_dir: str | os.PathLike[str], spec: CohortSpec, overwrite: bo
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out")
     if (out / "cohort.json").exists() and not overwrite:
-        raise ConfigError(f"{out}: already holds a cohort (cohort.json); choose another folder or overwrite")
+        raise ConfigError(f"{out}: already holds a cohort (cohort.json); choose another folder or pass --overwrite")
     slides_dir, masks_dir = out / "slides", out / "masks"
     slides_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,7 @@ def make_cohort(out_dir: str | os.PathLike[str], spec: CohortSpec, overwrite: bo
         check_cancel(cancel)
         r = write_synthetic_slide(slides_dir / f"{sid}{EXTENSIONS[spec.fmt]}", masks_dir, sid, s, spec.fmt, cancel)
         done.append(r)
-        log.info("wrote %s (%s) in %.2f s", r.path.name, r.label, r.seconds)
+        log.debug("wrote %s (%s) in %.2f s", r.path.name, r.label, r.seconds)
         yield Progress("synth", i + 1, len(items), message=sid, metrics={"seconds": r.seconds})
     _write_index(out, spec, done)
     return done

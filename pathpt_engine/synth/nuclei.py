@@ -12,6 +12,7 @@ import zlib
 from functools import lru_cache
 
 import numpy as np
+from scipy.special import ndtri
 
 from . import noise, structure
 from .subtypes import Morphology, Nuclei
@@ -26,8 +27,10 @@ def sprite_bank(pop: Nuclei, mpp: float) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(zlib.crc32(repr((pop, round(mpp, 4))).encode()))
     texel = 0.25 if mpp < 0.375 else 0.5
     tex = noise.grain_texture(texel)
-    r = pop.radius_um * np.clip(1 + pop.radius_sd * rng.standard_normal(N_SHAPES), 0.55, 1.8)
-    el = pop.elongation * rng.uniform(0.85, 1.15, N_SHAPES)
+    # stratified (not random) sizes and elongations: every bank has the designed distribution
+    z = rng.permutation(ndtri((np.arange(N_SHAPES) + 0.5) / N_SHAPES))
+    r = pop.radius_um * np.clip(1 + pop.radius_sd * z, 0.55, 1.8)
+    el = pop.elongation * rng.permutation(np.linspace(0.87, 1.13, N_SHAPES))
     a_ax, b_ax = r * np.sqrt(el), r / np.sqrt(el)
     half = int(np.ceil(a_ax.max() * 1.1 / mpp)) + 2
     k = 2 * half + 1
