@@ -106,3 +106,16 @@ def test_bad_level_and_size(good_tiff: Path) -> None:
             r.read_region((0, 0), 0, (0, 10))
         with pytest.raises(SlideError, match="outside level 0"):
             r.read_native_tile(0, 99, 0)
+
+
+def test_repeated_bad_tiles_do_not_pile_up_handles(tmp_path: Path, good_tiff: Path) -> None:
+    path = tmp_path / "leak.tif"
+    shutil.copy(good_tiff, path)
+    corrupt_tile(path, page=0, index=0)
+    with open_slide(path, fast_path=False) as r:
+        for _ in range(30):
+            with pytest.raises(SlideError):
+                r.read_region((0, 0), 0, (256, 256))
+        # white-box: replaced handles are closed once no thread uses them (OpenSlide holds no fds to count)
+        assert r._retired == [] and r._users == {}
+        assert r.read_region((256, 0), 0, (256, 256)).shape == (256, 256, 3)

@@ -113,7 +113,8 @@ class OpenSlideReader:
         _check_path(self.path)
         self._lock = threading.Lock()
         self._osr = _open_handle(self.path)
-        self._retired: list[openslide.OpenSlide] = []
+        self._retired: list[openslide.OpenSlide] = []  # replaced after an error, still in use by some thread
+        self._users: dict[int, int] = {}  # id(handle) -> threads inside a call on it
         self._closed = False
         props = dict(self._osr.properties)
         self._props = props
@@ -284,12 +285,14 @@ class OpenSlideReader:
         A shared handle may have failed because another thread's bad tile broke it: the retry on a private, fresh
         handle tells those apart deterministically, so only a region that really fails raises SlideError.
         """
-        osr = self._handle()
+        osr = self._acquire()
         try:
             return fn(osr)
         except (openslide.OpenSlideError, OSError, ValueError) as exc:
             logger.debug("%s: %s failed on the shared handle (%s); retrying on a fresh one", self.path, where, exc)
             self._replace(osr)
+        finally:
+            self._release(osr)
         private = _open_handle(self.path)
         try:
             return fn(private)
@@ -298,11 +301,22 @@ class OpenSlideReader:
         finally:
             private.close()
 
-    def _handle(self) -> openslide.OpenSlide:
-        osr = self._osr
-        if self._closed:
-            raise SlideError(f"{self.path}: reader is closed")
-        return osr
+    def _acquire(self) -> openslide.OpenSlide:
+        with self._lock:
+            if self._closed:
+                raise SlideError(f"{self.path}: reader is closed")
+            osr = self._osr
+            self._users[id(osr)] = self._users.get(id(osr), 0) + 1
+            return osr
+
+    def _release(self, osr: openslide.OpenSlide) -> None:
+        with self._lock:
+            left = self._users.pop(id(osr)) - 1
+            if left:
+                self._users[id(osr)] = left
+            elif any(r is osr for r in self._retired):  # replaced, and no thread inside it any more
+                self._retired = [r for r in self._retired if r is not osr]
+                osr.close()
 
     def _replace(self, broken: openslide.OpenSlide) -> None:
         with self._lock:
@@ -310,8 +324,7 @@ class OpenSlideReader:
                 return  # another thread already replaced it
             logger.info("%s: reopening the OpenSlide handle after a read error", self.path)
             self._osr = _open_handle(self.path)
-            # Other threads may still be inside a call on the broken handle: close it only in close().
-            self._retired.append(broken)
+            self._retired.append(broken)  # closed by the last thread that leaves it (_release)
 
     def close(self) -> None:
         with self._lock:
