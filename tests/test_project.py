@@ -209,6 +209,8 @@ def test_import_labels_csv(proj: Project, slide_dir: Path, tmp_path: Path) -> No
     assert report.applied == 2
     assert report.unknown_slides == [(4, "ghost")] and report.unknown_classes == [(5, "Melanoma")]
     assert proj.labels.get("b").split == "heldout" and proj.labels.get("a").split == "train"
+    out = proj.labels.export_csv(tmp_path / "out.csv")
+    assert out.read_text().splitlines() == ["slide_id,label,split", "a,LUAD,train", "b,LUSC,heldout"]
     assert proj.labels.undo() == "import labels from labels.csv"
     assert proj.labels.all() == {}
     with pytest.raises(ConfigError, match="missing.csv"):
