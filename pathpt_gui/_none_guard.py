@@ -1,11 +1,11 @@
-"""Work around a None reference-count leak of PySide6 6.12 on Python 3.11.
+"""Work around the None/True/False reference-count leaks of PySide6 6.12 on Python 3.11.
 
 Every void-returning PySide6 6.12 method (QPainter.drawImage, QWidget.update, QPen.setWidth, ...) returns
-`None` without taking a reference. On Python 3.12+ None is immortal (PEP 683) so this is harmless; on 3.11
-each call drops None's reference count by one and the process aborts with "Fatal Python error: none_dealloc"
-after some thousands of calls (the viewer hit it within seconds of panning). When, and only when, the leak is
-detected on an interpreter without immortal objects, we give None a very large reference count, which is what
-PEP 683 does. Remove this module once Python >= 3.12 or a fixed PySide6 is the floor.
+`None` without taking a reference, and `Signal.emit` does the same with its bool result. On Python 3.12+ None is immortal (PEP 683) so this is harmless; on 3.11
+each call drops the reference count by one and the process aborts with "Fatal Python error: none_dealloc" (or
+bool_dealloc) after some thousands of calls (the viewer hit it within seconds of panning). When, and only when,
+a leak is detected on an interpreter without immortal objects, we give None, True and False a very large
+reference count, which is what PEP 683 does. Remove this module once Python >= 3.12 or a fixed PySide6 is the floor.
 """
 
 from __future__ import annotations
@@ -21,25 +21,31 @@ _applied = False
 
 
 def none_refcount_leaks(calls: int = 64) -> bool:
-    """True when a void PySide6 call lowers None's reference count."""
-    from PySide6.QtCore import QPointF
+    """True when a void PySide6 call or a signal emit lowers the reference count of None or of a bool."""
+    from PySide6.QtCore import QObject, QPointF, Signal
 
-    pt = QPointF()
-    before = sys.getrefcount(None)
+    class _Probe(QObject):
+        ping = Signal()
+
+    pt, probe = QPointF(), _Probe()
+    before = (sys.getrefcount(None), sys.getrefcount(True), sys.getrefcount(False))
     for _ in range(calls):
         pt.setX(1.0)
-    return sys.getrefcount(None) <= before - calls // 2
+        probe.ping.emit()
+    after = (sys.getrefcount(None), sys.getrefcount(True), sys.getrefcount(False))
+    return any(a <= b - calls // 2 for a, b in zip(after, before, strict=True))
 
 
 def protect_none() -> bool:
-    """Make None effectively immortal when PySide6 leaks its references; returns True when applied."""
+    """Make None, True and False effectively immortal when PySide6 leaks their references; True when applied."""
     global _applied
     if _applied or sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
         return _applied
     if not none_refcount_leaks():
         return False
-    ctypes.c_ssize_t.from_address(id(None)).value += _CUSHION
+    for obj in (None, True, False):
+        ctypes.c_ssize_t.from_address(id(obj)).value += _CUSHION
     _applied = True
-    log.debug("PySide6 leaks references to None on Python %s; None made effectively immortal",
+    log.debug("PySide6 leaks references to None/bools on Python %s; they are made effectively immortal",
               sys.version.split()[0])
     return True
