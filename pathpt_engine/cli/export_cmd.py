@@ -129,6 +129,7 @@ def run_export(req: ExportRequest, cancel: threading.Event | None = None) -> Job
     written: list[Path] = []
     preds: list[SlidePrediction] = []
     class_names: list[str] = []
+    yield Progress("export", 0, len(req.inputs))
     for i, path in enumerate(req.inputs):
         check_cancel(cancel)
         scores, stored = load_scores(path)
