@@ -75,26 +75,26 @@ def test_csv_merges_stored_and_csv_predictions(cohort: Path, tmp_path: Path) -> 
 
 
 def test_bad_inputs_exit_2_naming_the_file(cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["export", "--scores", str(tmp_path / "nope"), "--format", "h5", "--out", str(tmp_path)]) == 2
+    assert main(["-q", "export", "--scores", str(tmp_path / "nope"), "--format", "h5", "--out", str(tmp_path)]) == 2
     assert "nope: scores file or folder not found" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["export", "--scores", str(tmp_path / "empty"), "--format", "h5", "--out", str(tmp_path)]) == 2
+    assert main(["-q", "export", "--scores", str(tmp_path / "empty"), "--format", "h5", "--out", str(tmp_path)]) == 2
     assert "empty: no <slide>.h5 score files" in capsys.readouterr().err
-    assert main(["export", "--scores", str(cohort / "preds" / "s2.h5"), "--format", "csv",
+    assert main(["-q", "export", "--scores", str(cohort / "preds" / "s2.h5"), "--format", "csv",
                  "--predictions", str(tmp_path / "none.csv"), "--out", str(tmp_path / "x.csv")]) == 2
     assert "none.csv" in capsys.readouterr().err
     only = tmp_path / "only"
     only.mkdir()
     (only / "s2.h5").write_bytes((cohort / "preds" / "s2.h5").read_bytes())
-    assert main(["export", "--scores", str(only), "--format", "csv", "--out", str(tmp_path / "x.csv")]) == 2
+    assert main(["-q", "export", "--scores", str(only), "--format", "csv", "--out", str(tmp_path / "x.csv")]) == 2
     assert "s2.h5: no slide prediction" in capsys.readouterr().err
-    assert main(["export", "--scores", str(only), "--format", "png", "--slide", str(tmp_path / "empty"),
+    assert main(["-q", "export", "--scores", str(only), "--format", "png", "--slide", str(tmp_path / "empty"),
                  "--out", str(tmp_path / "p")]) == 2
     assert "empty: no slide file named s2.*" in capsys.readouterr().err
-    assert main(["export", "--scores", str(only), "--format", "png", "--cmap", "nope",
+    assert main(["-q", "export", "--scores", str(only), "--format", "png", "--cmap", "nope",
                  "--out", str(tmp_path / "p")]) == 2
     assert "unknown colormap 'nope'" in capsys.readouterr().err
-    assert main(["export", "--scores", str(only), "--format", "png", "--color", "LUAD=red",
+    assert main(["-q", "export", "--scores", str(only), "--format", "png", "--color", "LUAD=red",
                  "--out", str(tmp_path / "p")]) == 2
     assert "--color 'LUAD=red'" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "p").exists()
