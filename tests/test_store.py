@@ -152,3 +152,32 @@ def test_feature_attrs_carry_tiling_identity(tmp_path: Path) -> None:
     assert is_valid(path, attrs)
     assert not is_valid(path, feature_attrs(coords, "keep", "sha256:2", proj_contrast=True))
     assert not is_valid(path, {**attrs, "proj_contrast": False})
+
+
+def test_grid_from_our_and_clam_coords_files(tmp_path: Path) -> None:
+    from slide_fixtures import make_slide
+
+    from pathpt_engine.features import grid_from_coords
+    from pathpt_engine.slides import TissueParams, make_grid, open_slide, read_tile, tissue_mask
+
+    slide = make_slide(tmp_path / "s.svs", 1400, 1000, fmt="svs")
+    with open_slide(slide) as r:
+        grid = make_grid(r, tissue_mask(r, TissueParams(thumb_size=512)), GridParams(tile_size=100, min_tissue=0.2))
+        back = grid_from_coords(read_coords(write_coords(tmp_path / "s.h5", grid)), r)
+        for name in ("level", "level_downsample", "read_size", "size_level0", "tile_size", "slide_mpp",
+                     "mpp_source", "slide_dimensions", "level_dimensions"):
+            assert getattr(back, name) == getattr(grid, name), name
+        assert back.params.target_mpp == grid.params.target_mpp and np.array_equal(back.coords, grid.coords)
+        assert np.array_equal(read_tile(r, back, 0), read_tile(r, grid, 0))
+        clam = tmp_path / "clam.h5"
+        _h5(clam, coords=np.array([[0, 0], [512, 512]]))
+        with h5py.File(clam, "a") as f:
+            f["coords"].attrs.update({"patch_size": 256, "patch_level": 1, "downsample": [2.0, 2.0]})
+        g = grid_from_coords(read_coords(clam), r)
+        assert (g.level, g.read_size, g.size_level0, g.tile_size) == (1, 256, 512, 256)
+        assert g.params.target_mpp == pytest.approx(0.5)
+        assert read_tile(r, g, 1).shape == (256, 256, 3)
+        with h5py.File(clam, "a") as f:
+            f["coords"].attrs["patch_level"] = 7
+        with pytest.raises(FeatureFileError, match=r"clam\.h5: patch_level 7 does not exist"):
+            grid_from_coords(read_coords(clam), r)

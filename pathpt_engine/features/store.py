@@ -31,9 +31,10 @@ import h5py
 import numpy as np
 
 from ..errors import FeatureFileError
+from ..slides.grid import GridParams, TileGrid
 
 if TYPE_CHECKING:
-    from ..slides.grid import TileGrid
+    from ..slides.base import SlideReader
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,34 @@ def feature_attrs(coords: CoordsFile, backbone: str, weights_hash: str, **extra:
     backbone. Pass the same dict to `is_valid` to decide whether an existing feature file can be reused."""
     carried = {k: coords.attrs[k] for k in ("slide_id", "slide_name", "tile_params") if k in coords.attrs}
     return {**carried, "backbone": backbone, "weights_hash": weights_hash, **extra}
+
+
+def grid_from_coords(coords: CoordsFile, reader: SlideReader) -> TileGrid:
+    """A `TileGrid` (for `iter_tiles`) from a coords file: ours, CLAM's or TRIDENT's.
+
+    Uses `patch_level`/`patch_size` (CLAM; default level 0), `patch_size_level0` (else patch_size x the level's
+    downsample) and `tile_size` (ours; else the tile is handed on at `patch_size`).
+
+    Raises:
+        FeatureFileError: the attributes do not fit the slide (level out of range, missing sizes).
+    """
+    a = coords.coords_attrs
+    level = int(a.get("patch_level", 0))
+    if not 0 <= level < reader.level_count:
+        raise FeatureFileError(f"{coords.path}: patch_level {level} does not exist in {reader.path}")
+    level_ds = float(reader.level_downsamples[level])
+    if "patch_size" not in a and "patch_size_level0" not in a:
+        raise FeatureFileError(f"{coords.path}: 'coords' has neither 'patch_size' nor 'patch_size_level0'")
+    size0 = int(a.get("patch_size_level0", round(int(a.get("patch_size", 0)) * level_ds)))
+    read_size = int(a.get("patch_size", round(size0 / level_ds)))
+    tile_size = int(a.get("tile_size", read_size))
+    mpp = a.get("slide_mpp") or (reader.mpp[0] if reader.mpp else None)
+    target_mpp = float(a.get("target_mpp") or (mpp * size0 / tile_size if mpp else GridParams.target_mpp))
+    return TileGrid(coords=coords.coords, tissue=np.full(len(coords.coords), np.nan, np.float32),
+                    params=GridParams(target_mpp=target_mpp, tile_size=tile_size, min_tissue=0.0),
+                    slide_mpp=float(mpp) if mpp else float("nan"), mpp_source=str(a.get("mpp_source", "file")),
+                    level=level, level_downsample=level_ds, read_size=read_size, size_level0=size0,
+                    slide_dimensions=tuple(reader.dimensions), level_dimensions=tuple(reader.level_dimensions[level]))
 
 
 def write_coords(path: str | os.PathLike[str], grid: TileGrid, attrs: Mapping[str, Any] | None = None) -> Path:
