@@ -242,3 +242,12 @@ def test_bad_config_tokenizer_and_shapes(tmp_path):
     (folder / MUSK_TOKENIZER_FILE).unlink()
     with pytest.raises(BackboneError, match="lilab-stanford/MUSK"):
         load_musk(folder)
+
+
+def test_registry_entry(tmp_path):
+    from pathpt_engine.backbones import get_spec, load_backbone
+
+    model = load_backbone("musk", make_tiny_musk_folder(tmp_path / "musk"))
+    assert isinstance(model, MuskBackbone) and model.name == "musk"
+    spec = get_spec("musk")
+    assert "CC-BY-NC-ND" in spec.licence and "tokenizer.spm" in spec.download and "TCGA" in spec.description

@@ -160,3 +160,11 @@ def test_config_shapes_are_checked_against_the_weights(tmp_path):
     (folder / "open_clip_config.json").write_text(json.dumps(cfg))
     with pytest.raises(BackboneError, match="timm_model_name"):
         load_quiltnet(folder)
+
+
+def test_registry_entry(tmp_path):
+    from pathpt_engine.backbones import get_spec, load_backbone
+
+    model = load_backbone("quiltnet", make_tiny_quiltnet_folder(tmp_path / "q"))
+    assert model.name == "quiltnet" and model.model.config.text_config.hidden_act == "gelu"
+    assert "MIT" in get_spec("quiltnet").licence and "wisdomik/QuiltNet-B-32" in get_spec("quiltnet").download

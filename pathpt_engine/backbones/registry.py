@@ -26,7 +26,7 @@ class BackboneSpec:
 
     Attributes:
         name: registry name used on the command line and in feature files.
-        adapter: which loader builds it ("keep", "clip" or "conch").
+        adapter: which loader builds it ("keep", "clip", "conch", "musk" or "quiltnet").
         description: one line for listings.
         default_folder: default weights folder (relative to the working directory), or "" for packaged weights.
         env_var: environment variable that overrides the default folder.
@@ -45,7 +45,7 @@ class BackboneSpec:
     demo: bool = False
 
     def __post_init__(self) -> None:
-        if not self.name or self.adapter not in ("keep", "clip", "conch"):
+        if not self.name or self.adapter not in ("keep", "clip", "conch", "musk", "quiltnet"):
             raise ValueError(f"BackboneSpec: bad name/adapter {self.name!r}/{self.adapter!r}")
 
 
@@ -78,6 +78,23 @@ _SPECS: tuple[BackboneSpec, ...] = (
         licence="CC-BY-NC-ND 4.0, gated (non-commercial; never redistribute weights or tokenizer)",
         download="request access at huggingface.co/MahmoodLab/conch, download pytorch_model.bin to base_models/conch "
                  "and copy conch_byte_level_bpe_uncased.json from github.com/mahmoodlab/CONCH next to it",
+    ),
+    BackboneSpec(
+        name="musk", adapter="musk",
+        description="MUSK (BEiT-3 large multiway at 384 px, 1024-d), loaded natively; pretrained on TCGA, so not for "
+                    "TCGA benchmarks",
+        default_folder="base_models/musk", env_var="PATHPT_MUSK_WEIGHTS",
+        licence="CC-BY-NC-ND 4.0, gated (academic non-commercial; never redistribute weights)",
+        download="accept the terms at huggingface.co/xiangjx/musk, download model.safetensors to base_models/musk "
+                 "and copy musk/models/tokenizer.spm from github.com/lilab-stanford/MUSK next to it",
+    ),
+    BackboneSpec(
+        name="quiltnet", adapter="quiltnet",
+        description="QuiltNet-B-32 (CLIP ViT-B/32 fine-tuned on Quilt-1M, 512-d), open_clip checkpoint converted to "
+                    "the HF CLIP implementation",
+        default_folder="base_models/quiltnet", env_var="PATHPT_QUILTNET_WEIGHTS",
+        licence="MIT (huggingface.co/wisdomik/QuiltNet-B-32; research output)",
+        download="huggingface-cli download wisdomik/QuiltNet-B-32 --local-dir base_models/quiltnet",
     ),
     BackboneSpec(
         name="demo", adapter="keep",
@@ -139,8 +156,21 @@ def _build_conch(folder: Path, name: str) -> Backbone:
     return load_conch(folder, name=name)
 
 
+def _build_musk(folder: Path, name: str) -> Backbone:
+    from .musk import load_musk
+
+    return load_musk(folder, name=name)
+
+
+def _build_quiltnet(folder: Path, name: str) -> Backbone:
+    from .quiltnet import load_quiltnet
+
+    return load_quiltnet(folder, name=name)
+
+
 _BUILDERS: dict[str, Callable[[Path, str], Backbone]] = {
-    "keep": _build_keep, "clip": _build_clip, "conch": _build_conch,
+    "keep": _build_keep, "clip": _build_clip, "conch": _build_conch, "musk": _build_musk,
+    "quiltnet": _build_quiltnet,
 }
 
 
