@@ -10,6 +10,9 @@ from tqdm import tqdm
 
 from ..jobs import Progress, run_job
 
+# tqdm's monitor thread outlives the bar; the CLI needs no stall watchdog.
+tqdm.monitor_interval = 0
+
 T = TypeVar("T")
 
 
