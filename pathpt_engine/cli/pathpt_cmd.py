@@ -1,9 +1,211 @@
-"""CLI commands: placeholder until the owning area registers its commands."""
+"""CLI: `pathpt zeroshot`, `pathpt train`, `pathpt predict`, `pathpt evaluate` (PathPT and its baselines)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def _common(p: argparse.ArgumentParser, classes: bool = True, backbone: bool = True) -> None:
+    p.add_argument("--features", type=Path, required=True, help="folder of <slide_id>.h5 feature files")
+    if classes:
+        p.add_argument("--classes", required=True, help="class-set JSON file or shipped name (e.g. ucs, synthetic)")
+    if backbone:
+        p.add_argument("--backbone", required=True, help="registry name (see `pathpt backbones`)")
+    p.add_argument("--weights", type=Path, default=None, help="backbone weights folder (default: per backbone)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def _train_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, default=20, help="PathPT epochs (20)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--amp", default="auto", choices=("auto", "fp16", "bf16", "off"),
+                   help="auto: fp16 + GradScaler on CUDA (as the paper), off on CPU")
+    p.add_argument("--no-spatial", action="store_true", help="ablation: identity instead of the spatial module")
+    p.add_argument("--full-text-length", action="store_true",
+                   help="run the text tower on all positions (reference speed; same results)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to `sub`."""
+    """Add the PathPT commands to `sub`."""
+    z = sub.add_parser("zeroshot", help="zero-shot tile probabilities and slide calls from prompts")
+    _common(z)
+    z.add_argument("--labels", type=Path, default=None,
+                   help="optional labels CSV: pick the prompt ensemble on these slides (§4.1) instead of the mean")
+    z.add_argument("--out", type=Path, required=True, help="output folder")
+    z.set_defaults(func=_cmd_zeroshot)
+
+    t = sub.add_parser("train", help="train PathPT (prompt context + spatial module) on labelled slides")
+    _common(t)
+    t.add_argument("--labels", type=Path, required=True, help="CSV slide_id,label (class name or 0-based int)")
+    t.add_argument("--recipe", default="paper", choices=("paper", "clean"))
+    t.add_argument("--shots", type=int, default=None, help="draw K slides per class (rest = validation pool)")
+    t.add_argument("--seed", type=int, default=0, help="draw / prompt-selection seed (the fold index)")
+    _train_opts(t)
+    t.add_argument("--out", type=Path, required=True, help="run folder (checkpoint.json + model.safetensors)")
+    t.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="predict slides with a trained run: predictions.csv + tile score h5")
+    p.add_argument("--run", type=Path, required=True, help="run folder written by `pathpt train`")
+    _common(p, classes=False, backbone=False)
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=_cmd_predict)
+
+    e = sub.add_parser("evaluate", help="the paper's few-shot protocol: methods x shots x folds, mean ± sd")
+    _common(e)
+    e.add_argument("--labels", type=Path, default=None, help="labels CSV (draw pool/test here)")
+    e.add_argument("--splits", type=Path, default=None,
+                   help="reference split folder holding dataset_division.json and dataset_csv_{k}shot/")
+    e.add_argument("--dataset", default=None, help="dataset key in dataset_division.json (e.g. UCS)")
+    e.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
+    e.add_argument("--folds", type=int, default=10)
+    e.add_argument("--methods", default="zeroshot,abmil,clam,transmil,pathpt-paper,pathpt-clean")
+    e.add_argument("--test-fraction", type=float, default=0.3, help="fixed test share per class (--labels)")
+    e.add_argument("--pool-per-class", type=int, default=15)
+    e.add_argument("--mil-epochs", type=int, default=50)
+    _train_opts(e)
+    e.add_argument("--out", type=Path, required=True, help="results folder")
+    e.set_defaults(func=_cmd_evaluate)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _backbone(args: argparse.Namespace):  # noqa: ANN202
+    from ..backbones import load_backbone
+
+    return load_backbone(args.backbone, args.weights, _device(args.device)).freeze()
+
+
+def _config(args: argparse.Namespace, recipe: str = "paper"):  # noqa: ANN202
+    from ..pathpt.model import PathPTConfig
+
+    try:
+        return PathPTConfig(recipe=recipe, epochs=args.epochs, lr=args.lr, amp=args.amp, device=_device(args.device),
+                            spatial=not args.no_spatial, truncate_text=not args.full_text_length)
+    except ValueError as exc:
+        raise ConfigError(f"bad training options: {exc}") from None
+
+
+def _write_outputs(out: Path, results: list, class_names: tuple[str, ...]) -> None:
+    from ..export.scores import write_scores_h5
+    from ..export.tables import write_predictions_csv
+
+    (out / "tiles").mkdir(parents=True, exist_ok=True)
+    for pred, scores in results:
+        write_scores_h5(out / "tiles" / f"{pred.slide_id}.h5", scores, pred)
+    write_predictions_csv(out / "predictions.csv", [p for p, _ in results], list(class_names))
+    for pred, _ in results:
+        print(f"{pred.slide_id}\t{pred.predicted}")
+    print(f"wrote {out / 'predictions.csv'} and {len(results)} tile score files in {out / 'tiles'}")
+
+
+def _cmd_zeroshot(args: argparse.Namespace) -> int:
+    from ..pathpt.data import feature_files, load_labelled, load_slide, read_labels_csv
+    from ..pathpt.predictor import scores_from_probs
+    from ..prompts.classsets import load_classset
+    from ..prompts.zeroshot import (
+        encode_class_prompts,
+        mean_classifier,
+        select_prompt_ensemble,
+        zeroshot_tile_probs,
+    )
+
+    cs = load_classset(args.classes)
+    bb = _backbone(args)
+    embs = encode_class_prompts(bb, cs)
+    w = mean_classifier(embs)
+    if args.labels is not None:
+        labelled = load_labelled(args.features, read_labels_csv(args.labels, cs))
+        w = select_prompt_ensemble(embs, [(s.features, s.label) for s in labelled]).classifier
+    results = []
+    for path in feature_files(args.features).values():
+        slide = load_slide(path)
+        results.append(scores_from_probs(cs, slide, zeroshot_tile_probs(slide.features, w)))
+    _write_outputs(args.out, results, cs.subtype_names)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ..pathpt.data import load_labelled, read_labels_csv
+    from ..pathpt.splits import draw_folds
+    from ..pathpt.trainer import train_pathpt
+    from ..prompts.classsets import load_classset
+    from ._progress import run_with_bar
+
+    cs = load_classset(args.classes)
+    labels = read_labels_csv(args.labels, cs)
+    train_ids, val_ids = dict(labels), {}
+    if args.shots is not None:
+        fold = draw_folds(labels, {}, args.shots, args.seed + 1)[args.seed]
+        train_ids, val_ids = fold.train, fold.val
+    missing = sorted(set(range(cs.n_classes - 1)) - set(train_ids.values()))
+    if missing:
+        raise ConfigError(f"{args.labels}: no labelled slide for subtype(s) {[cs.subtype_names[m] for m in missing]}")
+    train = load_labelled(args.features, train_ids)
+    val = load_labelled(args.features, val_ids) if val_ids and args.recipe == "clean" else None
+    bb = _backbone(args)
+    meta = {"features": str(args.features), "labels": str(args.labels), "shots": args.shots, "seed": args.seed}
+    result = run_with_bar(train_pathpt(bb, cs, train, _config(args, args.recipe), out_dir=args.out, val=val,
+                                       ensemble_seed=args.seed, meta=meta), quiet=args.quiet)
+    last = result.history[result.best_epoch]
+    print(json.dumps({"run": str(result.checkpoint), "best_epoch": result.best_epoch,
+                      **{k: round(v, 4) for k, v in last.items() if k != "epoch"}}))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from ..pathpt.data import feature_files, load_slide
+    from ..pathpt.predictor import load_run, predict_slides
+    from ._progress import run_with_bar
+
+    run = load_run(args.run, weights=args.weights, device=_device(args.device))
+    slides = [load_slide(p) for p in feature_files(args.features).values()]
+    results = run_with_bar(predict_slides(run.model, run.classset, slides), quiet=args.quiet)
+    _write_outputs(args.out, results, run.classset.subtype_names)
+    return 0
+
+
+def _folds(args: argparse.Namespace, cs) -> dict:  # noqa: ANN001
+    from ..pathpt.data import read_labels_csv
+    from ..pathpt.splits import draw_folds, make_division, read_reference_folds
+
+    if args.splits is not None:
+        if not args.dataset:
+            raise ConfigError("--splits needs --dataset (the key in dataset_division.json, e.g. UCS)")
+        return {k: read_reference_folds(args.splits, args.dataset, k, cs)[: args.folds] for k in args.shots}
+    if args.labels is None:
+        raise ConfigError("evaluate needs --labels CSV or --splits DIR --dataset NAME")
+    labels = read_labels_csv(args.labels, cs)
+    pool, test = make_division(labels, cs.n_classes - 1, args.test_fraction, args.pool_per_class)
+    return {k: draw_folds(pool, test, k, args.folds) for k in args.shots}
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..pathpt.data import load_labelled
+    from ..pathpt.evaluate import EvalConfig, evaluate_protocol
+    from ..prompts.classsets import load_classset
+    from ._progress import run_with_bar
+
+    cs = load_classset(args.classes)
+    folds = _folds(args, cs)
+    try:
+        cfg = EvalConfig(methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+                         pathpt=_config(args), mil_epochs=args.mil_epochs)
+    except ValueError as exc:
+        raise ConfigError(f"--methods: {exc}") from None
+    ids = sorted({s for fs in folds.values() for f in fs for s in (*f.train, *f.val, *f.test)})
+    slides = {s.slide_id: s for s in load_labelled(args.features, {}, ids)}
+    bb = _backbone(args)
+    run_with_bar(evaluate_protocol(bb, cs, slides, folds, args.out, replace(cfg)), quiet=args.quiet)
+    print((args.out / "results.md").read_text(encoding="utf-8"), end="")
+    return 0
