@@ -80,3 +80,17 @@ def test_subprocess_error_has_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"pathpt: error: {bad}: a TIFF file OpenSlide cannot open as a "
                                                  "slide (not tiled, truncated or corrupt)"]
+
+
+def test_skip_errors_goes_on_and_exits_1(svs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.svs"
+    bad.write_text("not a slide")
+    rc = main(["-q", "tile", str(bad), str(svs), "--out", str(tmp_path / "o"), "--skip-errors", "--thumb-size", "256"])
+    assert rc == 1
+    captured = capsys.readouterr()
+    assert "case 1:" in captured.out
+    assert [line for line in captured.err.splitlines() if line.startswith("pathpt: error:")] == \
+        [f"pathpt: error: {bad}: not a slide format OpenSlide can open (not a recognised whole-slide image)"]
+    summary = json.loads((tmp_path / "o" / "tiling.json").read_text())
+    assert [s["slide_name"] for s in summary["slides"]] == ["case 1"]
+    assert summary["failed"][0]["path"] == str(bad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     tile.add_argument("--thumb-size", type=int, default=TissueParams.thumb_size,
                       help=f"thumbnail size for the tissue mask (default {TissueParams.thumb_size})")
     tile.add_argument("--no-reuse", action="store_true", help="recompute even if a matching coords file exists")
+    tile.add_argument("--skip-errors", action="store_true",
+                      help="go on past slides that cannot be read (listed in the summary; exit status 1)")
     tile.set_defaults(func=_tile)
 
 
@@ -82,8 +85,9 @@ def _tile(args: argparse.Namespace) -> int:
     from ..slides.tiling import tile_slides
 
     grid_params, tissue_params = _params(args)
-    summary = run_with_bar(tile_slides(args.slides, args.out, grid_params, tissue_params, reuse=not args.no_reuse),
-                           quiet=args.quiet)
+    job = tile_slides(args.slides, args.out, grid_params, tissue_params, reuse=not args.no_reuse,
+                      skip_errors=args.skip_errors)
+    summary = run_with_bar(job, quiet=args.quiet)
     out = Path(args.out) / "tiling.json"
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(summary.to_dict(), indent=2))
@@ -94,4 +98,6 @@ def _tile(args: argparse.Namespace) -> int:
               f"{s.slide_mpp:.4f} µm/px {s.mpp_source}), tissue {s.tissue_fraction:.1%}{note}"
               + (f"  -- {s.message}" if s.message else ""))
     print(f"{summary.total_tiles} tiles from {len(summary.slides)} slides; summary: {out}")
-    return 0
+    for _path, error in summary.failed:
+        print(f"pathpt: error: {error}", file=sys.stderr)
+    return 1 if summary.failed else 0

@@ -6,6 +6,7 @@ A slide's file is reused when it already holds the same slide (OpenSlide quickha
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -13,12 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SlideError
 from ..features.store import is_valid, read_coords, write_coords
 from ..jobs import Job, Progress, check_cancel
 from .grid import GridParams, make_grid
 from .reader import open_slide
 from .tissue import TissueParams, tissue_mask
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,15 @@ class TilingSummary:
 
     slides: tuple[SlideTiling, ...]
     params: dict[str, Any] = field(default_factory=dict)
+    failed: tuple[tuple[str, str], ...] = ()  # (path, error message) of slides skipped with skip_errors
 
     @property
     def total_tiles(self) -> int:
         return sum(s.n_tiles for s in self.slides)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"params": self.params, "total_tiles": self.total_tiles, "slides": [asdict(s) for s in self.slides]}
+        return {"params": self.params, "total_tiles": self.total_tiles, "slides": [asdict(s) for s in self.slides],
+                "failed": [{"path": p, "error": e} for p, e in self.failed]}
 
 
 def tile_params_json(grid_params: GridParams, tissue_params: TissueParams) -> str:
@@ -113,27 +118,38 @@ def tile_slides(
     tissue_params: TissueParams = TissueParams(),
     cancel: threading.Event | None = None,
     reuse: bool = True,
+    skip_errors: bool = False,
 ) -> Job[TilingSummary]:
     """Job: tile every slide into `out_dir`, yielding Progress("tile", i, n) per slide.
 
+    Args:
+        reuse: keep an existing `<slide_name>.h5` that holds the same slide and parameters.
+        skip_errors: record a slide that fails (SlideError) in `TilingSummary.failed` and go on.
+
     Raises:
         ConfigError: two slides share a name (their outputs would collide).
-        SlideError: a slide cannot be opened or read (the job stops there).
+        SlideError: a slide cannot be opened or read (unless `skip_errors`).
         JobCancelled: `cancel` was set (checked between slides).
     """
     slides = [Path(p) for p in paths]
     _check_unique(slides)
     out = Path(out_dir)
     done: list[SlideTiling] = []
+    failed: list[tuple[str, str]] = []
     yield Progress("tile", 0, len(slides))
     for i, path in enumerate(slides):
         check_cancel(cancel)
-        result = tile_slide(path, out, grid_params, tissue_params, reuse)
-        done.append(result)
-        yield Progress("tile", i + 1, len(slides), message=result.slide_name,
-                       metrics={"tiles": float(result.n_tiles)})
+        try:
+            done.append(tile_slide(path, out, grid_params, tissue_params, reuse))
+        except SlideError as exc:
+            if not skip_errors:
+                raise
+            logger.warning("skipping %s", exc)
+            failed.append((str(path), str(exc)))
+        yield Progress("tile", i + 1, len(slides), message=slide_name(path),
+                       metrics={"tiles": float(sum(s.n_tiles for s in done))})
     params = json.loads(tile_params_json(grid_params, tissue_params))
-    return TilingSummary(tuple(done), params)
+    return TilingSummary(tuple(done), params, tuple(failed))
 
 
 def _check_unique(slides: list[Path]) -> None:
