@@ -88,14 +88,32 @@ def test_embeds_path_equals_token_path_and_trims_exactly(model):
         full = model.encode_text(PROMPTS)
         rows = model.token_embedding()(ids)
         assert torch.allclose(model.encode_text_embeds(rows, mask, ids), full, atol=1e-6)
-        n = model.min_exact_length(ids)
+        n = model.min_exact_length(ids, mask)
         assert n == int((ids != 0).sum(1).max()) + 1 < 127
         cut = model.encode_text_embeds(rows[:, :n], mask[:, :n], ids[:, :n])
         assert torch.allclose(cut, full, atol=1e-5)
-        # one row fewer drops the first pad of the longest prompt, which its cls attends to
-        shorter = model.encode_text_embeds(rows[:, : n - 1], mask[:, : n - 1], ids[:, : n - 1])
+        # cut at the longest real prompt (the generic rule): the adapter appends the pad row the cls attends to
+        cut = model.encode_text_embeds(rows[:, : n - 1], mask[:, : n - 1], ids[:, : n - 1])
+        assert torch.allclose(cut, full, atol=1e-5)
+        # without that row the longest prompt's embedding would change
+        raw = model.text(rows[:, : n - 1], ids[:, : n - 1])
         longest = int((ids != 0).sum(1).argmax())
-        assert not torch.allclose(shorter[longest], full[longest], atol=1e-4)
+        assert not torch.allclose(raw[longest], full[longest], atol=1e-4)
+
+
+def test_prompt_learner_on_conch_equals_token_path(model):
+    """The shared prompt learner (truncating to the longest real prompt) reproduces encode_text of the placeholder
+    prompts when its context holds the placeholder's own token rows."""
+    from pathpt_engine.pathpt.prompt_learner import PromptLearner
+
+    names = ["normal tissue", "carcinoma", "sarcoma cells"]
+    learner = PromptLearner(model, names, n_ctx=8, init="rand", truncate=True)
+    with torch.no_grad():
+        learner.ctx.copy_(model.token_embedding()(learner.input_ids[:, 1:9]))
+        got = learner.text_features(model)
+        want = model.encode_text([" ".join(["X"] * 8) + f" {n}." for n in names])
+    assert learner.length < 127
+    assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_cls_sees_first_pad_but_not_later_pads(model):

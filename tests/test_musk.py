@@ -138,13 +138,26 @@ def test_embeds_path_equals_token_path_and_trims_exactly(model):
         full = model.encode_text(PROMPTS)
         rows = model.token_embedding()(ids)
         assert torch.allclose(model.encode_text_embeds(rows, mask, ids), full, atol=1e-6)
-        n = model.min_exact_length(ids)
+        n = model.min_exact_length(ids, mask)
         assert n == int(mask.sum(1).max())
         assert torch.allclose(model.encode_text_embeds(rows[:, :n], mask[:, :n], ids[:, :n]), full, atol=1e-5)
         # pad rows are invisible: changing them changes nothing
         bumped = rows.clone()
         bumped[:, n:] += torch.randn_like(bumped[:, n:])
         assert torch.allclose(model.encode_text_embeds(bumped, mask, ids), full, atol=1e-6)
+
+
+def test_prompt_learner_on_musk_equals_token_path(model):
+    from pathpt_engine.pathpt.prompt_learner import PromptLearner
+
+    names = ["Normal tissue", "carcinoma", "sarcoma"]
+    learner = PromptLearner(model, names, n_ctx=32, init="template", truncate=True)
+    assert learner.length < 100 and learner.ctx.shape == (3, 32, 32)
+    with torch.no_grad():
+        learner.ctx.copy_(model.token_embedding()(learner.input_ids[:, 1:33]))
+        got = learner.text_features(model)
+        want = model.encode_text([" ".join(["X"] * 32) + f" {n}." for n in names])
+    assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_gradients_reach_the_prompt_rows(model):

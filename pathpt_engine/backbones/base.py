@@ -118,6 +118,14 @@ class Backbone(nn.Module):
         """
         raise NotImplementedError
 
+    def min_exact_length(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
+        """Shortest L such that `encode_text_embeds` on the first L positions equals the full-length result.
+
+        Default: the longest real (unpadded) prompt, right for towers whose pooled row never sees pad positions
+        (BERT/KEEP, CLIP, MUSK). CONCH overrides it (its cls also sees the first pad).
+        """
+        return max(1, int(attention_mask.sum(dim=1).max()))
+
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """Texts -> L2-normalised [B, D] through the ordinary token path."""
         tok = self.tokenize(texts)

@@ -16,7 +16,8 @@ open_clip CoCa's off-by-one, reproduced exactly). Output `ln_final(h[:, cls]) @ 
 
 Prompt learner notes (method.md §3.5): the context goes at positions 1..n_ctx after SOT (`PromptLayout(1, "X")`),
 `ctx_dim` = 768, `max_text_len` = 127 text ids (the cls is appended inside the tower, always at positional row
-127, so inputs may be cut to `min_exact_length(ids)` rows without changing the result). The paper recipe's CONCH
+127, so inputs may be cut to `min_exact_length(ids)` rows without changing the result; inputs cut to the
+longest real prompt get the needed pad row appended). The paper recipe's CONCH
 quirk, prefix/suffix/template rows taken from the last block's hidden states instead of the token table, is
 available as `paper_prompt_rows(ids)`; the clean recipe uses `token_embedding()`.
 
@@ -275,10 +276,21 @@ class ConchBackbone(Backbone):
     def encode_text_embeds(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
                            input_ids: torch.Tensor) -> torch.Tensor:
         """Rows [B, L, 768] (L <= 127) -> [B, 512]. Masks come from `input_ids` (pad 0); `attention_mask` is
-        implied by them and not used."""
-        return self.text(inputs_embeds, input_ids.to(inputs_embeds.device))
+        implied by them and not used.
 
-    def min_exact_length(self, input_ids: torch.Tensor) -> int:
+        Inputs cut right after a real token (e.g. to the longest real prompt) get one pad row from the token table
+        appended, because the cls attends to the first pad: with token-table rows the result then equals the
+        full-length one. (With the paper recipe's hidden-state rows, cut at `min_exact_length` instead.)
+        """
+        ids = input_ids.to(inputs_embeds.device)
+        pad = self.cfg.pad_id
+        if ids.shape[1] < self.max_text_len and bool((ids[:, -1] != pad).any()):
+            pad_ids = torch.full_like(ids[:, :1], pad)
+            inputs_embeds = torch.cat([inputs_embeds, self.text.token_embedding(pad_ids).to(inputs_embeds.dtype)], 1)
+            ids = torch.cat([ids, pad_ids], dim=1)
+        return self.text(inputs_embeds, ids)
+
+    def min_exact_length(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> int:
         """Shortest L such that `encode_text_embeds` on the first L rows equals the full result: every row up
         to and including the first pad (the cls sees it)."""
         n_real = (input_ids != self.cfg.pad_id).sum(dim=1)

@@ -19,7 +19,8 @@ Prompt learner notes (method.md §3.5): context after `<s>` (`PromptLayout(1, "X
 1024, `max_text_len` 100 (MUSK's `xlm_tokenizer(max_len=100)`: at most 98 pieces between `<s>` and `</s>`, pad 1).
 The PathPT MUSK learner uses the real token table (no quirk); its attention mask is the placeholder's, with the
 context positions taken from the template's padding mask (all real for the default 32-word template). Attention
-is bidirectional with padded keys masked, so inputs may be cut to `min_exact_length(ids)` rows exactly.
+is bidirectional with padded keys masked, so inputs may be cut to the longest real prompt exactly
+(the base `min_exact_length`).
 
 Known optional key: `beit3.vision_embed.mask_token` (unused at inference; accepted when absent).
 """
@@ -39,7 +40,7 @@ from torch.nn import functional as F
 from ..errors import BackboneError
 from . import _weights as W
 from .base import Backbone, Preprocess, PromptLayout
-from .musk_tokenizer import PAD_ID, load_musk_tokenizer
+from .musk_tokenizer import load_musk_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -249,10 +250,6 @@ class MuskBackbone(Backbone):
         pad = attention_mask.to(inputs_embeds.device) == 0
         x = self.beit3.encoder(inputs_embeds, pad, "B")
         return F.normalize(self.language_head(x[:, 0]), dim=-1)
-
-    def min_exact_length(self, input_ids: torch.Tensor) -> int:
-        """Shortest L giving the same embeddings: the longest real prompt (padded keys are masked)."""
-        return max(1, int((input_ids != PAD_ID).sum(dim=1).max()))
 
 
 def load_musk(folder: str | Path, name: str = "musk") -> MuskBackbone:
