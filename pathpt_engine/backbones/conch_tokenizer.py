@@ -11,6 +11,7 @@ as a placeholder for the cls token (128). We return the 127 text ids; the text t
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import torch
@@ -49,6 +50,7 @@ class ConchTokenizer:
         tok.no_padding()
         tok.no_truncation()
         self._tok = tok
+        self._lock = threading.Lock()  # truncation/padding are settings of the shared tokenizer object
         self.path = path
         self.max_length = max_length
         self.pad_id = 0
@@ -60,13 +62,14 @@ class ConchTokenizer:
         if length < 2:
             raise ValueError(f"max_length must be at least 2 (SOT and EOT), got {length}")
         # tokenizers' truncation counts the post-processor's SOT/EOT inside max_length, like the HF wrapper.
-        self._tok.enable_truncation(max_length=length)
-        self._tok.enable_padding(length=length, pad_id=self.pad_id, pad_token="<pad>")
-        try:
-            enc = self._tok.encode_batch(list(texts))
-        finally:
-            self._tok.no_truncation()
-            self._tok.no_padding()
+        with self._lock:
+            self._tok.enable_truncation(max_length=length)
+            self._tok.enable_padding(length=length, pad_id=self.pad_id, pad_token="<pad>")
+            try:
+                enc = self._tok.encode_batch(list(texts))
+            finally:
+                self._tok.no_truncation()
+                self._tok.no_padding()
         ids = torch.tensor([e.ids for e in enc], dtype=torch.long).reshape(len(texts), length)
         return {"input_ids": ids, "attention_mask": (ids != self.pad_id).long()}
 
