@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .render import Stain, od_to_rgb, pixel_centres, render_od
+from .render import Stain, he_to_rgb, pixel_centres, render_he
 from .subtypes import kind_index
 
 PATCH_MPP = 0.5
@@ -54,4 +54,5 @@ def render_patch(
     else:
         raise ValueError(f"stain must be 'random', 'default' or a Stain, got {stain!r}")
     xs, ys = pixel_centres(float(x0), float(y0), int(size), int(size), mpp)
-    return od_to_rgb(render_od(k, xs, ys, seed, mpp, st), st, mpp)
+    h, e = render_he(k, xs, ys, seed, mpp)
+    return he_to_rgb([(h, k)], e, st, mpp)

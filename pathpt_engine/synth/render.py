@@ -84,23 +84,29 @@ def region_fields(c: structure.Coarse, xs: np.ndarray, ys: np.ndarray) -> tuple[
     return out[0], out[1]
 
 
-def _background_od(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int, mpp: float,
+def _background_he(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int,
                    epi: np.ndarray, lum: np.ndarray, grain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(H, E) optical density of stroma + cytoplasm + lumen, before nuclei."""
     X, Y = xs[None, :], ys[:, None]
-    fib = structure.fibres(X, Y, seed, True, m.fibre_period_um)
+    e = structure.fibres(X, Y, seed, True, m.fibre_period_um)  # becomes stroma eosin in place
     dens = structure.stroma_density(X, Y, seed, True)
-    e_str = m.stroma_e * dens * (0.55 + 0.9 * fib) * (1 + 0.15 * grain)
-    h_str = 0.035 * dens
-    stroma = np.clip(1.0 - epi - lum, 0.0, 1.0)
-    e_epi = m.cyto_e * (1 + 0.12 * grain)
-    e = stroma * e_str + epi * e_epi + lum * 0.02
-    h = stroma * h_str + epi * m.cyto_h * (1 + 0.2 * grain)
-    return h.astype(np.float32), e.astype(np.float32)
+    stroma = 1.0 - epi
+    stroma -= lum
+    np.clip(stroma, 0.0, 1.0, out=stroma)
+    e *= 0.9
+    e += 0.55
+    e *= dens
+    e *= 1 + 0.15 * grain
+    e *= stroma * np.float32(m.stroma_e)
+    e += epi * (m.cyto_e * (1 + 0.12 * grain))
+    e += lum * np.float32(0.02)
+    h = stroma * (0.035 * dens)
+    h += epi * (m.cyto_h * (1 + 0.2 * grain))
+    return h.astype(np.float32, copy=False), e.astype(np.float32, copy=False)
 
 
-def render_od(kind: int, xs: np.ndarray, ys: np.ndarray, seed: int, mpp: float, stain: Stain) -> np.ndarray:
-    """Optical density (h, w, 3) float32 of tissue kind `kind` on the grid of pixel centres ys x xs (microns)."""
+def render_he(kind: int, xs: np.ndarray, ys: np.ndarray, seed: int, mpp: float) -> tuple[np.ndarray, np.ndarray]:
+    """Hematoxylin and eosin optical densities (h, w) float32 of tissue `kind` on the grid ys x xs (microns)."""
     m = SUBTYPES[kind].morphology
     coarse = structure.coarse_fields(m, xs, ys, seed, COARSE_UM, any(p.align == "fibre" for p in m.nuclei))
     epi, lum = region_fields(coarse, xs, ys)
@@ -108,13 +114,25 @@ def render_od(kind: int, xs: np.ndarray, ys: np.ndarray, seed: int, mpp: float, 
     tex = noise.grain_texture(texel)
     off = int(noise.hash_u64(seed, 99) % np.uint64(noise.TEXTURE_PERIOD))
     grain = noise.sample_texture(tex, xs, ys, texel, off)
-    h, e = _background_od(m, xs, ys, seed, mpp, epi, lum, grain)
+    h, e = _background_he(m, xs, ys, seed, epi, lum, grain)
     for p, pop in enumerate(m.nuclei):
         x, y, idx = nuclei.sites(pop, m, coarse, xs, ys, seed, 1000 + 37 * p + 101 * kind)
         nuclei.splat(h, e, pop, x, y, idx, xs[0], ys[0], mpp)
-    hv = _unit(stain.h_vec, m.hue) * stain.h_scale
-    ev = _unit(stain.e_vec) * stain.e_scale
-    return h[..., None] * hv + e[..., None] * ev
+    return h, e
+
+
+def he_to_od(h_parts: list[tuple[np.ndarray, int]], e: np.ndarray, stain: Stain) -> np.ndarray:
+    """Optical density (h, w, 3): each hematoxylin map with its kind's hue, plus eosin."""
+    od = e[..., None] * (_unit(stain.e_vec) * stain.e_scale)
+    for h, kind in h_parts:
+        od += h[..., None] * (_unit(stain.h_vec, SUBTYPES[kind].morphology.hue) * stain.h_scale)
+    return od
+
+
+def render_od(kind: int, xs: np.ndarray, ys: np.ndarray, seed: int, mpp: float, stain: Stain) -> np.ndarray:
+    """Optical density (h, w, 3) float32 of tissue kind `kind` on the grid of pixel centres ys x xs (microns)."""
+    h, e = render_he(kind, xs, ys, seed, mpp)
+    return he_to_od([(h, kind)], e, stain)
 
 
 def od_to_rgb(od: np.ndarray, stain: Stain, mpp: float) -> np.ndarray:
@@ -128,6 +146,32 @@ def od_to_rgb(od: np.ndarray, stain: Stain, mpp: float) -> np.ndarray:
     rgb *= np.float32(255.0 * stain.brightness * 10.0 ** (-stain.background_od))
     rgb += 0.5
     return np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
+
+
+def he_to_rgb(h_parts: list[tuple[np.ndarray, int]], e: np.ndarray, stain: Stain, mpp: float) -> np.ndarray:
+    """RGB uint8 (h, w, 3) from hematoxylin maps (each with its kind's hue) and eosin, channel by channel.
+
+    Same result as `od_to_rgb(he_to_od(...))`, without (h, w, 3) float intermediates.
+    """
+    ev = _unit(stain.e_vec) * stain.e_scale
+    hvs = [(h, _unit(stain.h_vec, SUBTYPES[k].morphology.hue) * stain.h_scale) for h, k in h_parts]
+    out = np.empty((*e.shape, 3), np.uint8)
+    gain = np.float32(255.0 * stain.brightness * 10.0 ** (-stain.background_od))
+    for c in range(3):
+        od = e * ev[c]
+        for h, hv in hvs:
+            od += h * hv[c]
+        if stain.blur_um > 0:
+            from scipy.ndimage import gaussian_filter
+
+            od = gaussian_filter(od, stain.blur_um / mpp, mode="nearest")
+        od *= np.float32(-np.log(10.0))
+        np.exp(od, out=od)
+        od *= gain
+        od += 0.5
+        np.clip(od, 0, 255, out=od)
+        out[..., c] = od
+    return out
 
 
 def pixel_centres(x0_um: float, y0_um: float, w: int, h: int, mpp: float) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..jobs import check_cancel
 from . import noise
-from .render import Stain, od_to_rgb, pixel_centres, render_od
+from .render import Stain, he_to_rgb, od_to_rgb, pixel_centres, render_he
 from .subtypes import SUBTYPES
 
 log = logging.getLogger(__name__)
@@ -100,13 +100,16 @@ class Layout:
 
 
 def _bilinear(f: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """Separable bilinear interpolation of the small grid `f` at fractional node coordinates gy x gx."""
     gx = np.clip(gx, 0, f.shape[1] - 1.0001)
     gy = np.clip(gy, 0, f.shape[0] - 1.0001)
     ix, iy = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
     tx, ty = (gx - ix).astype(np.float32), (gy - iy).astype(np.float32)
-    rows = f[iy][:, ix] * (1 - tx) + f[iy][:, ix + 1] * tx
-    rows2 = f[iy + 1][:, ix] * (1 - tx) + f[iy + 1][:, ix + 1] * tx
-    return rows * (1 - ty)[:, None] + rows2 * ty[:, None]
+    r0 = int(iy.min())
+    rows = f[r0 : int(iy.max()) + 2]
+    fx = rows[:, ix] * (1 - tx) + rows[:, ix + 1] * tx
+    j = iy - r0
+    return fx[j] * (1 - ty)[:, None] + fx[j + 1] * ty[:, None]
 
 
 def _tissue_field(spec: SlideSpec, rng: np.random.Generator, gxs: np.ndarray, gys: np.ndarray,
@@ -174,16 +177,20 @@ def render_block(layout: Layout, x0: int, y0: int, w: int, h: int) -> np.ndarray
     if not a_t.any():
         return np.broadcast_to(od_to_rgb(np.zeros((1, 1, 3), np.float32), st, spec.mpp), (h, w, 3)).copy()
     xs, ys = pixel_centres((x0 - m) * spec.mpp, (y0 - m) * spec.mpp, w + 2 * m, h + 2 * m, spec.mpp)
-    w_norm = a_t * (1 - a_u)
-    w_tum = a_t * a_u
-    od = np.zeros((h + 2 * m, w + 2 * m, 3), np.float32)
-    if w_norm.any():
-        od += w_norm[..., None] * render_od(0, xs, ys, layout.texture_seed, spec.mpp, st)
-    if w_tum.any():
-        od += w_tum[..., None] * render_od(spec.kind, xs, ys, layout.texture_seed, spec.mpp, st)
     uneven = 1.0 + 0.12 * noise.value_noise_grid(xs, ys, 900.0, layout.texture_seed, _S_UNEVEN)
-    od *= uneven[..., None]
-    rgb = od_to_rgb(od, st, spec.mpp)
+    w_norm = a_t * (1 - a_u) * uneven
+    w_tum = a_t * a_u * uneven
+    e = np.zeros(a_t.shape, np.float32)
+    h_parts = []
+    for kind, wgt in ((0, w_norm), (spec.kind, w_tum)):
+        if not wgt.any():
+            continue
+        h_k, e_k = render_he(kind, xs, ys, layout.texture_seed, spec.mpp)
+        h_k *= wgt
+        e_k *= wgt
+        e += e_k
+        h_parts.append((h_k, kind))
+    rgb = he_to_rgb(h_parts, e, st, spec.mpp)
     return rgb[m : m + h, m : m + w]
 
 

@@ -171,9 +171,15 @@ def downsample(img: np.ndarray, factor: int) -> np.ndarray:
     ph, pw = -h % factor, -w % factor
     if ph or pw:
         img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
-    h2, w2 = img.shape[0] // factor, img.shape[1] // factor
-    x = img.reshape(h2, factor, w2, factor, 3).sum(axis=(1, 3), dtype=np.uint32)
-    return ((x + factor * factor // 2) // (factor * factor)).astype(np.uint8)
+    cols = img[:, 0::factor].astype(np.uint16)
+    for i in range(1, factor):
+        cols += img[:, i::factor]
+    x = cols[0::factor].copy()
+    for i in range(1, factor):
+        x += cols[i::factor]
+    x += factor * factor // 2
+    x //= factor * factor
+    return x.astype(np.uint8)
 
 
 def _tiles(strips: Iterable[np.ndarray], width: int, height: int, tile: int, on_strip: Callable[[np.ndarray], None],
