@@ -30,7 +30,7 @@ from ..backbones.encode import (
     resolve_device,
     resolve_precision,
 )
-from ..jobs import Eta, Job, Progress, check_cancel
+from ..jobs import Eta, Job, Progress, check_cancel, run_job
 from ..slides.grid import GridParams, TileGrid
 from ..slides.tissue import TissueParams
 from .store import CoordsFile, read_coords, stale_reason, write_features
@@ -165,8 +165,32 @@ def extract_slides(paths: Sequence[str | Path], out_dir: str | Path, opts: Extra
     return ExtractionSummary(dev_text, model.name, model.weights_hash, tuple(done))
 
 
+def extract_slide(path: str | Path, out_dir: str | Path, model: Backbone, opts: ExtractOptions,
+                  cancel: threading.Event | None = None, *, encoder: TileEncoder | None = None,
+                  pixels_from: str | Path | None = None) -> SlideExtraction:
+    """Tile (coords reused) and encode one slide into `feature_path(out_dir, ...)`; skip it if up to date.
+
+    The same per-slide step `extract_slides` runs, without progress events (cluster actors call it).
+
+    Args:
+        path: the slide (its name and tiling are filed under this path).
+        out_dir: output folder (see the module docstring for the layout).
+        model: the loaded backbone.
+        opts: options (device and precision build the encoder when `encoder` is None).
+        cancel: set to stop at the next batch.
+        encoder: a `TileEncoder` to reuse across slides (keeps its halved batch size after an OOM).
+        pixels_from: read tiles from this copy of the slide (a staged local copy); outputs are the same.
+    """
+    if encoder is None:
+        device = resolve_device(opts.device)
+        encoder = TileEncoder(model.to(device), device, resolve_precision(opts.precision, device), opts.batch_size)
+    job = _extract_one(Path(path), Path(out_dir), model, encoder, opts, cancel, "",
+                       Path(pixels_from) if pixels_from is not None else None)
+    return run_job(job, cancel=cancel)
+
+
 def _extract_one(path: Path, out: Path, model: Backbone, encoder: TileEncoder, opts: ExtractOptions,
-                 cancel: threading.Event | None, tag: str) -> Job[SlideExtraction]:
+                 cancel: threading.Event | None, tag: str, pixels_from: Path | None = None) -> Job[SlideExtraction]:
     from ..slides.reader import open_slide
     from ..slides.tiling import tile_params_json, tile_slide
 
@@ -183,7 +207,7 @@ def _extract_one(path: Path, out: Path, model: Backbone, encoder: TileEncoder, o
     cf = read_coords(tiling.output)
     grid = grid_from_coords(cf, gp)
     t0 = time.monotonic()
-    with open_slide(path) as reader:
+    with open_slide(pixels_from or path) as reader:
         feats = yield from encode_grid(reader, grid, model, encoder, opts, cancel, f"{tag} {tiling.slide_name}")
     dt = time.monotonic() - t0
     precision = {None: "fp32"}.get(encoder.autocast, str(encoder.autocast).replace("torch.", ""))
