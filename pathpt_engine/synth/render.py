@@ -99,7 +99,9 @@ def _background_he(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int,
     e *= 1 + 0.15 * grain
     e *= stroma * np.float32(m.stroma_e)
     e += epi * (m.cyto_e * (1 + 0.12 * grain))
-    e += lum * np.float32(0.02)
+    if lum.any():  # some lumens hold pale pink secretion
+        sec = structure.field(X, Y, 25.0, seed, 18, True, octaves=2)
+        e += lum * np.clip(0.02 + 0.5 * sec, 0.02, 0.2)
     h = stroma * (0.035 * dens)
     h += epi * (m.cyto_h * (1 + 0.2 * grain))
     return h.astype(np.float32, copy=False), e.astype(np.float32, copy=False)

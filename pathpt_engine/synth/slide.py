@@ -119,23 +119,26 @@ def _tissue_field(spec: SlideSpec, rng: np.random.Generator, gxs: np.ndarray, gy
     X, Y = gxs[None, :], gys[:, None]
     f = np.full((gys.size, gxs.size), -np.inf, np.float32)
     n = int(rng.integers(1, 4))
+    cell_w = w_um / n
     for i in range(n):
-        cx, cy = w_um * rng.uniform(0.3, 0.7), h_um * rng.uniform(0.3, 0.7)
-        if n > 1:
-            cx = w_um * (i + 0.5) / n + rng.uniform(-0.08, 0.08) * w_um
-        rx = w_um * rng.uniform(0.22, 0.4) / (n ** 0.5)
-        ry = h_um * rng.uniform(0.28, 0.42)
+        cx = cell_w * (i + 0.5) + rng.uniform(-0.06, 0.06) * cell_w
+        cy = h_um * rng.uniform(0.45, 0.55)
+        rx, ry = cell_w * rng.uniform(0.3, 0.45), h_um * rng.uniform(0.3, 0.45)
         a = rng.uniform(0, np.pi)
+        half_w = np.hypot(rx * np.cos(a), ry * np.sin(a))
+        half_h = np.hypot(rx * np.sin(a), ry * np.cos(a))
+        shrink = min(1.0, 0.36 * cell_w / half_w, 0.36 * h_um / half_h)
+        rx, ry = rx * shrink, ry * shrink
         u = ((X - cx) * np.cos(a) + (Y - cy) * np.sin(a)) / rx
         v = (-(X - cx) * np.sin(a) + (Y - cy) * np.cos(a)) / ry
         piece = 1.0 - np.sqrt(u * u + v * v)
         f = np.maximum(f, piece)
     scale = min(w_um, h_um) * 0.25
-    f = f + 0.45 * noise.fbm_grid(gxs, gys, scale, seed, _S_TISSUE, octaves=4)
+    f = f + 0.4 * noise.fbm_grid(gxs, gys, scale, seed, _S_TISSUE, octaves=4)
     edge = np.minimum(np.minimum(X, w_um - X), np.minimum(Y, h_um - Y)) / (0.04 * min(w_um, h_um)) - 1.0
-    f = np.minimum(f, 0.25 * edge)
+    f = np.minimum(f, 0.25 * edge + 0.3 * noise.fbm_grid(gxs, gys, scale * 0.5, seed, _S_TISSUE + 1, octaves=3))
     holes = noise.fbm_grid(gxs, gys, max(scale * 0.3, 40.0), seed, _S_HOLES, octaves=2)
-    f = f - np.clip((holes - 0.55) * 6.0, 0.0, 1.0)
+    f = f - np.clip((holes - 0.62) * 6.0, 0.0, 1.0)
     edge_um = 6.0  # soft tissue edge width
     return (f * (min(rx, ry) / edge_um)).astype(np.float32)
 

@@ -34,13 +34,16 @@ def _site_range(x: np.ndarray, y: np.ndarray, s: float, pad: int) -> tuple[np.nd
 
 
 def _gland_sites(x: np.ndarray, y: np.ndarray, seed: int, spacing: float, prob: float,
-                 radius: tuple[float, float], lumen: tuple[float, float], salt: int) -> np.ndarray:
+                 radius: tuple[float, float], lumen: tuple[float, float], salt: int,
+                 lobules: bool = False) -> np.ndarray:
     """(n, 4) array of kept glands near x, y: centre x, centre y, outer radius, lumen radius (microns)."""
     ii, jj = _site_range(x, y, spacing, 1)
     u = noise.hash_streams(5, seed, salt, jj, ii)
-    keep = u[0] < prob
     cx = (ii + 0.5 + 0.6 * (u[1] - 0.5)) * spacing
     cy = (jj + 0.5 + 0.6 * (u[2] - 0.5)) * spacing
+    if lobules:  # glands cluster in lobules: probability follows a slow field
+        prob = prob * np.clip(1.6 * noise.fbm_points(cx, cy, 6.0 * spacing, seed, salt + 7, 2) + 0.5, 0.0, 1.0)
+    keep = u[0] < prob
     rad = (radius[0] + (radius[1] - radius[0]) * u[3]) * spacing
     rl = rad * (lumen[0] + (lumen[1] - lumen[0]) * u[4])
     return np.stack([cx, cy, rad, rl], axis=1)[keep]
@@ -60,7 +63,7 @@ def _glands(m: Morphology, x: np.ndarray, y: np.ndarray, seed: int, grid: bool,
     shape = np.broadcast_shapes(x.shape, y.shape)
     epi = np.zeros(shape, bool)
     lum = np.zeros(shape, bool)
-    sites = _gland_sites(x, y, seed, m.structure_um, prob, radius, lumen, salt)
+    sites = _gland_sites(x, y, seed, m.structure_um, prob, radius, lumen, salt, m.arrangement == "stroma")
     warp = field(x, y, m.structure_um * 0.35, seed, salt + 100, grid) * (wobble * m.structure_um)
     for cx, cy, rad, rl in sites:
         d = np.sqrt((x - cx) ** 2 + (y - cy) ** 2) + warp
@@ -72,7 +75,7 @@ def _glands(m: Morphology, x: np.ndarray, y: np.ndarray, seed: int, grid: bool,
 def gland_angle(m: Morphology, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """Direction (radians) from the nearest gland centre to each point (for radially arranged nuclei)."""
     prob, radius, lumen, _, salt = _gland_params(m)
-    sites = _gland_sites(x, y, seed, m.structure_um, prob, radius, lumen, salt)
+    sites = _gland_sites(x, y, seed, m.structure_um, prob, radius, lumen, salt, m.arrangement == "stroma")
     if not len(sites) or not np.size(x):
         return np.zeros(np.shape(x))
     d = (x[:, None] - sites[None, :, 0]) ** 2 + (y[:, None] - sites[None, :, 1]) ** 2
@@ -160,8 +163,8 @@ def fibres(x: np.ndarray, y: np.ndarray, seed: int, grid: bool, period: float) -
 
 def stroma_density(x: np.ndarray, y: np.ndarray, seed: int, grid: bool) -> np.ndarray:
     """Dense (1) vs loose, oedematous (towards 0) stroma, with occasional clefts."""
-    f = field(x, y, 70.0, seed, _S_DENS, grid, octaves=3)
-    return np.clip(0.85 + 1.0 * f, 0.12, 1.0).astype(np.float32)
+    f = field(x, y, 120.0, seed, _S_DENS, grid, octaves=3)
+    return np.clip(0.9 + 0.9 * f, 0.15, 1.0).astype(np.float32)
 
 
 MARGIN_UM = 26.0  # coarse fields extend this far beyond the pixel grid (covers nuclei centred outside it)

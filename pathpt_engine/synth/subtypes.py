@@ -90,7 +90,7 @@ SUBTYPES: tuple[Subtype, ...] = (
             Morphology("stroma", (_FIBROBLASTS, _LYMPHOCYTES,
                                   Nuclei(spacing_um=7.0, fill=0.95, radius_um=2.6, radius_sd=0.06, elongation=1.5,
                                          align="radial", region="epi", h_od=0.8, chromatin=0.15)),
-                       structure_um=170, normal_glands=0.35, stroma_e=0.48, cyto_e=0.28)),
+                       structure_um=170, normal_glands=0.7, stroma_e=0.48, cyto_e=0.28)),
     Subtype(1, "solid_carcinoma", "Solid carcinoma (synthetic)",
             ("solid carcinoma", "poorly differentiated carcinoma with solid sheets",
              "carcinoma growing in solid sheets", "solid-pattern carcinoma"),
