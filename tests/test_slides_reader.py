@@ -161,3 +161,14 @@ def test_threads_share_one_reader_with_a_bad_tile(tmp_path: Path, fast: bool) ->
     assert not mismatches
     assert len(errors) == 4 * 3  # only the corrupt tile fails, every time, in every thread
     assert all("bad.tif" in e and "(256, 256)" in e or "col 1, row 1" in e for e in errors)
+
+
+def test_returned_arrays_are_private(slides: dict[str, Path]) -> None:
+    with open_slide(slides["tiff"]) as r:
+        for read in (lambda: r.read_region((0, 0), 0, (256, 256)), lambda: r.read_native_tile(0, 0, 0),
+                     lambda: r.read_region((10, 10), 0, (100, 100)), lambda: r.read_region((0, 0), 1, (300, 300))):
+            first = read()
+            assert first.flags.writeable
+            keep = first.copy()
+            first[:] = 7
+            assert np.array_equal(read(), keep)

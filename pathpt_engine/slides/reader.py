@@ -224,7 +224,7 @@ class OpenSlideReader:
     def read_native_tile(self, level: int, col: int, row: int) -> np.ndarray:
         self._check_level(level)
         if self._tiles is not None and self._tiles.tile_size(level) is not None:
-            return self._tiles.read_tile(level, col, row)
+            return self._tiles.read_tile(level, col, row, cache=False)
         tw, th = self._openslide_tile_size(level)
         lw, lh = self._level_dims[level]
         if not (0 <= col * tw < lw and 0 <= row * th < lh):
@@ -246,7 +246,7 @@ class OpenSlideReader:
         tw, th = self._tiles.tile_size(level)  # type: ignore[misc]
         lw, lh = self._level_dims[level]
         if lx % tw == 0 and ly % th == 0 and (w, h) == (tw, th) and lx + w <= lw and ly + h <= lh:
-            return np.array(self._tiles.read_tile(level, lx // tw, ly // th))  # exactly one whole native tile
+            return self._tiles.read_tile(level, lx // tw, ly // th, cache=False)  # exactly one whole native tile
         out = np.full((h, w, 3), 255, np.uint8)
         x_lo, y_lo = max(lx, 0), max(ly, 0)
         x_hi, y_hi = min(lx + w, lw), min(ly + h, lh)

@@ -123,15 +123,21 @@ class TiffTileSource:
         ds = int(downsample)
         return x0 % ds == 0 and y0 % ds == 0
 
-    def read_tile(self, level: int, col: int, row: int) -> np.ndarray:
-        """Decoded RGB tile (read-only array), cropped at the level's right and bottom edges."""
+    def read_tile(self, level: int, col: int, row: int, cache: bool = True) -> np.ndarray:
+        """Decoded RGB tile, cropped at the level's right and bottom edges.
+
+        With `cache` the tile goes through the LRU cache and the array is shared and read-only (for composing
+        regions that overlap the same native tiles); without it the caller gets its own writable array.
+        """
         key = (level, col, row)
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
-                return hit
+                return hit if cache else hit.copy()
         tile = self._decode(level, col, row)
+        if not cache:
+            return tile
         tile.setflags(write=False)
         if self._cache_tiles > 0:
             with self._cache_lock:
