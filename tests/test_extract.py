@@ -164,3 +164,11 @@ def test_cli_extract_and_backbones(env: dict, tmp_path: Path, capsys: pytest.Cap
     assert "demo [DEMO: synthetic slides only, never for diagnosis]" in listing and "keep" in listing
     assert main(["-q", "extract", str(env["slide"]), "--backbone", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown backbone 'nope'" in capsys.readouterr().err
+
+
+def test_uint8_batches_are_preprocessed_by_the_encoder(env: dict) -> None:
+    model = load_backbone("keep", env["keep"])
+    enc = TileEncoder(model, torch.device("cpu"), None, 4)
+    tiles = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    assert not enc.preprocess_on_device and enc.host_transform(tiles).shape == (5, 3, 32, 32)
+    np.testing.assert_array_equal(enc.encode(torch.from_numpy(tiles)), enc.encode(model.preprocess(tiles)))

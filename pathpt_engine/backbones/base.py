@@ -49,8 +49,8 @@ class Preprocess:
         h, w = x.shape[-2:]
         top, left = (h - self.crop) // 2, (w - self.crop) // 2
         x = x[..., top : top + self.crop, left : left + self.crop]
-        mean = torch.tensor(self.mean, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype).view(1, 3, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
 
 

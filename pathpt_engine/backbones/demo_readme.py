@@ -50,6 +50,8 @@ def readme_text(report: dict) -> str:
         f"{cfg['caption_noise']}; random filler words in front with probability {cfg['filler_prob']}.",
         f"- CLIP-style symmetric contrastive loss (same-class captions are positives), AdamW lr {cfg['lr']}, "
         f"weight decay {cfg['weight_decay']}, batch {cfg['batch_size']}, {cfg['epochs']} epochs, cosine schedule.",
+        f"- The first {cfg['warmup_epochs']} epoch(s) train each tower with a throw-away linear head on the caption's "
+        "class instead (from scratch, the contrastive loss alone collapses both towers to one embedding).",
         f"- Rendering took {report['render_s']:.0f} s, training {report['train_s']:.0f} s; final epoch loss "
         f"{hist[-1]['loss']:.3f}.",
         "",

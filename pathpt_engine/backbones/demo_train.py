@@ -6,7 +6,10 @@ Seeded and CPU-only by default. Tiles come from `pathpt_engine.synth.render_patc
 to the model's image size by its own preprocessing); captions are class synonyms x the 22 PathPT templates, with
 a fraction of wrong-class captions (label noise) and random filler words in front (so that class names also
 appear at the positions the prompt learner uses). Loss: CLIP-style symmetric contrastive loss where captions of
-the same class count as positives. The result is a DEMO model for synthetic slides only, never for diagnosis.
+the same class count as positives. From scratch, both towers collapse to one constant embedding within a few
+steps (the loss sits at log(batch)); so the first `warmup_epochs` train each tower alone with a throw-away linear
+head that predicts the caption's class (with the same caption noise), then the contrastive loss takes over. The
+result is a DEMO model for synthetic slides only, never for diagnosis.
 """
 
 from __future__ import annotations
@@ -58,8 +61,9 @@ class DemoTrainConfig:
     text_heads: int = 2
     max_positions: int = 64
     epochs: int = 8
+    warmup_epochs: int = 1
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 3e-4
     weight_decay: float = 0.05
     caption_noise: float = 0.15
     filler_prob: float = 0.3
@@ -68,6 +72,8 @@ class DemoTrainConfig:
     def __post_init__(self) -> None:
         if min(self.n_per_class, self.n_eval_per_class, self.epochs, self.batch_size, self.threads) <= 0:
             raise ValueError("DemoTrainConfig: counts, epochs, batch_size and threads must be positive")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError("DemoTrainConfig: need 0 <= warmup_epochs < epochs")
         if not 0.0 <= self.caption_noise < 1.0 or not 0.0 <= self.filler_prob <= 1.0:
             raise ValueError("DemoTrainConfig: caption_noise must be in [0, 1), filler_prob in [0, 1]")
 
@@ -157,7 +163,8 @@ def train(cfg: DemoTrainConfig, cache: Path | None = None) -> tuple[KeepBackbone
     t_render = time.monotonic() - t0
     steps_per_epoch = len(labels) // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    heads = torch.nn.ModuleList(torch.nn.Linear(model.embed_dim, len(classes)) for _ in range(2))
+    opt = torch.optim.AdamW([*model.parameters(), *heads.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
@@ -174,7 +181,12 @@ def train(cfg: DemoTrainConfig, cache: Path | None = None) -> tuple[KeepBackbone
             tok = model.tokenize(texts, max_length=cfg.max_positions)
             img = model.encode_image(x)
             txt = F.normalize(model.text(**tok).pooler_output, dim=-1)
-            loss = _multi_positive_loss(img, txt, labels[idx], cls_txt, model.logit_scale.exp().clamp(max=100))
+            if epoch < cfg.warmup_epochs:
+                target = torch.from_numpy(cls_txt)
+                loss = F.cross_entropy(10 * heads[0](img), target) + F.cross_entropy(10 * heads[1](txt), target)
+            else:
+                loss = _multi_positive_loss(img, txt, labels[idx], cls_txt,
+                                            model.logit_scale.exp().clamp(max=100))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -164,6 +164,17 @@ class TileEncoder:
     batch_size: int = 64
     halved: bool = False
 
+    @property
+    def preprocess_on_device(self) -> bool:
+        """On CUDA, batches travel as uint8 tiles and are preprocessed on the GPU (4x less to copy, no CPU work)."""
+        return self.device.type == "cuda"
+
+    def host_transform(self, tiles: np.ndarray) -> torch.Tensor:
+        """What the batcher thread does to a stacked uint8 batch [B, H, W, 3] before it is queued."""
+        if self.preprocess_on_device:
+            return torch.from_numpy(tiles)
+        return self.backbone.preprocess(tiles)
+
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
             raise ValueError(f"TileEncoder: batch_size must be positive, got {self.batch_size}")
@@ -174,6 +185,8 @@ class TileEncoder:
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
+        if x.dtype == torch.uint8:
+            x = self.backbone.preprocess(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         ctx = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast is not None
@@ -183,7 +196,8 @@ class TileEncoder:
         return out.float().cpu()
 
     def encode(self, x: torch.Tensor) -> np.ndarray:
-        """Preprocessed images [B, 3, H, W] -> float32 embeddings [B, D]."""
+        """Preprocessed images [B, 3, H, W] (or uint8 tiles [B, H, W, 3], preprocessed on the device) -> float32
+        embeddings [B, D]."""
         parts = []
         i = 0
         while i < len(x):

@@ -230,7 +230,7 @@ def encode_grid(reader: object, grid: TileGrid, model: Backbone, encoder: TileEn
     eta, done = Eta(), 0
     tiles = iter_tiles(reader, grid, num_threads=opts.workers, prefetch=opts.batch_size * opts.prefetch_batches)
     pin = encoder.device.type == "cuda"
-    with closing(tiles), BatchPrefetcher(tiles, opts.batch_size, model.preprocess, opts.prefetch_batches,
+    with closing(tiles), BatchPrefetcher(tiles, opts.batch_size, encoder.host_transform, opts.prefetch_batches,
                                          pin=pin) as batches:
         yield Progress("extract", 0, n, message=message)
         for idx, x in batches:

@@ -1,0 +1,128 @@
+"""Extraction pipeline efficiency: end-to-end tiles/s on a synthetic slide vs encoder-only tiles/s.
+
+    python bench/extract.py                       # CPU, the shipped demo model
+    python bench/extract.py --gpu                 # CUDA, KEEP-size random-init model (ViT-L/16 + BERT-base)
+
+End-to-end = tile reading (reader threads) + preprocessing (batcher thread) + encoding, on every tile of a
+synthetic slide. Encoder-only = the same number of already preprocessed random tensors through the same encoder
+with the same batch size. Efficiency = end-to-end / encoder-only (target >= 0.85). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pathpt_engine.backbones.base import Backbone
+from pathpt_engine.backbones.encode import TileEncoder, describe_device, resolve_device, resolve_precision
+from pathpt_engine.features.extract import ExtractOptions, encode_grid, grid_from_coords
+from pathpt_engine.features.store import read_coords
+from pathpt_engine.jobs import run_job
+
+KEEP_CONFIG = {  # the published KEEP config.json (method.md §7.1)
+    "model_type": "keep",
+    "vision_config": {"model_type": "vit", "img_size": 224, "patch_size": 16, "hidden_size": 1024, "num_heads": 16,
+                      "num_layers": 24, "mlp_ratio": 4.0, "qkv_bias": True, "init_values": 1e-5, "num_classes": 0,
+                      "dynamic_img_size": True},
+    "text_config": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+                    "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512},
+    "projection_dim": 768,
+}
+
+
+def synthetic_slide(path: Path, size_px: int, seed: int = 0) -> Path:
+    """A 0.25 um/px pyramidal TIFF filled with synthetic tissue (a few rendered patches, flipped and repeated)."""
+    from pathpt_engine.synth import render_patch
+    from pathpt_engine.synth.writer import write_slide
+
+    rng = np.random.default_rng(seed)
+    patches = [render_patch(k % 4, size=512, rng=rng, mpp=0.25) for k in range(8)]
+    img = np.empty((size_px, size_px, 3), np.uint8)
+    for y in range(0, size_px, 512):
+        for x in range(0, size_px, 512):
+            p = patches[int(rng.integers(len(patches)))]
+            p = p[:, ::-1] if rng.random() < 0.5 else p
+            img[y : y + 512, x : x + 512] = p[: size_px - y, : size_px - x]
+    return write_slide(path, img, mpp=0.25, fmt="tiff")
+
+
+def build_model(kind: str, device: torch.device) -> Backbone:
+    if kind == "demo":
+        from pathpt_engine.backbones.registry import load_backbone
+
+        return load_backbone("demo", device=str(device))
+    from pathpt_engine.backbones.keep import KeepBackbone
+
+    return KeepBackbone(KEEP_CONFIG, Path("."), name="keep-random").freeze().to(device)
+
+
+def encoder_only(encoder: TileEncoder, model: Backbone, n: int, batch: int) -> float:
+    """Tiles/s of the encoder alone on preprocessed random tensors (CPU-resident, like the pipeline's)."""
+    crop = model.preprocess.crop
+    x = torch.randn(batch, 3, crop, crop)
+    if encoder.device.type == "cuda":
+        x = x.pin_memory()
+    encoder.encode(x)  # warm-up
+    done, t0 = 0, time.perf_counter()
+    while done < n:
+        encoder.encode(x[: min(batch, n - done)])
+        done += min(batch, n - done)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    from pathpt_engine.slides.reader import open_slide
+    from pathpt_engine.slides.tiling import tile_slide
+    from pathpt_engine.slides.tissue import TissueParams
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gpu", action="store_true", help="CUDA + KEEP-size random-init model")
+    ap.add_argument("--model", choices=("demo", "keep-random"), default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=None, help="tile reader threads")
+    ap.add_argument("--slide-px", type=int, default=None, help="level-0 edge of the synthetic slide")
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    args = ap.parse_args()
+    device = resolve_device("cuda" if args.gpu else "cpu")
+    model_kind = args.model or ("keep-random" if args.gpu else "demo")
+    batch = args.batch_size or (256 if args.gpu else 64)
+    workers = args.workers if args.workers is not None else (8 if args.gpu else 1)
+    slide_px = args.slide_px or (16384 if args.gpu else 4096)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = build_model(model_kind, device)
+    autocast = resolve_precision(args.precision, device)
+    opts = ExtractOptions(device=device.type, batch_size=batch, workers=workers)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        slide = synthetic_slide(Path(tmp) / "bench.tiff", slide_px)
+        t_slide = time.perf_counter() - t0
+        gp = opts.grid_params(model)
+        tiling = tile_slide(slide, Path(tmp) / "coords", gp, TissueParams(), reuse=False)
+        grid = grid_from_coords(read_coords(tiling.output), gp)
+        n = len(grid)
+        encoder = TileEncoder(model, device, autocast, batch)
+        enc_rate = encoder_only(encoder, model, n, batch)
+        with open_slide(slide) as reader:
+            t0 = time.perf_counter()
+            feats = run_job(encode_grid(reader, grid, model, encoder, opts))
+            e2e = n / (time.perf_counter() - t0)
+    print(json.dumps({
+        "device": describe_device(device), "model": model_kind, "precision": str(autocast or "fp32"),
+        "tiles": n, "batch_size": batch, "reader_threads": workers, "torch_threads": torch.get_num_threads(),
+        "slide_px": slide_px, "slide_write_s": round(t_slide, 2), "feature_dim": int(feats.shape[1]),
+        "end_to_end_tiles_per_s": round(e2e, 2), "encoder_only_tiles_per_s": round(enc_rate, 2),
+        "pipeline_efficiency": round(e2e / enc_rate, 3), "python": platform.python_version(),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
