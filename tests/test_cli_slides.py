@@ -72,6 +72,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "0.2500 µm/px assumed" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a fresh interpreter imports every command module (several seconds on a busy machine)
 def test_subprocess_error_has_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "broken.svs"
     bad.write_bytes(b"II*\x00" + b"\x07" * 500)
