@@ -172,3 +172,22 @@ def test_returned_arrays_are_private(slides: dict[str, Path]) -> None:
             keep = first.copy()
             first[:] = 7
             assert np.array_equal(read(), keep)
+
+
+def test_thumbnail_of_a_large_single_level_slide_reads_in_bands(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import pathpt_engine.slides.reader as reader_module
+
+    img = blob_image(1000, 700, seed=2)
+    path = write_plain_tiff(tmp_path / "flat.tif", img, compression="jpeg", resolution=(40000, 40000))
+    with open_slide(path) as r:
+        assert r.level_count == 1
+        whole = r.thumbnail(100)
+        monkeypatch.setattr(reader_module, "_WHOLE_LEVEL_PIXELS", 40_000)  # force bands of 10 rows
+        calls: list[tuple[int, int]] = []
+        original = r.read_region
+        monkeypatch.setattr(r, "read_region", lambda loc, lv, size: calls.append(size) or original(loc, lv, size))
+        banded = r.thumbnail(100)
+    assert banded.shape == whole.shape == (70, 100, 3)
+    assert len(calls) > 10 and max(w * h for w, h in calls) <= 40_000
+    assert np.abs(banded.astype(int) - whole).mean() < 3

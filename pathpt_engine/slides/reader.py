@@ -26,6 +26,7 @@ from .tiff_tiles import TiffTileSource, open_tile_source
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_WHOLE_LEVEL_PIXELS = 64 * 2**20  # thumbnails read a level whole up to this size, in bands above it
 _MM_PER_UNIT = {"centimeter": 10.0, "inch": 25.4, "millimeter": 1.0, "micrometer": 1e-3}
 
 
@@ -267,10 +268,24 @@ class OpenSlideReader:
         # As openslide-python's get_thumbnail (best level, then Lanczos), but through read_region's fast path.
         width, height = self.dimensions
         level = self.best_level_for_downsample(max(width, height) / max_size)
-        region = self.read_region((0, 0), level, self._level_dims[level])
-        img = Image.fromarray(region)
+        lw, lh = self._level_dims[level]
+        if lw * lh <= _WHOLE_LEVEL_PIXELS:
+            img = Image.fromarray(self.read_region((0, 0), level, (lw, lh)))
+        else:  # e.g. a single-level slide: never hold the whole level in memory
+            img = self._banded_reduce(level, max(1, max(lw, lh) // max_size))
         img.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
         return np.asarray(img)
+
+    def _banded_reduce(self, level: int, factor: int) -> Image.Image:
+        """The whole level box-reduced by `factor`, read in horizontal bands."""
+        lw, lh = self._level_dims[level]
+        ds = self._downsamples[level]
+        rows = max(factor, _WHOLE_LEVEL_PIXELS // 8 // lw // factor * factor)
+        bands = []
+        for y in range(0, lh, rows):
+            band = self.read_region((0, round(y * ds)), level, (lw, min(rows, lh - y)))
+            bands.append(np.asarray(Image.fromarray(band).reduce(factor)))
+        return Image.fromarray(np.concatenate(bands, axis=0))
 
     def _check_level(self, level: int) -> None:
         if self._closed:
