@@ -148,6 +148,36 @@ class _Pool:
         self.head_since = [0.0] * len(self.actors)
         self.deaths = [0] * len(self.actors)
         self.alive = [True] * len(self.actors)
+        self.ready = [True] * len(self.actors)
+        self.probes: dict[Any, int] = {}
+
+    def usable(self, i: int) -> bool:
+        return self.alive[i] and self.ready[i]
+
+    def died(self, i: int) -> None:
+        """Actor i died (or was killed): use it again once a probe shows it restarted."""
+        self.deaths[i] += 1
+        self.ready[i] = False
+        if self.deaths[i] > self.copts.max_restarts:
+            self.alive[i] = False
+            log.warning("worker %d died %d times; not used again", i, self.deaths[i])
+        elif i not in self.probes.values():
+            self.probes[self.actors[i].info.remote()] = i
+
+    def settle_probes(self, ready_refs: list[Any]) -> None:
+        """Mark restarted actors usable; probe again those still restarting."""
+        for ref in ready_refs:
+            i = self.probes.pop(ref, None)
+            if i is None:
+                continue
+            try:
+                self.infos[i] = self.ray.get(ref)
+                self.ready[i] = True
+            except self.ray.exceptions.ActorUnavailableError:
+                self.probes[self.actors[i].info.remote()] = i
+            except self.ray.exceptions.RayError as exc:
+                self.alive[i] = False
+                log.warning("worker %d did not come back: %s", i, exc)
 
     def submit(self, i: int, path: Path) -> Any:
         if self.copts.stage_dir is not None:
@@ -200,9 +230,11 @@ def _schedule(pool: _Pool, slides: list[Path], ledger: Ledger, opts: ExtractOpti
     while run.queue or run.flights:
         check_cancel(cancel)
         _fill(pool, run)
-        if not run.flights:
+        if not run.flights and not pool.probes:
             raise ClusterError(f"every worker died ({sum(pool.deaths)} deaths); see {ledger.path}")
-        ready, _ = pool.ray.wait(list(run.flights), num_returns=len(run.flights), timeout=copts.poll_s)
+        refs = [*run.flights, *pool.probes]
+        ready, _ = pool.ray.wait(refs, num_returns=len(refs), timeout=copts.poll_s)
+        pool.settle_probes(ready)
         new = [_collect(pool, run, ref, ledger, opts, copts) for ref in ready]
         new += _check_timeouts(pool, run, ledger, opts, copts)
         finished = [e for e in new if e is not None]
@@ -220,7 +252,7 @@ def _schedule(pool: _Pool, slides: list[Path], ledger: Ledger, opts: ExtractOpti
 def _fill(pool: _Pool, run: _Run) -> None:
     for _ in range(pool.copts.in_flight):
         for i in range(len(pool.actors)):
-            if run.queue and pool.alive[i] and len(pool.queues[i]) < pool.copts.in_flight:
+            if run.queue and pool.usable(i) and len(pool.queues[i]) < pool.copts.in_flight:
                 path = run.queue.popleft()
                 run.flights[pool.submit(i, path)] = (i, path)
 
@@ -255,12 +287,13 @@ def _worker_died(pool: _Pool, run: _Run, i: int, ledger: Ledger, opts: ExtractOp
     refs = list(pool.queues[i])
     pool.queues[i].clear()
     paths = [run.flights.pop(r)[1] for r in refs]
-    path = paths[0]
     run.queue.extendleft(reversed(paths[1:]))
-    pool.deaths[i] += 1
-    if pool.deaths[i] > copts.max_restarts:
-        pool.alive[i] = False
-        log.warning("worker %d died %d times; not used again", i, pool.deaths[i])
+    path, was_ready = paths[0], pool.ready[i]
+    if was_ready:
+        pool.died(i)
+    if not was_ready:  # it was already known dead: this call never ran
+        run.queue.appendleft(path)
+        return None
     attempt = run.attempts.get(path.stem, 0) + 1
     reason = f"worker died ({type(exc).__name__})"
     if attempt >= copts.max_attempts:
@@ -288,7 +321,7 @@ def _check_timeouts(pool: _Pool, run: _Run, ledger: Ledger, opts: ExtractOptions
             _, p = run.flights.pop(ref)
             if ref != head:
                 run.queue.appendleft(p)
-        pool.deaths[i] += 1
+        pool.died(i)
         out.append(_final(run, ledger, LedgerEntry(
             slide=path.stem, status="timeout", backbone=opts.backbone, path=str(path),
             reason=f"still running after {copts.slide_timeout_s:g} s; worker {i} restarted")))
