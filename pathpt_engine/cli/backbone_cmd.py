@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from ..backbones.registry import available_backbones, resolve_weights
+from ..cluster.cli import add_extract_args
+from ..cluster.cli import run_extract as run_cluster_extract
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_backbones)
 
     e = sub.add_parser("extract", help="tile slides and write one feature h5 per slide")
-    e.add_argument("slides", nargs="+", type=Path, help="slide files")
+    e.add_argument("slides", nargs="*", type=Path, help="slide files")
     e.add_argument("--backbone", default="demo", help="registry name (see `pathpt backbones`); default: demo")
     e.add_argument("--weights", type=Path, default=None, help="weights folder (default: per backbone)")
     e.add_argument("--out", type=Path, required=True, help="output folder")
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--min-tissue", type=float, default=0.5, help="minimum tissue fraction of a kept tile")
     e.add_argument("--assume-mpp", type=float, default=None, help="level-0 um/px for slides that lack it")
     e.add_argument("--force", action="store_true", help="redo slides that are already extracted")
+    add_extract_args(e)  # --cluster local|auto, --status, --stage-dir (pathpt_engine.cluster)
     e.set_defaults(func=_cmd_extract)
 
 
@@ -62,6 +65,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         precision=args.precision, workers=args.workers, tile_size=args.tile_size, target_mpp=args.mpp,
         min_tissue=args.min_tissue, assume_mpp=args.assume_mpp, force=args.force,
     )
+    if (code := run_cluster_extract(args, opts)) is not None:  # --status / --cluster; else single process
+        return code
     summary = run_with_bar(extract_slides(args.slides, args.out, opts), quiet=args.quiet)
     print(f"device: {summary.device}")
     for s in summary.slides:

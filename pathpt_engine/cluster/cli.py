@@ -1,0 +1,82 @@
+"""CLI wiring for `pathpt extract --cluster local|auto`, `--status` and `--stage-dir`.
+
+`pathpt_engine/cli/backbone_cmd.py` calls `add_extract_args(parser)` once and `run_extract(args, opts)` at the
+start of its handler; without `--cluster`/`--status` it returns None and the single-process path runs unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from .base import ClusterOptions
+
+if TYPE_CHECKING:
+    from ..features.extract import ExtractOptions
+    from .driver import ClusterSummary
+
+
+def add_extract_args(p: argparse.ArgumentParser) -> None:
+    """Add the cluster options to the `extract` parser."""
+    g = p.add_argument_group("cluster (Ray; pip install 'pathpt[cluster]')")
+    g.add_argument("--cluster", default=None, metavar="local|auto|ADDRESS",
+                   help="run on Ray: local (all local GPUs/CPUs), auto (join the running cluster or job) or a "
+                        "Ray address; default: single process")
+    g.add_argument("--num-workers", type=int, default=None, help="Ray workers (default: one per GPU)")
+    g.add_argument("--cpus-per-worker", type=int, default=2, help="CPUs reserved per worker (tile decoding)")
+    g.add_argument("--slide-timeout", type=float, default=3600.0, help="seconds before a slide is 'timeout'")
+    g.add_argument("--stage-dir", type=Path, default=None,
+                   help="copy each slide to this local folder before reading its tiles")
+    g.add_argument("--allow-network", action="store_true",
+                   help="allow Ray outside a loopback-only network namespace (real clusters only)")
+    g.add_argument("--status", action="store_true", help="print the extraction ledger of --out and exit")
+
+
+def cluster_options(args: argparse.Namespace) -> ClusterOptions:
+    """`ClusterOptions` from parsed arguments."""
+    return ClusterOptions(address=args.cluster or "local", num_workers=args.num_workers,
+                          cpus_per_worker=args.cpus_per_worker, slide_timeout_s=args.slide_timeout,
+                          stage_dir=args.stage_dir, allow_network=args.allow_network)
+
+
+def run_extract(args: argparse.Namespace, opts: ExtractOptions) -> int | None:
+    """Handle `--status` and `--cluster`; None means: run the single-process path.
+
+    Raises:
+        ConfigError: no slides given (and not `--status`), or `--stage-dir` without `--cluster`.
+        ClusterError: see `extract_cluster`.
+    """
+    from .ledger import status_lines
+
+    if args.status:
+        for line in status_lines(args.out):
+            print(line)
+        return 0
+    if not args.slides:
+        raise ConfigError("pathpt extract: no slide files given")
+    if args.cluster is None:
+        if args.stage_dir is not None:
+            raise ConfigError("--stage-dir needs --cluster local|auto")
+        return None
+    from ..cli._progress import run_with_bar
+    from .driver import extract_cluster
+
+    summary = run_with_bar(extract_cluster(args.slides, args.out, opts, cluster_options(args)), quiet=args.quiet)
+    return print_summary(summary, Path(args.out))
+
+
+def print_summary(summary: ClusterSummary, out: Path) -> int:
+    """Print a cluster run (workers, start-up, counts, every slide not done); exit code 1 if any failed."""
+    from .ledger import FINAL, ledger_path
+
+    print(f"{len(summary.workers)} workers ({', '.join(w['device'] for w in summary.workers)}), start-up "
+          f"{summary.startup_s:.1f} s, {summary.tiles} tiles in {summary.run_s:.1f} s "
+          f"({summary.tiles_per_s:.1f} tiles/s)")
+    print(", ".join(f"{summary.count(s)} {s}" for s in FINAL if summary.count(s)))
+    bad = [r for r in summary.results if r.status not in ("done", "skipped")]
+    for r in bad:
+        print(f"{r.slide}: {r.status}: {r.reason}")
+    print(f"ledger: {ledger_path(out)}")
+    return 1 if bad else 0
