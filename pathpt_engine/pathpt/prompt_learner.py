@@ -6,8 +6,9 @@ backbone's tokenizer; its token embeddings give a fixed prefix (positions before
 ``ctx`` [C, n_ctx, ctx_dim] (class-specific). The text tower runs on prefix + ctx + suffix through
 `Backbone.encode_text_embeds` with the placeholder's attention mask and ids.
 
-Speed lever (§9): pad positions are masked, so the tower is run only on the first L positions, L = the longest
-real prompt length (``truncate=True``); the class embeddings are the same as with the full padded length.
+Speed lever (§9): pad positions are masked, so the tower is run only on the first L positions,
+L = `Backbone.min_exact_length` (the longest real prompt for BERT/CLIP/MUSK towers) with ``truncate=True``; the
+class embeddings are the same as with the full padded length.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class PromptLearner(nn.Module):
         self.n_ctx = n_ctx
         self.ctx_start = start
         self.ctx = nn.Parameter(ctx.clone())
-        length = int(mask.sum(dim=1).max()) if truncate else ids.shape[1]
+        length = min(ids.shape[1], backbone.min_exact_length(ids, mask)) if truncate else ids.shape[1]
         self.length = length
         self.register_buffer("prefix", emb[:, :start].clone(), persistent=False)
         self.register_buffer("suffix", emb[:, start + n_ctx : length].clone(), persistent=False)
