@@ -66,7 +66,11 @@ def test_labels_csv(tmp_path):
     p.write_text("id,label\ns1,0\n")
     with pytest.raises(ConfigError, match="header"):
         read_labels_csv(p, cs)
-    p.write_text("slide_id,label\ns1,normal\n")
+    p.write_text("slide_id,label\ns1,normal\ns2,0\n")
+    assert read_labels_csv(p, cs) == {"s2": 0}  # Normal slides are not subtyping examples
+    with pytest.raises(ConfigError, match="l.csv:2"):
+        read_labels_csv(p, cs, skip_normal=False)
+    p.write_text("slide_id,label\ns1,adenoma\n")
     with pytest.raises(ConfigError, match="l.csv:2"):
         read_labels_csv(p, cs)
 

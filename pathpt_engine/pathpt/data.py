@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import numpy as np
 from ..errors import ConfigError, FeatureFileError
 from ..prompts.classsets import ClassSet
 from .trainer import SlideData
+
+log = logging.getLogger(__name__)
 
 
 def feature_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
@@ -58,8 +61,14 @@ def load_slide(path: str | os.PathLike[str], label: int = -1, sort: bool = True)
                      dict(ff.attrs))
 
 
-def read_labels_csv(path: str | os.PathLike[str], classset: ClassSet) -> dict[str, int]:
-    """slide_id -> 0-based subtype index from a `slide_id,label` CSV (label = class name or 0-based int)."""
+def read_labels_csv(path: str | os.PathLike[str], classset: ClassSet, skip_normal: bool = True) -> dict[str, int]:
+    """slide_id -> 0-based subtype index from a `slide_id,label` CSV (label = class name or 0-based int).
+
+    Rows labelled with the Normal class (e.g. the normal slides of a synthetic cohort) are skipped when
+    `skip_normal` (subtyping uses tumour slides only); any other unknown label is an error naming the line.
+    """
+    normal = {classset.classes[0].name.lower(), classset.classes[0].display_name.lower()}
+    skipped = 0
     p = Path(path)
     try:
         with p.open(newline="", encoding="utf-8-sig") as fh:
@@ -77,10 +86,15 @@ def read_labels_csv(path: str | os.PathLike[str], classset: ClassSet) -> dict[st
             continue
         if len(row) < 2 or not row[0].strip():
             raise ConfigError(f"{p}:{line}: need 'slide_id,label'")
+        if skip_normal and row[1].strip().lower() in normal:
+            skipped += 1
+            continue
         try:
             out[row[0].strip()] = classset.subtype_index(row[1].strip())
         except ValueError as exc:
             raise ConfigError(f"{p}:{line}: {exc}") from None
+    if skipped:
+        log.info("%s: skipped %d slide(s) labelled as the Normal class", p, skipped)
     if not out:
         raise ConfigError(f"{p}: no labelled slides")
     return out

@@ -1,0 +1,91 @@
+"""Benchmark: the few-shot protocol on a synthetic cohort (zero-shot vs MIL vs PathPT, 1/5/10 shots).
+
+Pipeline, all through the `pathpt` command line (in-process):
+
+1. `pathpt synth` writes a synthetic cohort (slides, masks, labels.csv) unless `--cohort` points at one;
+2. `pathpt extract --backbone demo` tiles the slides and embeds them with the shipped demo model
+   (or `--backbone/--weights` for another one);
+3. `pathpt evaluate` runs the methods over shots x folds and writes results.json / results.md.
+
+`--fake` skips 1-2 and uses a fake feature cohort in a tiny random KEEP-format backbone's space instead
+(pathpt_engine.pathpt.testing), for when the demo model or extraction are not available.
+Prints the results table as JSON on stdout.
+
+    python bench/fewshot.py --work /tmp/fewshot [--slides-per-class 16] [--shots 1 5 10] [--folds 5]
+    python bench/fewshot.py --work /tmp/fewshot --fake
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _cli(args: list[str]) -> None:
+    from pathpt_engine.cli import main
+
+    print("$ pathpt " + " ".join(args), file=sys.stderr)
+    rc = main(["-q", *args])
+    if rc:
+        raise SystemExit(f"pathpt {args[0]} failed with status {rc}")
+
+
+def _fake(work: Path, per_class: int, n_tiles: int) -> tuple[Path, Path, list[str]]:
+    from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
+    from pathpt_engine.prompts.classsets import load_classset
+
+    bb = tiny_backbone(work / "keep")
+    feats, labels = make_fake_cohort(work / "fake", bb, load_classset("synthetic"), per_class=per_class,
+                                     n_tiles=n_tiles, mix=1.5)
+    return feats, labels, ["--backbone", "keep", "--weights", str(work / "keep")]
+
+
+def _real(work: Path, a: argparse.Namespace) -> tuple[Path, Path, list[str]]:
+    cohort = Path(a.cohort) if a.cohort else work / "cohort"
+    if not (cohort / "labels.csv").is_file():
+        _cli(["synth", "--out", str(cohort), "--subtypes", "3", "--slides-per-class", str(a.slides_per_class),
+              "--normal-slides", "1", "--size", a.size, "--seed", "0"])
+    backbone = ["--backbone", a.backbone] + (["--weights", a.weights] if a.weights else [])
+    slides = sorted(str(p) for p in (cohort / "slides").iterdir() if p.suffix in (".tiff", ".svs"))
+    _cli(["extract", *slides, *backbone, "--out", str(work / "features")])
+    return work / "features" / a.backbone / "h5_files", cohort / "labels.csv", backbone
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, required=True, help="working folder (cohort, features, results)")
+    ap.add_argument("--cohort", default=None, help="existing synthetic cohort folder (skip `pathpt synth`)")
+    ap.add_argument("--backbone", default="demo")
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--slides-per-class", type=int, default=16)
+    ap.add_argument("--size", default="4096x3072")
+    ap.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--mil-epochs", type=int, default=30)
+    ap.add_argument("--methods", default="zeroshot,ensemble,abmil,clam,transmil,pathpt-paper,pathpt-clean")
+    ap.add_argument("--fake", action="store_true", help="fake features in a tiny random backbone's space")
+    ap.add_argument("--fake-tiles", type=int, default=64)
+    a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    a.work.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    feats, labels, backbone = _fake(a.work, a.slides_per_class, a.fake_tiles) if a.fake else _real(a.work, a)
+    out = a.work / ("results-fake" if a.fake else f"results-{a.backbone}")
+    _cli(["evaluate", "--features", str(feats), "--labels", str(labels), "--classes", "synthetic", *backbone,
+          "--shots", *map(str, a.shots), "--folds", str(a.folds), "--methods", a.methods,
+          "--epochs", str(a.epochs), "--mil-epochs", str(a.mil_epochs), "--test-fraction", "0.25",
+          "--out", str(out)])
+    table = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    table.update(features=str(feats), seconds=round(time.monotonic() - t0, 1), fake=a.fake)
+    print(json.dumps(table, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
