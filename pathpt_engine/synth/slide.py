@@ -120,6 +120,7 @@ def _tissue_field(spec: SlideSpec, rng: np.random.Generator, gxs: np.ndarray, gy
     f = np.full((gys.size, gxs.size), -np.inf, np.float32)
     n = int(rng.integers(1, 4))
     cell_w = w_um / n
+    radii = []
     for i in range(n):
         cx = cell_w * (i + 0.5) + rng.uniform(-0.06, 0.06) * cell_w
         cy = h_um * rng.uniform(0.45, 0.55)
@@ -129,6 +130,7 @@ def _tissue_field(spec: SlideSpec, rng: np.random.Generator, gxs: np.ndarray, gy
         half_h = np.hypot(rx * np.sin(a), ry * np.cos(a))
         shrink = min(1.0, 0.36 * cell_w / half_w, 0.36 * h_um / half_h)
         rx, ry = rx * shrink, ry * shrink
+        radii.append(min(rx, ry))
         u = ((X - cx) * np.cos(a) + (Y - cy) * np.sin(a)) / rx
         v = (-(X - cx) * np.sin(a) + (Y - cy) * np.cos(a)) / ry
         piece = 1.0 - np.sqrt(u * u + v * v)
@@ -139,8 +141,14 @@ def _tissue_field(spec: SlideSpec, rng: np.random.Generator, gxs: np.ndarray, gy
     f = np.minimum(f, 0.25 * edge + 0.3 * noise.fbm_grid(gxs, gys, scale * 0.5, seed, _S_TISSUE + 1, octaves=3))
     holes = noise.fbm_grid(gxs, gys, max(scale * 0.3, 40.0), seed, _S_HOLES, octaves=2)
     f = f - np.clip((holes - 0.62) * 6.0, 0.0, 1.0)
+    f_um = f * float(np.mean(radii)) + _wiggle(gxs, gys, seed, _S_TISSUE + 2, 30.0)
     edge_um = 6.0  # soft tissue edge width
-    return (f * (min(rx, ry) / edge_um)).astype(np.float32)
+    return (f_um / edge_um).astype(np.float32)
+
+
+def _wiggle(gxs: np.ndarray, gys: np.ndarray, seed: int, salt: int, amp_um: float) -> np.ndarray:
+    """Small-scale boundary irregularity in microns (keeps mm-sized outlines from looking straight up close)."""
+    return amp_um * noise.fbm_grid(gxs, gys, 4.0 * amp_um, seed, salt, octaves=3)
 
 
 def _tumour_field(spec: SlideSpec, tissue: np.ndarray, gxs: np.ndarray, gys: np.ndarray, seed: int) -> np.ndarray:
@@ -148,14 +156,14 @@ def _tumour_field(spec: SlideSpec, tissue: np.ndarray, gxs: np.ndarray, gys: np.
         return np.full(tissue.shape, -1e3, np.float32)
     w_um, h_um = spec.width * spec.mpp, spec.height * spec.mpp
     scale = float(np.clip(min(w_um, h_um) * 0.3, 80.0, 1500.0))
-    t = noise.fbm_grid(gxs, gys, scale, seed, _S_TUMOUR, octaves=3)
     inside = tissue > 0
     if not inside.any():
         return np.full(tissue.shape, -1e3, np.float32)
-    thr = float(np.quantile(t[inside], 1.0 - spec.tumour_fraction))
+    t = noise.fbm_grid(gxs, gys, scale, seed, _S_TUMOUR, octaves=3)
+    t_um = t * scale + _wiggle(gxs, gys, seed, _S_TUMOUR + 1, min(25.0, 0.05 * scale))  # fbm slope ~ 1/scale
+    thr = float(np.quantile(t_um[inside], 1.0 - spec.tumour_fraction))
     edge_um = 4.0
-    slope = 1.0 / scale  # fbm changes by roughly 1 per `scale` microns
-    return ((t - thr) / (slope * edge_um)).astype(np.float32)
+    return ((t_um - thr) / edge_um).astype(np.float32)
 
 
 def make_layout(spec: SlideSpec) -> Layout:
