@@ -210,7 +210,7 @@ class OpenSlideReader:
         if w <= 0 or h <= 0:
             raise SlideError(f"{self.path}: read_region size must be positive, got {w}x{h}")
         if self._tiles is not None and self._tiles.can_compose(level, x, y, self._downsamples[level]):
-            return self._compose(level, x, y, w, h)
+            return self._compose(self._tiles, level, x, y, w, h)
         return self._openslide_region((x, y), level, (w, h))
 
     def _openslide_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
@@ -239,15 +239,14 @@ class OpenSlideReader:
         th = self._props.get(f"openslide.level[{level}].tile-height")
         return (int(tw), int(th)) if tw and th else (256, 256)
 
-    def _compose(self, level: int, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+    def _compose(self, tiles: TiffTileSource, level: int, x0: int, y0: int, w: int, h: int) -> np.ndarray:
         """Assemble a region at `level` from the native tiles it overlaps (white outside the level)."""
-        assert self._tiles is not None
         ds = self._downsamples[level]
         lx, ly = round(x0 / ds), round(y0 / ds)
-        tw, th = self._tiles.tile_size(level)  # type: ignore[misc]
+        tw, th = tiles.tile_size(level)  # type: ignore[misc]  # can_compose checked the level has tiles
         lw, lh = self._level_dims[level]
         if lx % tw == 0 and ly % th == 0 and (w, h) == (tw, th) and lx + w <= lw and ly + h <= lh:
-            return self._tiles.read_tile(level, lx // tw, ly // th, cache=False)  # exactly one whole native tile
+            return tiles.read_tile(level, lx // tw, ly // th, cache=False)  # exactly one whole native tile
         out = np.full((h, w, 3), 255, np.uint8)
         x_lo, y_lo = max(lx, 0), max(ly, 0)
         x_hi, y_hi = min(lx + w, lw), min(ly + h, lh)
@@ -255,7 +254,7 @@ class OpenSlideReader:
             return out
         for row in range(y_lo // th, (y_hi - 1) // th + 1):
             for col in range(x_lo // tw, (x_hi - 1) // tw + 1):
-                tile = self._tiles.read_tile(level, col, row)
+                tile = tiles.read_tile(level, col, row)
                 tx, ty = col * tw, row * th
                 sx0, sy0 = max(x_lo, tx), max(y_lo, ty)
                 sx1, sy1 = min(x_hi, tx + tile.shape[1]), min(y_hi, ty + tile.shape[0])
