@@ -57,28 +57,29 @@ def _smooth(t: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
-def _interp_matrix(coords: np.ndarray, scale: float) -> tuple[np.ndarray, int]:
-    """Dense (len(coords), n) smoothstep interpolation weights onto lattice points and the first lattice index."""
+def _axis_weights(coords: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Per-coordinate lattice cell (relative to the first), smoothstep weight, first lattice index, lattice count."""
     g = np.asarray(coords, dtype=np.float64) / scale
     i = np.floor(g).astype(np.int64)
     i0 = int(i.min())
-    n = int(i.max()) - i0 + 2
-    t = _smooth(g - i)
-    w = np.zeros((g.size, n), dtype=np.float32)
-    rows = np.arange(g.size)
-    w[rows, i - i0] = 1.0 - t
-    w[rows, i - i0 + 1] = t
-    return w, i0
+    return i - i0, _smooth(g - i).astype(np.float32), i0, int(i.max()) - i0 + 2
 
 
 def value_noise_grid(xs: np.ndarray, ys: np.ndarray, scale: float, seed: int, salt: int) -> np.ndarray:
-    """Value noise in [-1, 1] on the grid ys x xs (microns), feature size `scale` microns. Shape (len(ys), len(xs))."""
-    wx, ix0 = _interp_matrix(xs, scale)
-    wy, iy0 = _interp_matrix(ys, scale)
-    iy = np.arange(iy0, iy0 + wy.shape[1])[:, None]
-    ix = np.arange(ix0, ix0 + wx.shape[1])[None, :]
+    """Value noise in [-1, 1] on the grid ys x xs (microns), feature size `scale` microns. Shape (len(ys), len(xs)).
+
+    Separable interpolation with element-wise arithmetic only (no BLAS), so results do not depend on thread count.
+    """
+    jx, tx, ix0, nx = _axis_weights(xs, scale)
+    jy, ty, iy0, ny = _axis_weights(ys, scale)
+    iy = np.arange(iy0, iy0 + ny)[:, None]
+    ix = np.arange(ix0, ix0 + nx)[None, :]
     lattice = (hash_uniform(seed, salt, iy, ix) * 2.0 - 1.0).astype(np.float32)
-    return wy @ lattice @ wx.T
+    rows = lattice[jy] * (1 - ty)[:, None] + lattice[jy + 1] * ty[:, None]
+    out = rows[:, jx]
+    out *= 1 - tx
+    out += rows[:, jx + 1] * tx
+    return out
 
 
 def value_noise_points(x: np.ndarray, y: np.ndarray, scale: float, seed: int, salt: int) -> np.ndarray:
