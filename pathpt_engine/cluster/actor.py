@@ -110,7 +110,7 @@ class ExtractWorker:
         if fault == "hang":
             time.sleep(10**6)
         if fault == "slow":
-            time.sleep(2.0)
+            time.sleep(1.0)
 
 
 def worker_class(copts: ClusterOptions) -> Any:
