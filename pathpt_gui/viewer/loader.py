@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
 from pathpt_engine.errors import SlideError
@@ -68,8 +68,9 @@ def read_tile(reader: Any, layout: TileLayout, key: TileKey) -> np.ndarray:
 class TileLoader(QObject):
     """Reads tiles of one slide on `threads` background threads; results arrive on the GUI thread."""
 
-    loaded = Signal(object)  # TileResult
+    loaded = Signal(object)  # TileResult, emitted on the GUI thread
     job_done = Signal(str, object, str)  # name, result, error message
+    _finished = Signal(object)  # worker -> GUI thread (queued), see _deliver
 
     def __init__(self, reader: Any, layout: TileLayout, threads: int = 4, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -85,6 +86,7 @@ class TileLoader(QObject):
         self._inflight: set[TileKey] = set()
         self._generation = 0
         self._closing = False
+        self._finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
         self._threads = [threading.Thread(target=self._work, name=f"pathpt-tiles-{i}", daemon=True)
                          for i in range(threads)]
         for t in self._threads:
@@ -178,5 +180,10 @@ class TileLoader(QObject):
         with self._cv:
             self.stats.reads += 1
             self.stats.errors += bool(error)
-            self._inflight.discard(key)
-        self.loaded.emit(TileResult(key, generation, image, error))
+        self._finished.emit(TileResult(key, generation, image, error))
+
+    def _deliver(self, result: TileResult) -> None:
+        """On the GUI thread: the key stays in flight until here, so a new request cannot read it twice."""
+        with self._cv:
+            self._inflight.discard(result.key)
+        self.loaded.emit(result)

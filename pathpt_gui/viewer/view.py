@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 BACKDROP_MAX = 4096  # read the coarsest level whole when it is at most this big, else a thumbnail
 WHEEL_STEP = 1.25
+TILE_PAINT_INTERVAL_MS = 30  # while tiles stream in, repaint at most this often (the last tile paints at once)
 
 
 def base_magnification(reader: Any) -> float | None:
@@ -66,10 +67,12 @@ class SlideView(QWidget):
         self._drag_from: QPointF | None = None
         self._overlay_painter = OverlayPainter(self.overlay)
         self.loader = TileLoader(reader, self.layout, threads=threads, parent=self)
-        self.loader.loaded.connect(self._on_loaded, Qt.ConnectionType.QueuedConnection)
+        self.loader.loaded.connect(self._on_loaded)  # emitted on the GUI thread by the loader
         self.loader.job_done.connect(self._on_job, Qt.ConnectionType.QueuedConnection)
         self._request_timer = QTimer(self, singleShot=True, interval=0)
         self._request_timer.timeout.connect(self._issue_requests)
+        self._paint_timer = QTimer(self, singleShot=True, interval=TILE_PAINT_INTERVAL_MS)
+        self._paint_timer.timeout.connect(self.update)
         self.model.changed.connect(self._on_view_changed)
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -148,8 +151,16 @@ class SlideView(QWidget):
                 self.tile_error.emit(result.error)
         else:
             self.cache.put(result.key, result.image, result.image.sizeInBytes())
-        self.update()
-        self._check_settled()
+        if self._check_settled():
+            self._paint_timer.stop()
+            self.update()
+        elif not self._paint_timer.isActive() and self._on_screen(result.key):
+            self._paint_timer.start()
+
+    def _on_screen(self, key: TileKey) -> bool:
+        x, y, w, h = self.layout.tile_rect(key)
+        x0, y0, x1, y1 = self.model.state.visible_rect()
+        return x < x1 and y < y1 and x + w > x0 and y + h > y0
 
     def target_level(self) -> int:
         return self.layout.level_for_scale(self.model.scale)
@@ -165,10 +176,13 @@ class SlideView(QWidget):
     def is_settled(self) -> bool:
         return self.backdrop is not None and not self.pending_visible()
 
-    def _check_settled(self) -> None:
+    def _check_settled(self) -> bool:
+        """Emit `settled` once per view change when the last visible tile lands; True at that moment."""
         if not self._was_settled and self.is_settled():
             self._was_settled = True
             self.settled.emit()
+            return True
+        return False
 
     def _on_overlay_changed(self, kind: str) -> None:
         self._overlay_painter.invalidate(kind)
@@ -186,20 +200,23 @@ class SlideView(QWidget):
         p = QPainter(self)
         p.fillRect(self.rect(), decor.BACKGROUND)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        slide_rect = self._screen_rect(st, 0, 0, *self.model.slide_size)
-        if self.backdrop is not None:
-            p.drawImage(slide_rect, self.backdrop)
-        else:
-            p.fillRect(slide_rect, decor.SLIDE_PLACEHOLDER)
         self.painted_keys = set()
         target = self.target_level()
         rect = st.visible_rect()
         visible = self.layout.tiles_in(target, rect)
-        if any(k not in self.cache and k not in self.missing for k in visible):
+        covered = target == self.layout.coarsest and self._backdrop_full_level
+        incomplete = not covered and any(k not in self.cache for k in visible)
+        if covered or incomplete:  # the backdrop shows through only where target tiles are missing
+            slide_rect = self._screen_rect(st, 0, 0, *self.model.slide_size)
+            if self.backdrop is not None:
+                p.drawImage(slide_rect, self.backdrop)
+            else:
+                p.fillRect(slide_rect, decor.SLIDE_PLACEHOLDER)
+        if incomplete:
             others = [lv for lv in range(max(0, target - 1), self.layout.coarsest) if lv != target]
             for lv in sorted(others, key=lambda lv: -abs(lv - target)):
                 self._paint_level(p, st, self.layout.tiles_in(lv, rect), missing=False)
-        if not (target == self.layout.coarsest and self._backdrop_full_level):
+        if not covered:
             self._paint_level(p, st, visible, missing=True)
         self._overlay_painter.paint(p, st, self._screen_rect)
         decor.paint_scale_bar(p, self.width(), self.height(), st.scale,
