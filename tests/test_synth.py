@@ -132,3 +132,27 @@ def test_subtype_statistics_differ_as_designed():
     # the hard pair: solid has slightly larger nuclei than nested, but only slightly
     assert solid["area"] > nested["area"]
     assert solid["area"] < 1.6 * nested["area"]  # designed 1.21 (radius 4.4 vs 4.0 um); touching nuclei add noise
+
+
+_DIGEST = """
+import hashlib, sys
+from pathpt_engine.synth import render_patch
+from pathpt_engine.synth.slide import SlideSpec, make_layout, render_block
+h = hashlib.sha256(render_patch(2, 96, rng=5).tobytes())
+h.update(render_block(make_layout(SlideSpec(512, 512, kind=3, seed=8)), 128, 128, 192, 160).tobytes())
+print(h.hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_same_seed_same_pixels_in_fresh_processes_with_any_thread_count():
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        out = subprocess.run([sys.executable, "-c", _DIGEST], env=env, capture_output=True, text=True, check=True)
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1 and len(digests.pop()) == 64

@@ -80,6 +80,8 @@ def sites(pop: Nuclei, m: Morphology, coarse: structure.Coarse, xs: np.ndarray, 
     if pop.region != "any" and x.size:
         epi, lum = coarse.lookup(coarse.epi, x, y), coarse.lookup(coarse.lum, x, y)
         ok = (epi > 0.5) if pop.region == "epi" else ((epi < 0.5) & (lum < 0.5))
+        if coarse.vessel is not None:
+            ok &= coarse.lookup(coarse.vessel, x, y) < 0.5
         x, y, u = x[ok], y[ok], [v[ok] for v in u]
     ang = _angles(pop, m, coarse, x, y, u[0], seed)
     a_bin = np.floor(np.mod(ang, np.pi) / np.pi * N_ANGLES).astype(np.int64) % N_ANGLES

@@ -75,13 +75,16 @@ def _interp_axis(f: np.ndarray, c0: float, step: float, coords: np.ndarray, axis
     return a + (b - a) * t
 
 
-def region_fields(c: structure.Coarse, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(epithelium, lumen) on the pixel grid, bilinearly interpolated from the coarse grid (soft edges)."""
-    out = []
-    for f in (c.epi, c.lum):
+def region_fields(c: structure.Coarse, xs: np.ndarray, ys: np.ndarray) -> list[np.ndarray | None]:
+    """[epithelium, lumen, vessel, wall] on the pixel grid, bilinearly interpolated from the coarse grid."""
+    out: list[np.ndarray | None] = []
+    for f in (c.epi, c.lum, c.vessel, c.wall):
+        if f is None or not f.any():
+            out.append(None)
+            continue
         f = _interp_axis(f, c.x0, c.step, xs, axis=1)
         out.append(_interp_axis(f, c.y0, c.step, ys, axis=0))
-    return out[0], out[1]
+    return out
 
 
 def _background_he(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int,
@@ -93,8 +96,8 @@ def _background_he(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int,
     stroma = 1.0 - epi
     stroma -= lum
     np.clip(stroma, 0.0, 1.0, out=stroma)
-    e *= 0.9
-    e += 0.55
+    e *= 1.1
+    e += 0.45
     e *= dens
     e *= 1 + 0.15 * grain
     e *= stroma * np.float32(m.stroma_e)
@@ -107,16 +110,33 @@ def _background_he(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int,
     return h.astype(np.float32, copy=False), e.astype(np.float32, copy=False)
 
 
+def _paint_vessels(h: np.ndarray, e: np.ndarray, vessel: np.ndarray, wall: np.ndarray, grain: np.ndarray,
+                   xs: np.ndarray, ys: np.ndarray, seed: int) -> None:
+    """Small vessels: lumen packed with bright eosinophilic red cells, and a thin darker wall, in place."""
+    cells = structure.field(xs[None, :], ys[:, None], 3.5, seed, 21, True, octaves=1)
+    rbc = np.clip(cells * 4.0 + 0.8, 0.25, 1.0)
+    keep = 1.0 - vessel - wall
+    e *= keep
+    e += vessel * rbc * (0.8 * (1 + 0.1 * grain)) + wall * 0.55
+    h *= keep
+    h += wall * 0.12
+
+
 def render_he(kind: int, xs: np.ndarray, ys: np.ndarray, seed: int, mpp: float) -> tuple[np.ndarray, np.ndarray]:
     """Hematoxylin and eosin optical densities (h, w) float32 of tissue `kind` on the grid ys x xs (microns)."""
     m = SUBTYPES[kind].morphology
     coarse = structure.coarse_fields(m, xs, ys, seed, COARSE_UM, any(p.align == "fibre" for p in m.nuclei))
-    epi, lum = region_fields(coarse, xs, ys)
+    epi, lum, vessel, wall = region_fields(coarse, xs, ys)
+    zeros = np.zeros((ys.size, xs.size), np.float32)
+    epi = zeros if epi is None else epi
+    lum = zeros if lum is None else lum
     texel = 0.25 if mpp < 0.375 else 0.5
     tex = noise.grain_texture(texel)
     off = int(noise.hash_u64(seed, 99) % np.uint64(noise.TEXTURE_PERIOD))
     grain = noise.sample_texture(tex, xs, ys, texel, off)
     h, e = _background_he(m, xs, ys, seed, epi, lum, grain)
+    if vessel is not None and wall is not None:
+        _paint_vessels(h, e, vessel, wall, grain, xs, ys, seed)
     for p, pop in enumerate(m.nuclei):
         x, y, idx = nuclei.sites(pop, m, coarse, xs, ys, seed, 1000 + 37 * p + 101 * kind)
         nuclei.splat(h, e, pop, x, y, idx, xs[0], ys[0], mpp)

@@ -15,7 +15,7 @@ from . import noise
 from .subtypes import Morphology
 
 # salts: keep every field's random stream separate
-_S_GLAND, _S_NEST, _S_SHEET, _S_FIBRE, _S_DENS, _S_NGLAND, _S_WARP = 11, 12, 13, 14, 15, 16, 17
+_S_GLAND, _S_NEST, _S_SHEET, _S_FIBRE, _S_DENS, _S_NGLAND, _S_WARP, _S_VESSEL = 11, 12, 13, 14, 15, 16, 17, 19
 
 
 def field(x: np.ndarray, y: np.ndarray, scale: float, seed: int, salt: int, grid: bool,
@@ -124,6 +124,26 @@ def regions(m: Morphology, x: np.ndarray, y: np.ndarray, seed: int, grid: bool,
     return zeros, zeros.copy()
 
 
+def vessels(x: np.ndarray, y: np.ndarray, seed: int, spacing: float, prob: float,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(lumen full of red blood cells, wall) of small vessels on a jittered lattice, booleans as float32."""
+    shape = np.broadcast_shapes(x.shape, y.shape)
+    lum = np.zeros(shape, bool)
+    wall = np.zeros(shape, bool)
+    ii, jj = _site_range(x, y, spacing, 1)
+    u = noise.hash_streams(5, seed, _S_VESSEL, jj, ii)
+    keep = u[0] < prob
+    cx = ((ii + 0.5 + 0.8 * (u[1] - 0.5)) * spacing)[keep]
+    cy = ((jj + 0.5 + 0.8 * (u[2] - 0.5)) * spacing)[keep]
+    rad = (4.0 + 9.0 * u[3] ** 2)[keep]
+    ecc = (1.0 + 1.2 * u[4])[keep]
+    for k in range(cx.size):
+        d = np.sqrt((x - cx[k]) ** 2 * ecc[k] + (y - cy[k]) ** 2 / ecc[k])
+        lum |= d < rad[k]
+        wall |= d < rad[k] + 1.6
+    return lum.astype(np.float32), (wall & ~lum).astype(np.float32)
+
+
 def _fibre_angles(seed: int) -> tuple[float, float]:
     a1 = float(noise.hash_uniform(seed, _S_FIBRE, 0)) * np.pi
     return a1, a1 + np.pi * (0.35 + 0.3 * float(noise.hash_uniform(seed, _S_FIBRE, 1)))
@@ -184,6 +204,8 @@ class Coarse:
     epi: np.ndarray
     lum: np.ndarray
     angle: np.ndarray | None
+    vessel: np.ndarray | None = None  # red-cell-filled vessel lumen (in stroma)
+    wall: np.ndarray | None = None  # vessel wall
 
     def lookup(self, f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Nearest-node value of field `f` at points (x, y) microns."""
@@ -199,6 +221,12 @@ def coarse_fields(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int, step
     cx = np.arange(np.floor(xs[0] / step) - n, np.ceil(xs[-1] / step) + n + 1) * step
     cy = np.arange(np.floor(ys[0] / step) - n, np.ceil(ys[-1] / step) + n + 1) * step
     epi, lum = regions(m, cx[None, :], cy[:, None], seed, True)
+    vessel = wall = None
+    if m.vessels > 0:
+        vessel, wall = vessels(cx[None, :], cy[:, None], seed, 110.0, m.vessels)
+        stroma = (epi < 0.5) & (lum < 0.5)
+        vessel *= stroma
+        wall *= stroma
     angle = None
     if want_angle:
         gx_ = np.concatenate([cx[:1] - step, cx, cx[-1:] + step])
@@ -208,4 +236,4 @@ def coarse_fields(m: Morphology, xs: np.ndarray, ys: np.ndarray, seed: int, step
         dx = np.mod(p[1:-1, 2:] - p[1:-1, :-2] + np.pi, 2 * np.pi) - np.pi
         dy = np.mod(p[2:, 1:-1] - p[:-2, 1:-1] + np.pi, 2 * np.pi) - np.pi
         angle = (np.arctan2(dy, dx) + np.pi / 2).astype(np.float32)
-    return Coarse(float(cx[0]), float(cy[0]), step, epi, lum, angle)
+    return Coarse(float(cx[0]), float(cy[0]), step, epi, lum, angle, vessel, wall)

@@ -58,6 +58,7 @@ class Morphology:
     cyto_h: float = 0.06  # hematoxylin OD of epithelial cytoplasm (amphophilic tint)
     normal_glands: float = 0.0  # probability per structure site of a normal gland (normal tissue)
     hue: float = 0.0  # small shift of the hematoxylin hue (+ bluer, - redder)
+    vessels: float = 0.45  # probability per 110 um lattice site of a small red-cell-filled vessel in stroma
 
     def __post_init__(self) -> None:
         if self.arrangement not in ARRANGEMENTS:
