@@ -88,3 +88,20 @@ def test_tissue_mask_of_a_slide(tmp_path: Path) -> None:
     white = (thumb.min(axis=2) > 245)
     assert 0.03 < tm.fraction < 0.6
     assert (tm.mask & white).mean() < 0.01  # background stays background
+
+
+@pytest.mark.slow  # renders a synthetic H&E slide (a few seconds)
+@pytest.mark.parametrize("seed", [3, 8])
+def test_mask_matches_synthetic_he_ground_truth(tmp_path: Path, seed: int) -> None:
+    from PIL import Image
+
+    from pathpt_engine.synth import SlideSpec, write_synthetic_slide
+
+    synth = write_synthetic_slide(tmp_path / "s.svs", tmp_path, "s", SlideSpec(1536, 1152, kind=1, seed=seed),
+                                  fmt="svs")
+    truth = np.asarray(Image.open(synth.tissue_mask)) > 0
+    with open_slide(synth.path) as r:
+        tm = tissue_mask(r, TissueParams(thumb_size=max(r.dimensions) // 16))
+    assert tm.mask.shape == truth.shape
+    iou = (tm.mask & truth).sum() / (tm.mask | truth).sum()
+    assert iou > 0.9, f"tissue IoU {iou:.3f} against the synthetic ground truth"
