@@ -95,3 +95,11 @@ def test_skip_errors_goes_on_and_exits_1(svs: Path, tmp_path: Path, capsys: pyte
     summary = json.loads((tmp_path / "o" / "tiling.json").read_text())
     assert [s["slide_name"] for s in summary["slides"]] == ["case 1"]
     assert summary["failed"][0]["path"] == str(bad)
+
+
+def test_all_slides_failing_still_writes_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["-q", "tile", str(tmp_path / "gone.svs"), "--out", str(tmp_path / "new" / "dir"), "--skip-errors"])
+    assert rc == 1
+    assert "gone.svs: no such file" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "new" / "dir" / "tiling.json").read_text())
+    assert summary["slides"] == [] and summary["failed"][0]["error"].endswith("gone.svs: no such file")

@@ -89,6 +89,7 @@ def _tile(args: argparse.Namespace) -> int:
                       skip_errors=args.skip_errors)
     summary = run_with_bar(job, quiet=args.quiet)
     out = Path(args.out) / "tiling.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(summary.to_dict(), indent=2))
     os.replace(tmp, out)
