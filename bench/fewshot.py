@@ -33,17 +33,17 @@ def _cli(args: list[str]) -> None:
         raise SystemExit(f"pathpt {args[0]} failed with status {rc}")
 
 
-def _fake(work: Path, per_class: int, n_tiles: int) -> tuple[Path, Path, list[str]]:
+def _fake(work: Path, per_class: int, n_tiles: int) -> tuple[Path, Path, list[str], Path]:
     from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
     from pathpt_engine.prompts.classsets import load_classset
 
     bb = tiny_backbone(work / "keep")
     feats, labels = make_fake_cohort(work / "fake", bb, load_classset("synthetic"), per_class=per_class,
-                                     n_tiles=n_tiles, mix=1.5)
-    return feats, labels, ["--backbone", "keep", "--weights", str(work / "keep")]
+                                     n_tiles=n_tiles, mix=1.5, masks=True)
+    return feats, labels, ["--backbone", "keep", "--weights", str(work / "keep")], work / "fake" / "masks"
 
 
-def _real(work: Path, a: argparse.Namespace) -> tuple[Path, Path, list[str]]:
+def _real(work: Path, a: argparse.Namespace) -> tuple[Path, Path, list[str], Path]:
     cohort = Path(a.cohort) if a.cohort else work / "cohort"
     if not (cohort / "labels.csv").is_file():
         _cli(["synth", "--out", str(cohort), "--subtypes", "3", "--slides-per-class", str(a.slides_per_class),
@@ -51,7 +51,7 @@ def _real(work: Path, a: argparse.Namespace) -> tuple[Path, Path, list[str]]:
     backbone = ["--backbone", a.backbone] + (["--weights", a.weights] if a.weights else [])
     slides = sorted(str(p) for p in (cohort / "slides").iterdir() if p.suffix in (".tiff", ".svs"))
     _cli(["extract", *slides, *backbone, "--out", str(work / "features")])
-    return work / "features" / a.backbone / "h5_files", cohort / "labels.csv", backbone
+    return work / "features" / a.backbone / "h5_files", cohort / "labels.csv", backbone, cohort / "masks"
 
 
 def main() -> int:
@@ -75,12 +75,12 @@ def main() -> int:
     torch.set_num_threads(2)
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    feats, labels, backbone = _fake(a.work, a.slides_per_class, a.fake_tiles) if a.fake else _real(a.work, a)
+    feats, labels, backbone, masks = _fake(a.work, a.slides_per_class, a.fake_tiles) if a.fake else _real(a.work, a)
     out = a.work / ("results-fake" if a.fake else f"results-{a.backbone}")
     _cli(["evaluate", "--features", str(feats), "--labels", str(labels), "--classes", "synthetic", *backbone,
           "--shots", *map(str, a.shots), "--folds", str(a.folds), "--methods", a.methods,
           "--epochs", str(a.epochs), "--mil-epochs", str(a.mil_epochs), "--test-fraction", "0.25",
-          "--out", str(out)])
+          "--masks", str(masks), "--out", str(out)])
     table = json.loads((out / "results.json").read_text(encoding="utf-8"))
     table.update(features=str(feats), seconds=round(time.monotonic() - t0, 1), fake=a.fake)
     print(json.dumps(table, indent=1))

@@ -18,7 +18,7 @@ def cohort(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("cli")
     bb = tiny_backbone(d / "keep")
-    feats, labels = make_fake_cohort(d / "c", bb, load_classset("synthetic"), per_class=4, n_tiles=24)
+    feats, labels = make_fake_cohort(d / "c", bb, load_classset("synthetic"), per_class=4, n_tiles=24, masks=True)
     return d, feats, labels
 
 
@@ -59,7 +59,7 @@ def test_evaluate_protocol_resumes(cohort, tmp_path):
     _, _, labels = cohort
     args = [*_base(cohort, "evaluate"), "--classes", "synthetic", "--labels", str(labels), "--shots", "1", "2",
             "--folds", "2", "--methods", "zeroshot,ensemble,abmil,pathpt-paper", "--epochs", "2",
-            "--mil-epochs", "2", "--out", str(tmp_path)]
+            "--mil-epochs", "2", "--masks", str(cohort[0] / "c" / "masks"), "--out", str(tmp_path)]
     assert main(args) == 0
     files = sorted(tmp_path.glob("runs/*/*/fold*.json"))
     assert len(files) == 4 * 2 * 2
@@ -68,7 +68,9 @@ def test_evaluate_protocol_resumes(cohort, tmp_path):
         (m, k) for m in ("zeroshot", "ensemble", "abmil", "pathpt-paper") for k in (1, 2)}
     assert all(r["folds"] == 2 for r in table["rows"])
     rec = json.loads(files[0].read_text())
-    assert {"bacc", "weighted_f1", "auc", "confusion", "predictions"} <= set(rec)
+    assert {"bacc", "weighted_f1", "auc", "confusion", "predictions", "grounding"} <= set(rec)
+    assert rec["grounding"]["n_tiles"] == 24 * len(rec["predictions"])
+    assert "tile_auroc" in table["metrics"]
     assert "± " in (tmp_path / "results.md").read_text()
     mtimes = {f: f.stat().st_mtime_ns for f in files}
     assert main(args) == 0  # second run skips every finished fold

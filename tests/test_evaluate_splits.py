@@ -81,3 +81,25 @@ def test_raster_order_and_tile_size():
     assert tile_size_level0({}, coords) == 448
     assert tile_size_level0({"patch_size": 256, "downsample": [2.0, 2.0]}, coords) == 512
     assert tile_size_level0({"patch_size_level0": 224}, coords) == 224
+
+
+def test_grounding_against_masks(tmp_path):
+    from pathpt_engine.pathpt.evaluate import find_mask, grounding
+    from pathpt_engine.pathpt.testing import _write_mask
+    from pathpt_engine.pathpt.trainer import SlideData
+
+    idx = np.arange(16)
+    coords = np.stack([(idx % 4) * 224, (idx // 4) * 224], 1)
+    tumour = np.zeros(16, bool)
+    tumour[5:9] = True
+    _write_mask(tmp_path / "s1_tumour_ds32.png", coords[tumour], 224, 4)
+    assert find_mask(tmp_path, "s1") == (tmp_path / "s1_tumour_ds32.png", 32.0)
+    assert find_mask(tmp_path, "s") is None
+    slide = SlideData("s1", np.zeros((16, 4), np.float32), coords, 0, 224)
+    g = grounding([slide], [tumour.astype(float)], tmp_path)
+    assert g["auroc"] == 1.0 and g["dice"] == 1.0 and g["n_tiles"] == 16
+    noisy = tumour.astype(float)
+    noisy[0] = 0.5  # one normal tile scored between -> still separable
+    assert grounding([slide], [noisy], tmp_path)["auroc"] == 1.0
+    assert grounding([slide], [1 - tumour.astype(float)], tmp_path)["auroc"] == 0.0
+    assert grounding([slide], [tumour.astype(float)], None) is None

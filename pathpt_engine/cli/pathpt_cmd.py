@@ -67,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--test-fraction", type=float, default=0.3, help="fixed test share per class (--labels)")
     e.add_argument("--pool-per-class", type=int, default=15)
     e.add_argument("--mil-epochs", type=int, default=50)
+    e.add_argument("--masks", type=Path, default=None,
+                   help="tumour masks <slide_id>_tumour_ds<D>.png (e.g. a synthetic cohort's masks/): adds tile "
+                        "AUROC and Dice")
     _train_opts(e)
     e.add_argument("--out", type=Path, required=True, help="results folder")
     e.set_defaults(func=_cmd_evaluate)
@@ -206,6 +209,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ids = sorted({s for fs in folds.values() for f in fs for s in (*f.train, *f.val, *f.test)})
     slides = {s.slide_id: s for s in load_labelled(args.features, {}, ids)}
     bb = _backbone(args)
-    run_with_bar(evaluate_protocol(bb, cs, slides, folds, args.out, replace(cfg)), quiet=args.quiet)
+    run_with_bar(evaluate_protocol(bb, cs, slides, folds, args.out, replace(cfg), masks_dir=args.masks),
+                 quiet=args.quiet)
     print((args.out / "results.md").read_text(encoding="utf-8"), end="")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ import torch
 from ..backbones.base import Backbone
 from ..baselines.train import MILConfig, predict_mil, train_mil
 from ..jobs import Job, Progress, check_cancel
-from ..metrics import classification_report, mean_sd
+from ..metrics import classification_report, grounding_metrics, mean_sd, tiles_in_mask
 from ..prompts.classsets import ClassSet
 from ..prompts.zeroshot import (
     encode_class_prompts,
@@ -65,6 +66,7 @@ def _atomic_json(path: Path, data: object) -> None:
 
 
 def _score(slides: list[SlideData], probs: list[np.ndarray], n_sub: int, names: tuple[str, ...]) -> dict:
+    """Slide metrics and per-slide predictions."""
     y = np.array([s.label for s in slides])
     p = np.stack(probs)
     pred = p.argmax(axis=1)
@@ -75,11 +77,42 @@ def _score(slides: list[SlideData], probs: list[np.ndarray], n_sub: int, names: 
     return rep
 
 
-def _vote_probs(tile_probs: np.ndarray) -> np.ndarray:
+def _tile_out(tile_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(vote counts as pseudo-probabilities, tumour probability 1 - p_Normal per tile)."""
     sub, counts = tile_vote(tile_probs)
     out = counts.astype(float).copy()
     out[sub] += 1e-9  # the vote's tie-break wins the argmax of the pseudo-probabilities too
-    return out
+    return out, 1.0 - tile_probs[:, 0]
+
+
+def find_mask(masks_dir: Path | None, slide_id: str) -> tuple[Path, float] | None:
+    """`<masks_dir>/<slide_id>_tumour_ds<D>.png` (synthetic cohorts) and its downsample D, if present."""
+    if masks_dir is None:
+        return None
+    for p in sorted(Path(masks_dir).glob(f"{slide_id}_tumour_ds*.png")):
+        m = re.fullmatch(re.escape(slide_id) + r"_tumour_ds(\d+(?:\.\d+)?)", p.stem)
+        if m:
+            return p, float(m.group(1))
+    return None
+
+
+def grounding(test: list[SlideData], tile_scores: list[np.ndarray], masks_dir: Path | None) -> dict | None:
+    """Tile AUROC / Dice (Youden) pooled over the test slides that have a tumour mask."""
+    from PIL import Image
+
+    scores, truth = [], []
+    for s, sc in zip(test, tile_scores, strict=True):
+        found = find_mask(masks_dir, s.slide_id)
+        if found is None or len(sc) != len(s.coords):
+            continue
+        mask = np.asarray(Image.open(found[0]).convert("L")) > 127
+        truth.append(tiles_in_mask(s.coords, s.tile_size_level0, mask, found[1]))
+        scores.append(np.asarray(sc, dtype=float))
+    if not scores:
+        return None
+    g = grounding_metrics(np.concatenate(scores), np.concatenate(truth))
+    g["n_slides"], g["n_tiles"] = len(scores), int(sum(len(x) for x in scores))
+    return g
 
 
 class _Runner:
@@ -96,14 +129,16 @@ class _Runner:
             self._embs = encode_class_prompts(self.backbone, self.classset)
         return self._embs
 
-    def run(self, method: str, fold: Fold, slides: dict[str, SlideData]) -> Job[list[np.ndarray]]:
+    def run(self, method: str, fold: Fold,
+            slides: dict[str, SlideData]) -> Job[list[tuple[np.ndarray, np.ndarray]]]:
+        """Per test slide: (slide probabilities over subtypes, tile tumour score [N])."""
         train = [replace(slides[s], label=y) for s, y in fold.train.items()]
         val = [replace(slides[s], label=y) for s, y in fold.val.items()]
         test = [replace(slides[s], label=y) for s, y in fold.test.items()]
         if method in ("zeroshot", "ensemble"):
             w = (mean_classifier(self.embs) if method == "zeroshot" else select_prompt_ensemble(
                 self.embs, [(s.features, s.label) for s in train], seed=fold.index).classifier)
-            return [_vote_probs(zeroshot_tile_probs(s.features, w)) for s in test]
+            return [_tile_out(zeroshot_tile_probs(s.features, w)) for s in test]
         if method.startswith("pathpt"):
             recipe = method.split("-", 1)[1]
             config = replace(self.cfg.pathpt, recipe=recipe)
@@ -111,13 +146,13 @@ class _Runner:
                                              val=val if recipe == "clean" else None,
                                              ensemble_seed=fold.index, cancel=self.cancel)
             dev = next(result.model.parameters()).device
-            return [_vote_probs(result.model.predict_probs(torch.as_tensor(s.features, device=dev)).cpu().numpy())
+            return [_tile_out(result.model.predict_probs(torch.as_tensor(s.features, device=dev)).cpu().numpy())
                     for s in test]
         mcfg = MILConfig(model=method, epochs=self.cfg.mil_epochs, selection=self.cfg.mil_selection,
                          seed=fold.index, device=self.cfg.pathpt.device)
         model = yield from train_mil(mcfg, self.n_sub, [(s.features, s.label) for s in train],
                                      [(s.features, s.label) for s in val], cancel=self.cancel)
-        return [predict_mil(model, s.features)[0] for s in test]
+        return [predict_mil(model, s.features) for s in test]
 
 
 def evaluate_protocol(
@@ -128,8 +163,13 @@ def evaluate_protocol(
     out_dir: str | Path,
     cfg: EvalConfig = EvalConfig(),
     cancel: threading.Event | None = None,
+    masks_dir: str | Path | None = None,
 ) -> Job[dict[str, Any]]:
-    """Run every (method, shots, fold) not yet done, then write the results table."""
+    """Run every (method, shots, fold) not yet done, then write the results table.
+
+    With `masks_dir` (tumour masks `<slide_id>_tumour_ds<D>.png`), each record also gets tile-level grounding
+    (AUROC, Dice) of the tumour score: 1 - p_Normal for zero-shot/PathPT, the attention heat map for MIL.
+    """
     out = Path(out_dir)
     runner = _Runner(backbone, classset, cfg, cancel)
     jobs = [(m, k, f) for k, folds in folds_by_shots.items() for f in folds for m in cfg.methods]
@@ -141,22 +181,27 @@ def evaluate_protocol(
             continue
         t0 = time.monotonic()
         test = [replace(slides[s], label=y) for s, y in fold.test.items()]
-        probs = yield from runner.run(method, fold, slides)
-        rep = _score(test, probs, runner.n_sub, classset.subtype_names)
+        outs = yield from runner.run(method, fold, slides)
+        rep = _score(test, [o[0] for o in outs], runner.n_sub, classset.subtype_names)
+        g = grounding(test, [o[1] for o in outs], Path(masks_dir) if masks_dir else None)
+        if g is not None:
+            rep["grounding"] = g
+            rep["tile_auroc"], rep["tile_dice"] = g["auroc"], g["dice"]
         rep.update(method=method, shots=shots, fold=fold.index, seconds=round(time.monotonic() - t0, 2),
                    n_train=len(fold.train), n_test=len(fold.test))
         _atomic_json(path, rep)
         log.info("%s %d-shot fold %d: BACC %.3f", method, shots, fold.index, rep["bacc"])
         yield Progress("evaluate", i + 1, len(jobs), message=f"{method} {shots}-shot fold {fold.index}",
                        metrics={"bacc": float(rep["bacc"])})
-    table = summarize(out, cfg.methods, sorted(folds_by_shots))
-    return table
+    return summarize(out, cfg.methods, sorted(folds_by_shots), grounded=masks_dir is not None)
 
 
-def summarize(out_dir: str | Path, methods: tuple[str, ...], shots: list[int]) -> dict[str, Any]:
+def summarize(out_dir: str | Path, methods: tuple[str, ...], shots: list[int],
+              grounded: bool = False) -> dict[str, Any]:
     """Aggregate the per-fold files into results.json / results.md (mean ± sd over folds)."""
     out = Path(out_dir)
-    table: dict[str, Any] = {"metrics": ["bacc", "weighted_f1", "auc"], "rows": []}
+    metrics = ["bacc", "weighted_f1", "auc"] + (["tile_auroc", "tile_dice"] if grounded else [])
+    table: dict[str, Any] = {"metrics": metrics, "rows": []}
     for method in methods:
         for k in shots:
             files = sorted((out / "runs" / method / f"{k}shot").glob("fold*.json"))
@@ -167,7 +212,10 @@ def summarize(out_dir: str | Path, methods: tuple[str, ...], shots: list[int]) -
                 row[m] = {"mean": mean, "sd": sd}
             table["rows"].append(row)
     _atomic_json(out / "results.json", table)
-    lines = ["| method | shots | folds | BACC | weighted F1 | macro AUC |", "|---|---|---|---|---|---|"]
+    titles = {"bacc": "BACC", "weighted_f1": "weighted F1", "auc": "macro AUC", "tile_auroc": "tile AUROC",
+              "tile_dice": "tile Dice"}
+    lines = ["| method | shots | folds | " + " | ".join(titles[m] for m in metrics) + " |",
+             "|---|---|---|" + "---|" * len(metrics)]
     for r in table["rows"]:
         cells = [f"{r[m]['mean']:.3f} ± {r[m]['sd']:.3f}" for m in table["metrics"]]
         lines.append(f"| {r['method']} | {r['shots']} | {r['folds']} | " + " | ".join(cells) + " |")

@@ -89,6 +89,8 @@ def read_reference_folds(split_dir: str | os.PathLike[str], dataset: str, shots:
     """Folds from the reference release: `split_dir/dataset_division.json` and the fold CSVs under it."""
     root = Path(split_dir)
     div_path = root / "dataset_division.json"
+    if not div_path.is_file() and (root.parent / "dataset_division.json").is_file():
+        div_path = root.parent / "dataset_division.json"  # the release also keeps one at the repository root
     try:
         division = json.loads(div_path.read_text(encoding="utf-8"))[dataset]
         name2label = division["name2label"]

@@ -32,8 +32,11 @@ def class_directions(backbone: Backbone, classset: ClassSet, mix: float, seed: i
 
 def make_fake_cohort(folder: str | os.PathLike[str], backbone: Backbone, classset: ClassSet, per_class: int = 6,
                      n_tiles: int = 48, tumour_fraction: float = 0.6, mix: float = 1.0, noise: float = 0.6,
-                     seed: int = 0, tile_size: int = 224) -> tuple[Path, Path]:
-    """Write `<folder>/features/<slide>.h5` and `<folder>/labels.csv`; returns (features dir, labels CSV)."""
+                     seed: int = 0, tile_size: int = 224, masks: bool = False) -> tuple[Path, Path]:
+    """Write `<folder>/features/<slide>.h5` and `<folder>/labels.csv`; returns (features dir, labels CSV).
+
+    With `masks`, also `<folder>/masks/<slide>_tumour_ds32.png` covering exactly the tumour tiles.
+    """
     from ..features.store import write_features
 
     root = Path(folder)
@@ -56,6 +59,8 @@ def make_fake_cohort(folder: str | os.PathLike[str], backbone: Backbone, classse
             coords = np.stack([(idx % side) * tile_size, (idx // side) * tile_size], axis=1).astype(np.int64)
             write_features(feat_dir / f"{sid}.h5", coords, f.astype(np.float32),
                            attrs={"backbone": backbone.name}, coords_attrs={"patch_size_level0": tile_size})
+            if masks:
+                _write_mask(root / "masks" / f"{sid}_tumour_ds32.png", coords[kind > 0], tile_size, side)
             rows.append((sid, classset.subtype_names[c]))
     labels = root / "labels.csv"
     with labels.open("w", newline="", encoding="utf-8") as fh:
@@ -63,6 +68,18 @@ def make_fake_cohort(folder: str | os.PathLike[str], backbone: Backbone, classse
         w.writerow(["slide_id", "label"])
         w.writerows(rows)
     return feat_dir, labels
+
+
+def _write_mask(path: Path, coords: np.ndarray, tile_size: int, side: int, ds: int = 32) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = -(-side * tile_size // ds)
+    mask = np.zeros((size, size), dtype=np.uint8)
+    t = tile_size // ds
+    for x, y in coords // ds:
+        mask[y : y + t, x : x + t] = 255
+    Image.fromarray(mask).save(path)
 
 
 def tiny_backbone(folder: str | os.PathLike[str], width: int = 32, seed: int = 0) -> Backbone:
