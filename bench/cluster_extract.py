@@ -27,6 +27,7 @@ import numpy as np
 def _slides(root: Path, n: int, size: int) -> list[Path]:
     from pathpt_engine.synth.writer import write_slide
 
+    root.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(n):
         rng = np.random.default_rng(i)
