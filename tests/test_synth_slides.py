@@ -215,3 +215,11 @@ def test_cli_synth(tmp_path, capsys):
 
 def test_config_error_is_a_pathpt_error():
     assert issubclass(ConfigError, PathPTError)
+
+
+def test_cancel_inside_a_slide_removes_the_temp_file(tmp_path):
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(JobCancelled):
+        write_synthetic_slide(tmp_path / "s.svs", tmp_path, "s", SlideSpec(512, 512, kind=1), "svs", cancel)
+    assert list(tmp_path.iterdir()) == []
