@@ -181,6 +181,8 @@ def test_extract_slide_equals_the_job_path_and_reads_staged_pixels(tmp_path: Pat
         assert fa["features"][()].tobytes() == fb["features"][()].tobytes()
         assert fa.attrs["slide_path"] == fb.attrs["slide_path"] == str(slide)  # the original, not the copy
     assert extract_slide(slide, tmp_path / "a", model, opts).skipped
+    bf16 = ExtractOptions(backbone="keep", weights=keep, device="cpu", batch_size=4, workers=1, precision="bf16")
+    assert not extract_slide(slide, tmp_path / "a", model, bf16).skipped  # precision is part of validity
 
 
 def test_cli_status_reads_the_ledger_and_needs_slides_otherwise(tmp_path: Path,

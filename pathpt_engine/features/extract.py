@@ -198,8 +198,9 @@ def _extract_one(path: Path, out: Path, model: Backbone, encoder: TileEncoder, o
     tiling = tile_slide(path, out / "coords", gp, tp, reuse=True)
     yield Progress("tile", 1, 1, message=f"{tag} {tiling.slide_name}", metrics={"tiles": float(tiling.n_tiles)})
     target = feature_path(out, model.name, tiling.slide_name)
+    precision = {None: "fp32"}.get(encoder.autocast, str(encoder.autocast).replace("torch.", ""))
     expected = {"slide_id": tiling.slide_id, "backbone": model.name, "weights_hash": model.weights_hash,
-                "tile_params": tile_params_json(gp, tp)}
+                "tile_params": tile_params_json(gp, tp), "precision": precision}
     reason = "forced" if opts.force else stale_reason(target, expected)
     if reason is None:
         log.info("%s: features up to date, skipped", target)
@@ -210,8 +211,7 @@ def _extract_one(path: Path, out: Path, model: Backbone, encoder: TileEncoder, o
     with open_slide(pixels_from or path) as reader:
         feats = yield from encode_grid(reader, grid, model, encoder, opts, cancel, f"{tag} {tiling.slide_name}")
     dt = time.monotonic() - t0
-    precision = {None: "fp32"}.get(encoder.autocast, str(encoder.autocast).replace("torch.", ""))
-    attrs = {**cf.attrs, **model.describe(), **expected, "precision": precision, "extract_s": dt}
+    attrs = {**cf.attrs, **model.describe(), **expected, "extract_s": dt}
     write_features(target, cf.coords, feats, attrs, cf.coords_attrs)
     rate = len(grid) / dt if dt > 0 else 0.0
     log.info("%s: %d tiles in %.1f s (%.1f tiles/s) -> %s", tiling.slide_name, len(grid), dt, rate, target)
