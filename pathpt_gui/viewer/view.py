@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 BACKDROP_MAX = 4096  # read the coarsest level whole when it is at most this big, else a thumbnail
 WHEEL_STEP = 1.25
+SCALED_TILES_BYTES = 64 * 2**20  # pre-scaled tiles kept for the current zoom (~10 screens at 1600x1000)
 TILE_PAINT_INTERVAL_MS = 30  # while tiles stream in, repaint at most this often (the last tile paints at once)
 
 
@@ -65,6 +66,8 @@ class SlideView(QWidget):
         self._closed = False
         self._was_settled = False
         self._drag_from: QPointF | None = None
+        self._scaled_tiles = TileCache(SCALED_TILES_BYTES)
+        self._scaled_for = 0.0
         self._overlay_painter = OverlayPainter(self.overlay)
         self.loader = TileLoader(reader, self.layout, threads=threads, parent=self)
         self.loader.loaded.connect(self._on_loaded)  # emitted on the GUI thread by the loader
@@ -191,9 +194,31 @@ class SlideView(QWidget):
 
     # painting ------------------------------------------------------------------------------------------
     def _screen_rect(self, st: ViewState, x: float, y: float, w: float, h: float) -> QRectF:
-        x0, y0 = st.slide_to_screen(x, y)
-        x1, y1 = st.slide_to_screen(x + w, y + h)
-        return QRectF(QPointF(round(x0), round(y0)), QPointF(round(x1), round(y1)))
+        """Screen rect of a level-0 rect, on whole pixels.
+
+        The view origin is snapped to a whole pixel (a shift under half a pixel) and each edge is rounded in
+        slide space, so a tile's on-screen size depends only on the scale: panning never changes it, and the
+        pre-scaled tile images stay valid for every pan frame.
+        """
+        ox = round(st.view_size[0] / 2 - st.center[0] * st.scale)
+        oy = round(st.view_size[1] / 2 - st.center[1] * st.scale)
+        s = st.scale
+        return QRectF(QPointF(ox + round(x * s), oy + round(y * s)),
+                      QPointF(ox + round((x + w) * s), oy + round((y + h) * s)))
+
+    def _scaled(self, key: TileKey, img: QImage, w: int, h: int, scale: float) -> QImage:
+        """The tile resampled to (w, h) once per zoom level, so pan frames are plain blits."""
+        if (img.width(), img.height()) == (w, h):
+            return img
+        if scale != self._scaled_for:
+            self._scaled_tiles.clear()
+            self._scaled_for = scale
+        hit = self._scaled_tiles.get(key)
+        if hit is not None and (hit.width(), hit.height()) == (w, h):
+            return hit
+        out = img.scaled(w, h, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        self._scaled_tiles.put(key, out, out.sizeInBytes())
+        return out
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
         st = self.model.state
@@ -227,7 +252,12 @@ class SlideView(QWidget):
         for key in keys:
             img = self.cache.get(key)
             if img is not None:
-                p.drawImage(self._screen_rect(st, *self.layout.tile_rect(key)), img)
+                r = self._screen_rect(st, *self.layout.tile_rect(key))
+                w, h = int(r.width()), int(r.height())
+                if 0 < w <= 2 * img.width() and 0 < h <= 2 * img.height():  # modest zoom: pre-scale once
+                    p.drawImage(r.topLeft(), self._scaled(key, img, w, h, st.scale))
+                else:
+                    p.drawImage(r, img)
                 self.painted_keys.add(key)
             elif missing and key in self.missing:
                 decor.paint_missing(p, self._screen_rect(st, *self.layout.tile_rect(key)))
