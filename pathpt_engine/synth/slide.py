@@ -140,7 +140,7 @@ def _tissue_field(spec: SlideSpec, rng: np.random.Generator, gxs: np.ndarray, gy
     edge = np.minimum(np.minimum(X, w_um - X), np.minimum(Y, h_um - Y)) / (0.04 * min(w_um, h_um)) - 1.0
     f = np.minimum(f, 0.25 * edge + 0.3 * noise.fbm_grid(gxs, gys, scale * 0.5, seed, _S_TISSUE + 1, octaves=3))
     holes = noise.fbm_grid(gxs, gys, max(scale * 0.3, 40.0), seed, _S_HOLES, octaves=2)
-    f = f - np.clip((holes - 0.62) * 6.0, 0.0, 1.0)
+    f = f - np.clip((holes - 0.72) * 6.0, 0.0, 1.0)
     f_um = f * float(np.mean(radii)) + _wiggle(gxs, gys, seed, _S_TISSUE + 2, 30.0)
     edge_um = 6.0  # soft tissue edge width
     return (f_um / edge_um).astype(np.float32)
