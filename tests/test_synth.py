@@ -21,7 +21,7 @@ def test_subtypes_table_is_consistent():
         assert "synthetic" in s.display.lower()
         assert len(s.synonyms) >= 3 and all(isinstance(t, str) and t for t in s.synonyms)
         assert len(s.color) == 3 and all(0 <= c <= 255 for c in s.color)
-        assert kind_index(s.name) == i and kind_index(i) == i
+        assert kind_index(s.name) == i and kind_index(i) == i and kind_index(np.int64(i)) == i
     assert [s.name for s in cohort_classes(3)] == names[:4]
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 ARRANGEMENTS = ("stroma", "sheet", "gland", "nest", "fascicle")
 REGIONS = ("epi", "stroma", "any")
 ALIGNS = ("random", "fibre", "radial")
@@ -139,9 +141,9 @@ DEFAULT_SUBTYPES = 3
 
 def kind_index(kind: str | int) -> int:
     """Index of a tissue kind given by index or name (e.g. 0, "normal", "solid_carcinoma")."""
-    if isinstance(kind, (int,)) and not isinstance(kind, bool):
+    if isinstance(kind, (int, np.integer)) and not isinstance(kind, bool):
         if 0 <= kind < len(SUBTYPES):
-            return kind
+            return int(kind)
         raise ValueError(f"tissue kind index {kind} out of range 0..{len(SUBTYPES) - 1}")
     for s in SUBTYPES:
         if kind == s.name:
