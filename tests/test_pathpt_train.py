@@ -95,6 +95,7 @@ def test_cancel_leaves_no_checkpoint(setup, tmp_path):
         run_job(train_pathpt(bb, cs, slides, PathPTConfig(epochs=2, **FAST), out_dir=tmp_path / "run",
                              cancel=cancel), on_progress, cancel)
     assert not is_complete(tmp_path / "run")
+    assert not bb.training  # dropout switched back off after the cancelled run
     with pytest.raises(ConfigError, match="not a finished"):
         load_run(tmp_path / "run", backbone=bb)
 

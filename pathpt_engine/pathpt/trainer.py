@@ -93,7 +93,83 @@ def _prepare(backbone: Backbone, classset: ClassSet, train: list[SlideData], con
     return ens.classifier, labels
 
 
-def train_pathpt(  # noqa: PLR0913
+class _Fitter:
+    """The epoch/step loop (state shared between steps: optimiser, AMP, schedule, best validation state)."""
+
+    def __init__(self, model: PathPTModel, train: list[SlideData], labels: list[torch.Tensor],
+                 config: PathPTConfig, val: list[SlideData] | None, n_subtypes: int) -> None:
+        self.model, self.train, self.config, self.n_sub = model, train, config, n_subtypes
+        self.dev = torch.device(config.device)
+        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+        self.loss_cfg = LossConfig(pseudo=config.pseudo_loss)
+        self.amp_on, self.amp_dtype, self.use_scaler = amp_settings(config.amp, self.dev)
+        self.feats = [torch.as_tensor(s.features, dtype=torch.float32, device=self.dev) for s in train]
+        self.labels = [lab.to(self.dev) for lab in labels]
+        self.val = val if config.recipe == "clean" and val else None
+        if config.recipe == "clean" and not val:
+            log.warning("clean recipe without held-out pool slides: keeping the last epoch")
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.history: list[dict[str, float]] = []
+        self.best: tuple[float, int, dict | None] = (-1.0, -1, None)  # (val bacc, epoch, state)
+
+    def step(self, i: int, epoch: int, scaler: torch.amp.GradScaler | None) -> tuple[dict[str, float], bool]:
+        """One optimiser step on slide i: (loss terms, slide vote correct)."""
+        with _autocast(self.dev, self.amp_on, self.amp_dtype):
+            cos = self.model.cosine(self.feats[i])
+        logits = self.config.temperature * cos.float()
+        probs = logits.softmax(dim=-1)
+        out = pathpt_loss(probs if self.config.recipe == "paper" else logits, self.labels[i], epoch, self.loss_cfg)
+        self.opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(out["loss"]).backward()
+            scaler.step(self.opt)
+            scaler.update()
+        else:
+            out["loss"].backward()
+            self.opt.step()
+        correct = tile_vote(probs.detach().cpu().numpy())[0] == self.train[i].label
+        return {k: float(out[k].detach()) for k in ("loss", "labelled", "candidate", "pseudo")}, bool(correct)
+
+    def fit(self, cancel: threading.Event | None) -> Job[int]:
+        """Run all epochs; returns the selected epoch (its weights are loaded)."""
+        cfg, n = self.config, len(self.train)
+        done, stale = 0, 0
+        for epoch in range(cfg.epochs):
+            lr = cfg.lr * lr_factor(epoch, cfg.epochs)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            scaler = torch.amp.GradScaler(self.dev.type) if self.use_scaler else None  # re-created per epoch
+            self.model.train()
+            sums = dict.fromkeys(("loss", "labelled", "candidate", "pseudo"), 0.0)
+            correct = 0
+            for i in torch.randperm(n, generator=self.gen).tolist():
+                check_cancel(cancel)
+                terms, ok = self.step(i, epoch, scaler)
+                correct += ok
+                sums = {k: sums[k] + terms[k] for k in sums}
+                done += 1
+                yield Progress("train", done, cfg.epochs * n, message=f"epoch {epoch + 1}/{cfg.epochs}",
+                               metrics={**terms, "lr": lr})
+            record = {"epoch": float(epoch), **{k: v / n for k, v in sums.items()}, "train_acc": correct / n,
+                      "lr": lr}
+            if self.val:
+                record["val_bacc"] = validation_bacc(self.model, self.val, self.n_sub)
+                if record["val_bacc"] > self.best[0]:  # ties keep the earlier epoch
+                    self.best, stale = (record["val_bacc"], epoch, copy.deepcopy(self.model.state_dict())), 0
+                else:
+                    stale += 1
+            self.history.append(record)
+            yield Progress("train", done, cfg.epochs * n, message=f"epoch {epoch + 1} done", metrics=record)
+            if self.val and cfg.early_stop and stale >= cfg.early_stop:
+                log.info("early stop after epoch %d (best %d)", epoch, self.best[1])
+                break
+        if self.val and self.best[2] is not None:
+            self.model.load_state_dict(self.best[2])
+            return self.best[1]
+        return len(self.history) - 1
+
+
+def train_pathpt(
     backbone: Backbone,
     classset: ClassSet,
     train: list[SlideData],
@@ -104,86 +180,32 @@ def train_pathpt(  # noqa: PLR0913
     cancel: threading.Event | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Job[TrainResult]:
-    """Train PathPT on labelled slides; writes a checkpoint to `out_dir` at the end (if given)."""
+    """Train PathPT on labelled slides; writes a checkpoint to `out_dir` at the end (if given).
+
+    A cancelled or failed run writes nothing and leaves the backbone in eval mode.
+    """
     if not train or any(not 0 <= s.label < classset.n_classes - 1 for s in train):
         raise ValueError("train_pathpt: need training slides with labels in 0..n_subtypes-1")
     dims = {s.features.shape[1] for s in train}
     if dims != {backbone.embed_dim}:
         raise ValueError(f"features are {sorted(dims)}-d but backbone {backbone.name} embeds to "
                          f"{backbone.embed_dim}-d (features from another backbone?)")
-    dev = torch.device(config.device)
     torch.manual_seed(config.seed)
     yield Progress("prompts", 0, 1, message="encoding prompts, selecting the ensemble")
     classifier, labels = _prepare(backbone, classset, train, config, ensemble_seed)
     yield Progress("prompts", 1, 1)
     check_cancel(cancel)
-    model = PathPTModel(backbone, classset.learnable_names(), config, train[0].features.shape[1]).to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=config.lr)
-    loss_cfg = LossConfig(pseudo=config.pseudo_loss)
-    amp_on, amp_dtype, use_scaler = amp_settings(config.amp, dev)
-    feats = [torch.as_tensor(s.features, dtype=torch.float32, device=dev) for s in train]
-    labels = [lab.to(dev) for lab in labels]
-    use_val = config.recipe == "clean" and bool(val)
-    if config.recipe == "clean" and not val:
-        log.warning("clean recipe without held-out pool slides: keeping the last epoch")
-    gen = torch.Generator().manual_seed(config.seed)
-    history: list[dict[str, float]] = []
-    best = (-1.0, -1, None)  # (val bacc, epoch, state)
-    total, step, stale = config.epochs * len(train), 0, 0
-    for epoch in range(config.epochs):
-        lr = config.lr * lr_factor(epoch, config.epochs)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        scaler = torch.amp.GradScaler(dev.type) if use_scaler else None
-        model.train()
-        sums = {"loss": 0.0, "labelled": 0.0, "candidate": 0.0, "pseudo": 0.0}
-        correct = 0
-        for i in torch.randperm(len(train), generator=gen).tolist():
-            check_cancel(cancel)
-            with _autocast(dev, amp_on, amp_dtype):
-                cos = model.cosine(feats[i])
-            logits = config.temperature * cos.float()
-            probs = logits.softmax(dim=-1)
-            out = pathpt_loss(probs if config.recipe == "paper" else logits, labels[i], epoch, loss_cfg)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(out["loss"]).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                out["loss"].backward()
-                opt.step()
-            correct += int(tile_vote(probs.detach().cpu().numpy())[0] == train[i].label)
-            terms = {k: float(out[k].detach()) for k in sums}
-            for k, v in terms.items():
-                sums[k] += v
-            step += 1
-            yield Progress("train", step, total, message=f"epoch {epoch + 1}/{config.epochs}",
-                           metrics={**terms, "lr": lr})
-        record = {"epoch": float(epoch), **{k: v / len(train) for k, v in sums.items()},
-                  "train_acc": correct / len(train), "lr": lr}
-        if use_val:
-            record["val_bacc"] = validation_bacc(model, val, classset.n_classes - 1)
-            if record["val_bacc"] > best[0]:
-                best, stale = (record["val_bacc"], epoch, copy.deepcopy(model.state_dict())), 0
-            else:
-                stale += 1
-        history.append(record)
-        yield Progress("train", step, total, message=f"epoch {epoch + 1} done", metrics=record)
-        if use_val and config.early_stop and stale >= config.early_stop:
-            log.info("early stop after epoch %d (best %d)", epoch, best[1])
-            break
-    best_epoch = len(history) - 1
-    if use_val and best[2] is not None:
-        model.load_state_dict(best[2])
-        best_epoch = best[1]
-    model.eval()
+    model = PathPTModel(backbone, classset.learnable_names(), config, backbone.embed_dim).to(config.device)
+    fitter = _Fitter(model, train, labels, config, val, classset.n_classes - 1)
+    try:
+        best_epoch = yield from fitter.fit(cancel)
+    finally:
+        model.eval()  # also the backbone (train mode turned its dropout on)
     path = None
     if out_dir is not None:
         info = dict(meta or {}, backbone=backbone.describe(), classes=classset.to_dict(), config=config.to_dict(),
-                    feature_dim=int(train[0].features.shape[1]), best_epoch=best_epoch, history=history,
+                    feature_dim=backbone.embed_dim, best_epoch=best_epoch, history=fitter.history,
                     train_slides=[s.slide_id for s in train], val_slides=[s.slide_id for s in (val or [])],
                     tile_size_level0=int(train[0].tile_size_level0))
         path = save_checkpoint(out_dir, model.state_dict(), info).parent
-    return TrainResult(model, classifier, history, path, best_epoch)
+    return TrainResult(model, classifier, fitter.history, path, best_epoch)
