@@ -18,7 +18,9 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QStackedWidget,
+    QTabBar,
     QTabWidget,
+    QToolButton,
     QWidget,
 )
 
@@ -106,6 +108,10 @@ class MainWindow(QMainWindow):
                                      self.current_view() else None)
         index = self.tabs.addTab(view, path.name)
         self.tabs.setTabToolTip(index, str(path))
+        close = QToolButton(self.tabs, text="✕", autoRaise=True, toolTip="Close slide (Ctrl+W)")
+        close.setObjectName("tabClose")
+        close.clicked.connect(lambda _=False, v=view: self.close_tab(self.tabs.indexOf(v)))
+        self.tabs.tabBar().setTabButton(index, QTabBar.ButtonPosition.RightSide, close)
         self.tabs.setCurrentIndex(index)
         self.stack.setCurrentIndex(1)
         if remember:
@@ -246,9 +252,10 @@ class MainWindow(QMainWindow):
         v = self.current_view()
         has = v is not None and v.overlay.grid is not None
         scalar = has and v.overlay.grid.mode == "scalar"
-        for w in (self.opacity_slider, self.cmap_combo, self.actions["overlay"], self.actions["smooth"]):
+        for w in (self.opacity_slider, self.actions["overlay"], self.actions["smooth"]):
             w.setEnabled(has)
         self.cmap_combo.setEnabled(scalar)
+        self.heatmap_toolbar.setVisible(has)
         if v is None:
             return
         for w in (self.opacity_slider, self.cmap_combo):

@@ -88,7 +88,7 @@ def build_menus(win: MainWindow) -> None:
 
 
 def _build_overlay_toolbar(win: MainWindow) -> None:
-    tb = win.addToolBar("Heatmap")
+    tb = win.heatmap_toolbar = win.addToolBar("Heatmap")
     tb.setObjectName("heatmap-toolbar")
     tb.setMovable(False)
     tb.addWidget(QLabel(" Heatmap opacity "))

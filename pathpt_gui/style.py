@@ -19,6 +19,8 @@ QLabel#welcome { background: #2b2d30; }
 QTabBar::tab { padding: 5px 14px; }
 QStatusBar { color: #c8ccd0; }
 QToolBar { border: none; spacing: 6px; padding: 2px 6px; }
+QToolButton#tabClose { color: #9aa0a6; border: none; padding: 0 2px; font-size: 11px; }
+QToolButton#tabClose:hover { color: #ffffff; background: #5a5d62; border-radius: 3px; }
 """
 
 

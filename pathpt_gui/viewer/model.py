@@ -52,7 +52,7 @@ class ViewportModel:
         self.base_magnification = base_magnification
         self.changed = Signal()
         self._state = ViewState((slide_size[0] / 2, slide_size[1] / 2), 1.0, (1, 1))
-        self._fitted_once = False
+        self._auto_fit = True  # keep fitting on resize until the user moves or zooms
 
     @property
     def state(self) -> ViewState:
@@ -84,6 +84,8 @@ class ViewportModel:
 
     def _set(self, center: tuple[float, float] | None = None, scale: float | None = None,
              view_size: tuple[int, int] | None = None) -> None:
+        if center is not None or scale is not None:
+            self._auto_fit = False
         s = self._state
         view_size = view_size or s.view_size
         scale = s.scale if scale is None else scale
@@ -99,16 +101,15 @@ class ViewportModel:
         return min(max(scale, self.min_scale()), MAX_SCALE)
 
     def set_view_size(self, width: int, height: int) -> None:
-        """Resize the viewport; the first real size fits the whole slide."""
-        first = not self._fitted_once and width > 1 and height > 1
+        """Resize the viewport; while the view is still fitted (no pan or zoom yet) it refits."""
         self._set(view_size=(width, height))
-        if first:
-            self._fitted_once = True
+        if self._auto_fit and width > 1 and height > 1:
             self.fit()
 
     def fit(self) -> None:
         """Show the whole slide, centred."""
         self._set(center=(self.slide_size[0] / 2, self.slide_size[1] / 2), scale=self.fit_scale())
+        self._auto_fit = True
 
     def set_center(self, x: float, y: float) -> None:
         self._set(center=(x, y))

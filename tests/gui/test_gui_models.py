@@ -149,3 +149,17 @@ def test_overlay_from_tile_scores() -> None:
     assert ov.grid.values.tolist() == pytest.approx([0.2, 0.7])
     with pytest.raises(ValueError, match="unknown class"):
         ov.set_tile_scores(ts, channel="nope")
+
+
+def test_viewport_refits_on_resize_until_the_user_moves() -> None:
+    m = ViewportModel((4096, 3072))
+    m.set_view_size(200, 150)
+    m.set_view_size(1600, 1000)
+    assert m.scale == pytest.approx(m.fit_scale())  # still fitted after the window grew
+    m.pan_screen(10, 0)
+    center, scale = m.center, m.scale
+    m.set_view_size(800, 600)
+    assert m.center == center and m.scale == scale
+    m.fit()
+    m.set_view_size(1600, 1000)
+    assert m.scale == pytest.approx(m.fit_scale())
