@@ -207,3 +207,38 @@ def test_cancel_after_two_results_stops_fast_and_rerun_completes(ray_session, co
     assert all(status[p.stem] == "skipped" for p in finished)
     assert sorted(status.values()).count("done") == len(slides) - len(finished)
     assert not _temp_files(out)
+
+
+def test_evaluate_protocol_as_ray_tasks_matches_single_process_and_resumes(ray_session, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from pathpt_engine.cli import main
+    from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
+    from pathpt_engine.prompts.classsets import load_classset
+
+    bb = tiny_backbone(tmp_path / "keep")
+    feats, labels = make_fake_cohort(tmp_path / "c", bb, load_classset("synthetic"), per_class=4, n_tiles=16)
+    base = ["-q", "evaluate", "--features", str(feats), "--backbone", "keep", "--weights", str(tmp_path / "keep"),
+            "--device", "cpu", "--classes", "synthetic", "--labels", str(labels), "--shots", "1", "--folds", "2",
+            "--methods", "zeroshot,abmil", "--mil-epochs", "2"]
+    cluster_args = [*base, "--out", str(tmp_path / "ray"), "--cluster", "local", "--cpus-per-task", "1"]
+    assert main(cluster_args) == 0
+    assert main([*base, "--out", str(tmp_path / "single")]) == 0
+    files = sorted((tmp_path / "ray").glob("runs/*/*/fold*.json"))
+    assert len(files) == 4
+    for f in files:
+        a, b = json.loads(f.read_text()), json.loads((tmp_path / "single" / f.relative_to(tmp_path / "ray")).read_text())
+        assert [p["predicted"] for p in a["predictions"]] == [p["predicted"] for p in b["predictions"]]
+        np.testing.assert_allclose([p["probs"] for p in a["predictions"]], [p["probs"] for p in b["predictions"]],
+                                   atol=1e-4)
+    entries = list(read_ledger(tmp_path / "ray" / "evaluate-ledger.jsonl"))
+    assert sorted(e.slide for e in entries) == ["abmil/1shot/fold0", "abmil/1shot/fold1", "zeroshot/1shot/fold0",
+                                                "zeroshot/1shot/fold1"]
+    assert all(e.status == "done" for e in entries)
+    mtimes = {f: f.stat().st_mtime_ns for f in files}
+    capsys.readouterr()
+    assert main(cluster_args) == 0  # every fold done: no task runs, the table is rewritten
+    assert all(f.stat().st_mtime_ns == t for f, t in mtimes.items())
+    assert len(list(read_ledger(tmp_path / "ray" / "evaluate-ledger.jsonl"))) == 4
+    assert "| zeroshot | 1 | 2 |" in capsys.readouterr().out

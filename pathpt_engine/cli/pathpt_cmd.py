@@ -7,6 +7,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from ..cluster.cli import add_evaluate_args
+from ..cluster.cli import run_evaluate as run_cluster_evaluate
 from ..errors import ConfigError
 
 
@@ -72,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "AUROC and Dice")
     _train_opts(e)
     e.add_argument("--out", type=Path, required=True, help="results folder")
+    add_evaluate_args(e)  # --cluster: one Ray task per method x shots x fold (pathpt_engine.cluster)
     e.set_defaults(func=_cmd_evaluate)
 
 
@@ -206,6 +209,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                          pathpt=_config(args), mil_epochs=args.mil_epochs)
     except ValueError as exc:
         raise ConfigError(f"--methods: {exc}") from None
+    if (code := run_cluster_evaluate(args, folds, cfg)) is not None:  # --cluster; else this process
+        return code
     ids = sorted({s for fs in folds.values() for f in fs for s in (*f.train, *f.val, *f.test)})
     slides = {s.slide_id: s for s in load_labelled(args.features, {}, ids)}
     bb = _backbone(args)

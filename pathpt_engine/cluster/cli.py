@@ -80,3 +80,33 @@ def print_summary(summary: ClusterSummary, out: Path) -> int:
         print(f"{r.slide}: {r.status}: {r.reason}")
     print(f"ledger: {ledger_path(out)}")
     return 1 if bad else 0
+
+
+def add_evaluate_args(p: argparse.ArgumentParser) -> None:
+    """Add `--cluster` (one Ray task per method x shots x fold) to the `evaluate` parser."""
+    g = p.add_argument_group("cluster (Ray; pip install 'pathpt[cluster]')")
+    g.add_argument("--cluster", default=None, metavar="local|auto|ADDRESS",
+                   help="run each (method, shots, fold) as a Ray task: local, auto (join a running cluster) or "
+                        "a Ray address; default: single process")
+    g.add_argument("--cpus-per-task", type=int, default=2, help="CPUs reserved per task")
+    g.add_argument("--allow-network", action="store_true",
+                   help="allow Ray outside a loopback-only network namespace (real clusters only)")
+
+
+def run_evaluate(args: argparse.Namespace, folds: dict, cfg: object) -> int | None:
+    """Run the protocol on Ray when `--cluster` is given (None: run it in this process) and print the table."""
+    if getattr(args, "cluster", None) is None:
+        return None
+    from ..cli._progress import run_with_bar
+    from .base import import_ray
+
+    import_ray()
+    from .tasks import EvalInputs, evaluate_cluster
+
+    copts = ClusterOptions(address=args.cluster, cpus_per_worker=args.cpus_per_task,
+                           allow_network=args.allow_network)
+    inputs = EvalInputs(backbone=args.backbone, weights=args.weights, classes=args.classes,
+                        features=Path(args.features), masks=args.masks)
+    run_with_bar(evaluate_cluster(inputs, folds, args.out, cfg, copts), quiet=args.quiet)
+    print((Path(args.out) / "results.md").read_text(encoding="utf-8"), end="")
+    return 0

@@ -65,10 +65,10 @@ class LedgerEntry:
 
 
 class Ledger:
-    """Appends entries to `OUT/extract-ledger.jsonl` (one writer: the driver, under the run lock)."""
+    """Appends entries to `OUT/extract-ledger.jsonl` (or `name`; one writer: the driver, under the run lock)."""
 
-    def __init__(self, out_dir: str | Path, run: str = "") -> None:
-        self.path = ledger_path(out_dir)
+    def __init__(self, out_dir: str | Path, run: str = "", name: str = LEDGER_NAME) -> None:
+        self.path = Path(out_dir) / name
         self.run = run or time.strftime("%Y%m%dT%H%M%S")
 
     def append(self, entry: LedgerEntry) -> LedgerEntry:

@@ -115,7 +115,7 @@ def grounding(test: list[SlideData], tile_scores: list[np.ndarray], masks_dir: P
     return g
 
 
-class _Runner:
+class FoldRunner:
     """Runs one (method, fold) on cached slides."""
 
     def __init__(self, backbone: Backbone, classset: ClassSet, cfg: EvalConfig, cancel: threading.Event | None):
@@ -171,29 +171,43 @@ def evaluate_protocol(
     (AUROC, Dice) of the tumour score: 1 - p_Normal for zero-shot/PathPT, the attention heat map for MIL.
     """
     out = Path(out_dir)
-    runner = _Runner(backbone, classset, cfg, cancel)
+    runner = FoldRunner(backbone, classset, cfg, cancel)
     jobs = [(m, k, f) for k, folds in folds_by_shots.items() for f in folds for m in cfg.methods]
     for i, (method, shots, fold) in enumerate(jobs):
         check_cancel(cancel)
-        path = out / "runs" / method / f"{shots}shot" / f"fold{fold.index}.json"
-        if path.is_file():
+        if fold_result_path(out, method, shots, fold.index).is_file():
             yield Progress("evaluate", i + 1, len(jobs), message=f"{method} {shots}-shot fold {fold.index} (done)")
             continue
-        t0 = time.monotonic()
-        test = [replace(slides[s], label=y) for s, y in fold.test.items()]
-        outs = yield from runner.run(method, fold, slides)
-        rep = _score(test, [o[0] for o in outs], runner.n_sub, classset.subtype_names)
-        g = grounding(test, [o[1] for o in outs], Path(masks_dir) if masks_dir else None)
-        if g is not None:
-            rep["grounding"] = g
-            rep["tile_auroc"], rep["tile_dice"] = g["auroc"], g["dice"]
-        rep.update(method=method, shots=shots, fold=fold.index, seconds=round(time.monotonic() - t0, 2),
-                   n_train=len(fold.train), n_test=len(fold.test))
-        _atomic_json(path, rep)
-        log.info("%s %d-shot fold %d: BACC %.3f", method, shots, fold.index, rep["bacc"])
+        rep = yield from evaluate_fold(runner, slides, method, shots, fold, out, masks_dir)
         yield Progress("evaluate", i + 1, len(jobs), message=f"{method} {shots}-shot fold {fold.index}",
                        metrics={"bacc": float(rep["bacc"])})
     return summarize(out, cfg.methods, sorted(folds_by_shots), grounded=masks_dir is not None)
+
+
+def fold_result_path(out_dir: str | Path, method: str, shots: int, fold_index: int) -> Path:
+    """Where the result of one (method, shots, fold) goes; its presence means the unit is done."""
+    return Path(out_dir) / "runs" / method / f"{shots}shot" / f"fold{fold_index}.json"
+
+
+def evaluate_fold(runner: FoldRunner, slides: dict[str, SlideData], method: str, shots: int, fold: Fold,
+                  out_dir: str | Path, masks_dir: str | Path | None = None) -> Job[dict[str, Any]]:
+    """Job: run one (method, shots, fold), write its JSON atomically and return the record.
+
+    `slides` needs only the fold's train, val and test slides (cluster tasks load just those).
+    """
+    t0 = time.monotonic()
+    test = [replace(slides[s], label=y) for s, y in fold.test.items()]
+    outs = yield from runner.run(method, fold, slides)
+    rep = _score(test, [o[0] for o in outs], runner.n_sub, runner.classset.subtype_names)
+    g = grounding(test, [o[1] for o in outs], Path(masks_dir) if masks_dir else None)
+    if g is not None:
+        rep["grounding"] = g
+        rep["tile_auroc"], rep["tile_dice"] = g["auroc"], g["dice"]
+    rep.update(method=method, shots=shots, fold=fold.index, seconds=round(time.monotonic() - t0, 2),
+               n_train=len(fold.train), n_test=len(fold.test))
+    _atomic_json(fold_result_path(out_dir, method, shots, fold.index), rep)
+    log.info("%s %d-shot fold %d: BACC %.3f", method, shots, fold.index, rep["bacc"])
+    return rep
 
 
 def summarize(out_dir: str | Path, methods: tuple[str, ...], shots: list[int],

@@ -1,0 +1,144 @@
+"""The evaluation protocol on Ray: one task per (method, shots, fold), each writing its own result file.
+
+Units whose result file exists are skipped (before anything starts), so an interrupted evaluation resumes, on a
+cluster or in one process alike. A task loads the backbone once per Ray worker process (cached) and only the
+feature files of its fold from shared storage, runs `evaluate_fold` (the same code as the single-process
+protocol) and writes `runs/<method>/<k>shot/fold<i>.json` atomically. Ray retries a task whose worker died
+(`max_attempts`); one that raised is `failed` with its message. The driver then writes the results table.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from ..jobs import Job, Progress, check_cancel
+from .base import ClusterError, ClusterOptions
+from .driver import _connect
+from .ledger import Ledger, LedgerEntry
+from .lock import RunLock, clean_temp_files
+from .netns import require_private_network
+
+log = logging.getLogger(__name__)
+
+EVAL_LEDGER = "evaluate-ledger.jsonl"
+_BACKBONES: dict[tuple[str, str, str], Any] = {}
+
+
+@dataclass(frozen=True)
+class EvalInputs:
+    """What every evaluation task reads (paths must be the same on every node)."""
+
+    backbone: str
+    weights: Path | None
+    classes: str
+    features: Path
+    masks: Path | None = None
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+
+
+def _backbone(name: str, weights: Path | None, device: str) -> Any:
+    from ..backbones.registry import load_backbone
+
+    key = (name, str(weights), device)
+    if key not in _BACKBONES:
+        _BACKBONES[key] = load_backbone(name, weights, device).freeze()
+    return _BACKBONES[key]
+
+
+def run_eval_unit(inputs: EvalInputs, cfg: Any, method: str, shots: int, fold: Any, out_dir: str) -> dict:
+    """One (method, shots, fold) in this process (the body of the Ray task); returns a short record."""
+    from ..jobs import run_job
+    from ..pathpt.data import load_labelled
+    from ..pathpt.evaluate import FoldRunner, evaluate_fold
+    from ..prompts.classsets import load_classset
+
+    device = _device()
+    cfg = replace(cfg, pathpt=replace(cfg.pathpt, device=device))
+    cs = load_classset(inputs.classes)
+    ids = sorted({*fold.train, *fold.val, *fold.test})
+    slides = {s.slide_id: s for s in load_labelled(inputs.features, {}, ids)}
+    runner = FoldRunner(_backbone(inputs.backbone, inputs.weights, device), cs, cfg, None)
+    rep = run_job(evaluate_fold(runner, slides, method, shots, fold, out_dir, inputs.masks))
+    return {"bacc": float(rep["bacc"]), "seconds": float(rep["seconds"]), "device": device}
+
+
+def evaluate_cluster(inputs: EvalInputs, folds_by_shots: Mapping[int, list[Any]], out_dir: str | Path, cfg: Any,
+                     copts: ClusterOptions = ClusterOptions(),
+                     cancel: threading.Event | None = None) -> Job[dict[str, Any]]:
+    """Job: every (method, shots, fold) not yet done as a Ray task, then the results table (`summarize`).
+
+    Raises:
+        ClusterError: Ray missing or cannot start, network not private, folder locked.
+        JobCancelled: `cancel` was set (running tasks are cancelled; finished folds stay).
+    """
+    from ..pathpt.evaluate import fold_result_path, summarize
+
+    require_private_network(copts.allow_network)
+    out = Path(out_dir)
+    units = [(m, k, f) for k, folds in sorted(folds_by_shots.items()) for f in folds for m in cfg.methods]
+    todo = [u for u in units if not fold_result_path(out, u[0], u[1], u[2].index).is_file()]
+    with RunLock(out):
+        clean_temp_files(out)
+        owned = _connect(ray, copts)
+        try:
+            yield Progress("evaluate", len(units) - len(todo), len(units), message=f"{len(todo)} tasks to run")
+            yield from _run_tasks(inputs, todo, len(units), out, cfg, copts, cancel)
+        finally:
+            if owned:
+                ray.shutdown()
+    return summarize(out, cfg.methods, sorted(folds_by_shots), grounded=inputs.masks is not None)
+
+
+def _run_tasks(inputs: EvalInputs, todo: list[tuple[str, int, Any]], total: int, out: Path, cfg: Any,
+               copts: ClusterOptions, cancel: threading.Event | None) -> Job[list[LedgerEntry]]:
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    task = ray.remote(run_eval_unit).options(num_gpus=1 if gpus else 0, num_cpus=copts.cpus_per_worker,
+                                             max_retries=copts.max_attempts - 1)
+    ledger = Ledger(out, name=EVAL_LEDGER)
+    pending = {task.remote(inputs, cfg, m, k, f, str(out)): (m, k, f) for m, k, f in todo}
+    done, results = total - len(todo), []
+    try:
+        while pending:
+            check_cancel(cancel)
+            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=copts.poll_s)
+            for ref in ready:
+                m, k, f = pending.pop(ref)
+                results.append(ledger.append(_entry(ref, f"{m}/{k}shot/fold{f.index}", inputs.backbone)))
+                done += 1
+                yield Progress("evaluate", done, total, message=results[-1].slide,
+                               metrics={"bacc": float((results[-1].extra or {}).get("bacc", float("nan")))})
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+    failed = [r for r in results if r.status != "done"]
+    if failed:
+        raise ClusterError(f"{len(failed)} evaluation task(s) failed, e.g. {failed[0].slide}: {failed[0].reason} "
+                           f"(see {ledger.path})")
+    return results
+
+
+def _entry(ref: Any, key: str, backbone: str) -> LedgerEntry:
+    t0 = time.monotonic()
+    try:
+        r = ray.get(ref)
+    except ray.exceptions.WorkerCrashedError as exc:
+        return LedgerEntry(slide=key, status="crashed", backbone=backbone, reason=str(exc).splitlines()[0])
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
+        return LedgerEntry(slide=key, status="failed", backbone=backbone, reason=str(cause).splitlines()[-1])
+    log.debug("%s fetched in %.3f s", key, time.monotonic() - t0)
+    return LedgerEntry(slide=key, status="done", backbone=backbone, seconds=r["seconds"],
+                       extra={"bacc": r["bacc"], "device": r["device"]})
