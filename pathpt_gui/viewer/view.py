@@ -59,6 +59,7 @@ class SlideView(QWidget):
         self.cache = TileCache(cache_bytes)
         self.missing: set[TileKey] = set()
         self.backdrop: QImage | None = None
+        self._backdrop_done = False  # the overview read finished (it may have failed)
         self._backdrop_full_level = False
         self.stale_dropped = 0
         self.painted_keys: set[TileKey] = set()
@@ -111,6 +112,7 @@ class SlideView(QWidget):
     def _on_job(self, name: str, result: Any, error: str) -> None:
         if self._closed or name != "backdrop":
             return
+        self._backdrop_done = True
         if result is None:
             log.warning("%s: no overview image: %s", self.reader.path, error)
             self.tile_error.emit(error)
@@ -177,7 +179,7 @@ class SlideView(QWidget):
                 if k not in self.cache and k not in self.missing]
 
     def is_settled(self) -> bool:
-        return self.backdrop is not None and not self.pending_visible()
+        return self._backdrop_done and not self.pending_visible()
 
     def _check_settled(self) -> bool:
         """Emit `settled` once per view change when the last visible tile lands; True at that moment."""

@@ -198,3 +198,19 @@ def test_shutdown_stops_threads_and_closes_reader(make_view, fake_reader) -> Non
     view.shutdown()
     assert fake_reader.closed and not any(t.is_alive() for t in threads)
     view.shutdown()  # idempotent
+
+
+def test_unreadable_overview_still_settles_and_reports(make_view, settle, caplog) -> None:
+    from pathpt_engine.errors import SlideError
+
+    class NoOverview(FakeReader):
+        def read_region(self, location, level, size):
+            raise SlideError(f"{self.path}: cannot read the overview level")
+
+    reader = NoOverview()
+    with caplog.at_level(logging.WARNING):
+        view = make_view(reader, size=(800, 600))
+        view.model.set_view(2048, 1536, 1.0)
+        settle(view)
+    assert view.backdrop is None and view.painted_keys  # tiles still painted over the placeholder
+    assert any("no overview image" in r.message for r in caplog.records)
