@@ -11,6 +11,7 @@ results are dropped and never painted. The GUI thread never waits on a read.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from pathpt_engine.errors import SlideError
 from .tiles import TileKey, TileLayout
 
 log = logging.getLogger(__name__)
+
+READER_NICE = 5  # reader threads yield the CPU to the GUI thread (Linux per-thread niceness)
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class TileLoader(QObject):
                 self._cv.wait()
 
     def _work(self) -> None:
+        _lower_thread_priority(READER_NICE)
         while (item := self._next()) is not None:
             kind, payload = item
             if kind == "job":
@@ -187,3 +191,14 @@ class TileLoader(QObject):
         with self._cv:
             self._inflight.discard(result.key)
         self.loaded.emit(result)
+
+
+def _lower_thread_priority(nice: int) -> None:
+    """Raise this thread's niceness so decoding never starves the event loop (no-op where unsupported)."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as exc:  # e.g. not permitted in a sandbox: keep the default priority
+        log.debug("cannot lower reader thread priority: %s", exc)
