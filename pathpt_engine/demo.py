@@ -1,0 +1,163 @@
+"""The embedded default, end to end: synthetic cohort -> demo-model features -> zero-shot -> PathPT -> outputs.
+
+`run_demo` is one job (progress events, cancellable) used by `pathpt demo` and by the GUI's demo project. Every
+stage reuses what an earlier run left in the output folder (cohort, features, evaluation folds), so a second run
+is fast and an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .jobs import Job, Progress, check_cancel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs.
+
+    Attributes:
+        out: output folder.
+        n_subtypes: tumour subtypes in the synthetic cohort.
+        slides_per_class: slides per subtype (pool + test).
+        size: level-0 (width, height) of each synthetic slide (0.25 um/px).
+        seed: cohort and protocol seed.
+        shots: few-shot training slides per subtype.
+        folds: evaluation folds (independent k-shot draws).
+        epochs: PathPT epochs.
+        methods: methods compared in the results table.
+        backbone, weights: the vision-language model (default: the shipped demo model).
+    """
+
+    out: Path = Path("demo_out")
+    n_subtypes: int = 3
+    slides_per_class: int = 8
+    size: tuple[int, int] = (4096, 3072)
+    seed: int = 0
+    shots: int = 3
+    folds: int = 3
+    epochs: int = 20
+    methods: tuple[str, ...] = ("zeroshot", "abmil", "pathpt-paper", "pathpt-clean")
+    backbone: str = "demo"
+    weights: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.shots < 1 or self.shots >= self.slides_per_class:
+            raise ValueError(f"shots must be in 1..slides_per_class-1, got {self.shots}")
+        if self.folds < 1 or self.epochs < 1:
+            raise ValueError("folds and epochs must be >= 1")
+
+
+def run_demo(cfg: DemoConfig, cancel: threading.Event | None = None) -> Job[dict[str, Any]]:
+    """Job: run the whole demo and return a summary (also written to `<out>/summary.json`)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cohort = yield from _cohort(cfg, out / "cohort", cancel)
+    features = yield from _features(cfg, cohort, out / "features", cancel)
+    from .prompts.classsets import synth_classset
+
+    classset = synth_classset(cfg.n_subtypes)
+    table, fold0 = yield from _evaluate(cfg, classset, cohort, features, out / "evaluation", cancel)
+    outputs = yield from _final_run(cfg, classset, cohort, features, fold0, out, cancel)
+    summary = {"config": _jsonable(asdict(cfg)), "results_table": str(out / "evaluation" / "results.md"),
+               "table": table, **outputs}
+    from .export._atomic import write_text_atomic
+
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    yield Progress("done", 1, 1, message=str(out))
+    return summary
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+def _cohort(cfg: DemoConfig, folder: Path, cancel: threading.Event | None) -> Job[Path]:
+    from .synth.cohort import CohortSpec, make_cohort
+
+    if (folder / "cohort.json").exists():
+        yield Progress("synth", 1, 1, message="reusing existing cohort")
+        return folder
+    spec = CohortSpec(n_subtypes=cfg.n_subtypes, slides_per_class=cfg.slides_per_class, normal_slides=0,
+                      width=cfg.size[0], height=cfg.size[1], seed=cfg.seed)
+    yield from make_cohort(folder, spec, cancel=cancel)
+    return folder
+
+
+def _features(cfg: DemoConfig, cohort: Path, out: Path, cancel: threading.Event | None) -> Job[Path]:
+    from .features.extract import ExtractOptions, extract_slides
+
+    slides = sorted((cohort / "slides").glob("*.tif*")) + sorted((cohort / "slides").glob("*.svs"))
+    opts = ExtractOptions(backbone=cfg.backbone, weights=cfg.weights, device="auto")
+    summary = yield from extract_slides(slides, out, opts, cancel=cancel)
+    return out / summary.backbone / "h5_files"
+
+
+def _evaluate(cfg: DemoConfig, classset: Any, cohort: Path, features: Path, out: Path,
+              cancel: threading.Event | None) -> Job[tuple[dict[str, Any], Any]]:
+    from .backbones import load_backbone
+    from .pathpt.data import load_labelled, read_labels_csv
+    from .pathpt.evaluate import EvalConfig, evaluate_protocol
+    from .pathpt.model import PathPTConfig
+    from .pathpt.splits import draw_folds, make_division
+
+    labels = read_labels_csv(cohort / "labels.csv", classset)
+    pool, test = make_division(labels, classset.n_classes - 1, test_fraction=0.5, seed=cfg.seed)
+    folds = draw_folds(pool, test, cfg.shots, cfg.folds, seed=cfg.seed)
+    slides = {s.slide_id: s for s in load_labelled(features, labels)}
+    backbone = load_backbone(cfg.backbone, cfg.weights, "cpu").freeze()
+    ecfg = EvalConfig(methods=cfg.methods, pathpt=PathPTConfig(epochs=cfg.epochs), mil_epochs=30)
+    check_cancel(cancel)
+    table = yield from evaluate_protocol(backbone, classset, slides, {cfg.shots: folds}, out, ecfg, cancel,
+                                         masks_dir=cohort / "masks")
+    return table, folds[0]
+
+
+def _final_run(cfg: DemoConfig, classset: Any, cohort: Path, features: Path, fold: Any, out: Path,
+               cancel: threading.Event | None) -> Job[dict[str, Any]]:
+    """Train PathPT on fold 0's shots, predict the test slides, export overlays, GeoJSON and CSV."""
+    from .backbones import load_backbone
+    from .export.geojson import write_geojson
+    from .export.png import OverlayStyle, export_overlay_png
+    from .export.scores import write_scores_h5
+    from .export.tables import write_predictions_csv
+    from .pathpt.data import load_labelled
+    from .pathpt.model import PathPTConfig
+    from .pathpt.predictor import predict_slides
+    from .pathpt.trainer import train_pathpt
+    from .slides import open_slide
+
+    backbone = load_backbone(cfg.backbone, cfg.weights, "cpu").freeze()
+    train = load_labelled(features, fold.train)
+    result = yield from train_pathpt(backbone, classset, train, PathPTConfig(epochs=cfg.epochs),
+                                     out_dir=out / "run", ensemble_seed=fold.index, cancel=cancel,
+                                     meta={"demo": True, "train": sorted(fold.train)})
+    test = [replace(s, label=y) for s, y in zip(load_labelled(features, fold.test), fold.test.values(),
+                                                   strict=True)]
+    results = yield from predict_slides(result.model, classset, test, cancel)
+    pred_dir, export_dir = out / "predictions", out / "exports"
+    (pred_dir / "tiles").mkdir(parents=True, exist_ok=True)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    colors = {c.name: c.color for c in classset.classes}
+    style = OverlayStyle(mode="argmax", alpha=0.45, colors=colors)
+    slides_dir = cohort / "slides"
+    for i, (pred, scores) in enumerate(results):
+        check_cancel(cancel)
+        write_scores_h5(pred_dir / "tiles" / f"{pred.slide_id}.h5", scores, pred)
+        write_geojson(export_dir / f"{pred.slide_id}.geojson", scores, pred, colors=colors)
+        slide_path = next(slides_dir.glob(f"{pred.slide_id}.*"))
+        with open_slide(slide_path) as reader:
+            export_overlay_png(export_dir / f"{pred.slide_id}_overlay.png", reader, scores, 16.0, style)
+        yield Progress("export", i + 1, len(results), message=pred.slide_id)
+    write_predictions_csv(pred_dir / "predictions.csv", [p for p, _ in results], list(classset.subtype_names))
+    truth = {s.slide_id: classset.subtype_names[s.label] for s in test}
+    correct = sum(p.predicted == truth[p.slide_id] for p, _ in results)
+    return {"run": str(out / "run"), "predictions": str(pred_dir / "predictions.csv"), "exports": str(export_dir),
+            "final_run_test_accuracy": correct / max(1, len(results)), "n_test": len(results)}
