@@ -19,6 +19,24 @@ def _table(res: dict) -> list[str]:
     return lines
 
 
+def _slides_section(res: dict | None) -> list[str]:
+    if not res:
+        return []
+    return [
+        "## Zero-shot on held-out synthetic slides",
+        f"{res['n_slides']} slides ({res['slide_size'][0]}x{res['slide_size'][1]} px at 0.25 um/px, cohort seed "
+        f"{res['cohort_seed']}, one subtype per slide inside normal tissue), tiled and encoded by `pathpt extract`'s "
+        f"pipeline: {res['n_tiles']} tiles of 224 px at 0.5 um/px. A tile's truth is the slide's subtype when more "
+        "than half of it lies in the tumour mask, else normal; the slide's prediction is its most frequent "
+        "non-normal tile class.",
+        "",
+        *_table(res),
+        "",
+        f"Slide-level accuracy (vote): **{res['slide_accuracy']:.3f}**.",
+        "",
+    ]
+
+
 def readme_text(report: dict) -> str:
     """Markdown for resources/models/demo/README.md."""
     cfg = report["config"]
@@ -46,7 +64,8 @@ def readme_text(report: dict) -> str:
         "",
         f"- {cfg['n_per_class']} tiles per class (6 synthetic classes: normal + 5 subtypes) from `render_patch` "
         "with random stain, seed {s}; rotations/flips.".format(s=cfg["seed"]),
-        "- Captions: class synonyms x the 22 PathPT templates; a wrong-class caption with probability "
+        "- Captions: class synonyms x the 22 PathPT templates; solid and nested carcinoma captions swapped with "
+        f"probability {cfg.get('pair_noise', 0.0)}, then a wrong-class caption with probability "
         f"{cfg['caption_noise']}; random filler words in front with probability {cfg['filler_prob']}.",
         f"- CLIP-style symmetric contrastive loss (same-class captions are positives), AdamW lr {cfg['lr']}, "
         f"weight decay {cfg['weight_decay']}, batch {cfg['batch_size']}, {cfg['epochs']} epochs, cosine schedule.",
@@ -66,6 +85,7 @@ def readme_text(report: dict) -> str:
         "### Default demo cohort (normal + 3 subtypes)",
         *_table(zs["default_cohort"]),
         "",
+        *_slides_section(zs.get("slides")),
         "Hard pairs are meant to be confused (solid vs nested carcinoma by design), so few-shot tuning has",
         "something to improve.",
         "",

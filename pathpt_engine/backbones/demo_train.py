@@ -42,6 +42,8 @@ from .keep import KeepBackbone
 
 log = logging.getLogger(__name__)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# Synthetic classes that are meant to be hard to tell apart (synth/subtypes.py).
+HARD_PAIR_NAMES = (("solid_carcinoma", "nested_carcinoma"),)
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,16 @@ class DemoTrainConfig:
     text_layers: int = 2
     text_heads: int = 2
     max_positions: int = 64
-    epochs: int = 8
+    epochs: int = 4
     warmup_epochs: int = 1
     batch_size: int = 64
     lr: float = 3e-4
     weight_decay: float = 0.05
-    caption_noise: float = 0.15
+    caption_noise: float = 0.2
+    pair_noise: float = 0.35
     filler_prob: float = 0.3
     threads: int = 1
+    eval_slides_per_class: int = 3
 
     def __post_init__(self) -> None:
         if min(self.n_per_class, self.n_eval_per_class, self.epochs, self.batch_size, self.threads) <= 0:
@@ -76,6 +80,8 @@ class DemoTrainConfig:
             raise ValueError("DemoTrainConfig: need 0 <= warmup_epochs < epochs")
         if not 0.0 <= self.caption_noise < 1.0 or not 0.0 <= self.filler_prob <= 1.0:
             raise ValueError("DemoTrainConfig: caption_noise must be in [0, 1), filler_prob in [0, 1]")
+        if not 0.0 <= self.pair_noise <= 0.5:
+            raise ValueError("DemoTrainConfig: pair_noise must be in [0, 0.5]")
 
     def model_config(self, vocab_size: int) -> dict:
         """config.json of the demo folder (KEEP schema + this project's optional fields)."""
@@ -114,9 +120,15 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 def _sample_captions(labels: np.ndarray, caps: list[list[str]], cfg: DemoTrainConfig,
                      rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
-    """One caption per tile (a wrong class with probability caption_noise); returns (texts, caption classes)."""
+    """One caption per tile: hard-pair partner with probability pair_noise, then any wrong class with probability
+    caption_noise; returns (texts, caption classes)."""
     n_cls = len(caps)
     cls = labels.copy()
+    from ..synth import kind_index
+
+    for a, b in ((kind_index(x), kind_index(y)) for x, y in HARD_PAIR_NAMES):  # captions of a hard pair name the partner class with probability pair_noise
+        swap = np.isin(cls, (a, b)) & (rng.random(len(cls)) < cfg.pair_noise)
+        cls[swap] = np.where(cls[swap] == a, b, a)
     flip = rng.random(len(cls)) < cfg.caption_noise
     cls[flip] = (cls[flip] + rng.integers(1, n_cls, flip.sum())) % n_cls
     texts = []
@@ -231,19 +243,27 @@ def write_folder(model: KeepBackbone, vocab: list[str], config: dict, out: Path)
     shutil.rmtree(old, ignore_errors=True)
 
 
-def evaluate_folder(folder: Path, cfg: DemoTrainConfig, cache: Path | None = None) -> dict:
-    """Zero-shot results of the model saved in `folder` on held-out tiles (a seed the training never used)."""
+def evaluate_folder(folder: Path, cfg: DemoTrainConfig, cache: Path | None = None,
+                    slides: bool = True) -> dict:
+    """Zero-shot results of the model saved in `folder`: held-out tiles (a seed the training never used) and,
+    with `slides`, tiles of a small held-out synthetic cohort labelled by its tumour masks."""
     from ..synth import DEFAULT_SUBTYPES
+    from .demo_eval import evaluate_on_cohort
     from .keep import load_keep
 
     model = load_keep(folder, name="demo")
     tiles, labels = cached_pool(cache, cfg.n_eval_per_class, cfg.seed + 1000, cfg.img_size)
     all_kinds = sorted(set(labels.tolist()))
-    return {
+    out: dict = {
         "all_classes": evaluate_zero_shot(model, tiles, labels, all_kinds),
         "default_cohort": evaluate_zero_shot(model, tiles, labels, list(range(DEFAULT_SUBTYPES + 1))),
         "eval_seed": cfg.seed + 1000,
     }
+    if slides:
+        with tempfile.TemporaryDirectory(prefix="pathpt-demo-eval-") as tmp:
+            out["slides"] = evaluate_on_cohort(model, Path(tmp), seed=cfg.seed + 2000,
+                                               slides_per_class=cfg.eval_slides_per_class)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,19 +272,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="folder to memoise rendered tile pools")
     for f, v in asdict(DemoTrainConfig()).items():
         ap.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
+    ap.add_argument("--evaluate-only", action="store_true",
+                    help="re-evaluate the model already in --out (keeps its training log) and rewrite the README")
+    ap.add_argument("--no-slides", action="store_true", help="skip the synthetic-slide evaluation")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = DemoTrainConfig(**{f: getattr(args, f) for f in asdict(DemoTrainConfig())})
     torch.set_num_threads(cfg.threads)
-    model, vocab, train_log = train(cfg, args.cache)
-    write_folder(model, vocab, cfg.model_config(len(vocab)), args.out)
-    results = evaluate_folder(args.out, cfg, args.cache)
+    if args.evaluate_only:
+        train_log = json.loads((args.out / "train_report.json").read_text(encoding="utf-8"))
+        train_log.pop("zero_shot", None)
+        cfg = DemoTrainConfig(**{**train_log["config"], "threads": cfg.threads,
+                                 "eval_slides_per_class": cfg.eval_slides_per_class})
+    else:
+        model, vocab, train_log = train(cfg, args.cache)
+        write_folder(model, vocab, cfg.model_config(len(vocab)), args.out)
+    results = evaluate_folder(args.out, cfg, args.cache, slides=not args.no_slides)
     report = {**train_log, "zero_shot": results}
     from .demo_readme import write_readme
 
     atomic_write_text(args.out / "train_report.json", json.dumps(report, indent=2) + "\n")
     write_readme(args.out, report)
-    print(json.dumps({k: results[k]["balanced_accuracy"] for k in ("all_classes", "default_cohort")}))
+    keys = [k for k in ("all_classes", "default_cohort", "slides") if k in results]
+    print(json.dumps({k: results[k]["balanced_accuracy"] for k in keys}))
     return 0
 
 
