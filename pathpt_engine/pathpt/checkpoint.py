@@ -46,7 +46,7 @@ def save_checkpoint(run_dir: str | os.PathLike[str], state: dict[str, torch.Tens
     blob = save({k: v.detach().float().cpu().contiguous() for k, v in state.items()})
     atomic_bytes(folder / WEIGHTS, blob)
     full = dict(meta, format=FORMAT, weights_file=WEIGHTS, weights_sha256=hashlib.sha256(blob).hexdigest())
-    atomic_bytes(folder / META, (json.dumps(full, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_bytes(folder / META, (json.dumps(full, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
     return folder / META
 
 

@@ -206,6 +206,7 @@ def train_pathpt(
         info = dict(meta or {}, backbone=backbone.describe(), classes=classset.to_dict(), config=config.to_dict(),
                     feature_dim=backbone.embed_dim, best_epoch=best_epoch, history=fitter.history,
                     train_slides=[s.slide_id for s in train], val_slides=[s.slide_id for s in (val or [])],
-                    tile_size_level0=int(train[0].tile_size_level0))
+                    tile_size_level0=int(train[0].tile_size_level0),
+                    tile_params=train[0].attrs.get("tile_params"))
         path = save_checkpoint(out_dir, model.state_dict(), info).parent
     return TrainResult(model, classifier, fitter.history, path, best_epoch)
