@@ -12,7 +12,16 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QResizeEvent, QWheelEvent
+from PySide6.QtGui import (
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QRegion,
+    QResizeEvent,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QWidget
 
 from . import decor
@@ -232,23 +241,43 @@ class SlideView(QWidget):
         rect = st.visible_rect()
         visible = self.layout.tiles_in(target, rect)
         covered = target == self.layout.coarsest and self._backdrop_full_level
-        incomplete = not covered and any(k not in self.cache for k in visible)
-        if covered or incomplete:  # the backdrop shows through only where target tiles are missing
-            slide_rect = self._screen_rect(st, 0, 0, *self.model.slide_size)
-            if self.backdrop is not None:
-                p.drawImage(slide_rect, self.backdrop)
-            else:
-                p.fillRect(slide_rect, decor.SLIDE_PLACEHOLDER)
-        if incomplete:
-            others = [lv for lv in range(max(0, target - 1), self.layout.coarsest) if lv != target]
-            for lv in sorted(others, key=lambda lv: -abs(lv - target)):
-                self._paint_level(p, st, self.layout.tiles_in(lv, rect), missing=False)
+        holes = [] if covered else [k for k in visible if k not in self.cache]
+        if covered or holes:
+            self._paint_under(p, st, target, holes if not covered else None)
         if not covered:
             self._paint_level(p, st, visible, missing=True)
         self._overlay_painter.paint(p, st, self._screen_rect)
         decor.paint_scale_bar(p, self.width(), self.height(), st.scale,
                               self.reader.mpp[0] if self.reader.mpp else None, self.model.magnification)
         p.end()
+
+    def _paint_under(self, p: QPainter, st: ViewState, target: int, holes: list[TileKey] | None) -> None:
+        """Backdrop, then cached tiles of other levels, clipped to the target tiles not yet loaded (`holes`).
+
+        Clipping keeps streaming repaints cheap: only the shrinking unloaded area is resampled.
+        """
+        p.save()
+        if holes is not None:
+            region = QRegion()
+            for k in holes:
+                region += self._screen_rect(st, *self.layout.tile_rect(k)).toAlignedRect()
+            p.setClipRegion(region)
+        slide_rect = self._screen_rect(st, 0, 0, *self.model.slide_size)
+        if self.backdrop is not None:
+            p.drawImage(slide_rect, self.backdrop)
+        else:
+            p.fillRect(slide_rect, decor.SLIDE_PLACEHOLDER)
+        if holes:  # old tiles of neighbouring levels stay visible until the target level lands
+            hole_rect = self._level0_bounds(holes)
+            others = [lv for lv in range(max(0, target - 1), self.layout.coarsest) if lv != target]
+            for lv in sorted(others, key=lambda lv: -abs(lv - target)):
+                self._paint_level(p, st, self.layout.tiles_in(lv, hole_rect), missing=False)
+        p.restore()
+
+    def _level0_bounds(self, keys: list[TileKey]) -> tuple[float, float, float, float]:
+        rects = [self.layout.tile_rect(k) for k in keys]
+        return (min(r[0] for r in rects), min(r[1] for r in rects),
+                max(r[0] + r[2] for r in rects), max(r[1] + r[3] for r in rects))
 
     def _paint_level(self, p: QPainter, st: ViewState, keys: list[TileKey], missing: bool) -> None:
         for key in keys:
