@@ -7,8 +7,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from ..cluster.cli import add_evaluate_args
+from ..cluster.cli import add_evaluate_args, add_predict_args
 from ..cluster.cli import run_evaluate as run_cluster_evaluate
+from ..cluster.cli import run_predict as run_cluster_predict
 from ..errors import ConfigError
 
 
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, required=True, help="run folder written by `pathpt train`")
     _common(p, classes=False, backbone=False)
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    add_predict_args(p)  # --cluster: slides in chunks as Ray tasks (pathpt_engine.cluster)
     p.set_defaults(func=_cmd_predict)
 
     e = sub.add_parser("evaluate", help="the paper's few-shot protocol: methods x shots x folds, mean ± sd")
@@ -174,6 +176,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from ..pathpt.predictor import load_run, predict_slides
     from ._progress import run_with_bar
 
+    if (code := run_cluster_predict(args)) is not None:  # --cluster; else this process
+        return code
     run = load_run(args.run, weights=args.weights, device=_device(args.device))
     slides = [load_slide(p) for p in feature_files(args.features).values()]
     results = run_with_bar(predict_slides(run.model, run.classset, slides), quiet=args.quiet)

@@ -13,6 +13,9 @@ Modules:
     staging: optional copy of a slide to local disk before it is read.
     actor: the per-GPU worker holding the backbone.
     driver: `extract_cluster`, the engine job that schedules slides onto the workers.
+    tasks: `evaluate_cluster`, one Ray task per (method, shots, fold) of the evaluation protocol.
+    predict: `predict_cluster`, cohort prediction with a trained run, slides in chunks as Ray tasks.
+    cli: the `--cluster`/`--status`/`--stage-dir` wiring of `pathpt extract`, `predict` and `evaluate`.
 """
 
 from __future__ import annotations

@@ -82,12 +82,12 @@ def print_summary(summary: ClusterSummary, out: Path) -> int:
     return 1 if bad else 0
 
 
-def add_evaluate_args(p: argparse.ArgumentParser) -> None:
-    """Add `--cluster` (one Ray task per method x shots x fold) to the `evaluate` parser."""
+def add_evaluate_args(p: argparse.ArgumentParser, unit: str = "(method, shots, fold)") -> None:
+    """Add `--cluster` (one Ray task per `unit`) to the `evaluate` or `predict` parser."""
     g = p.add_argument_group("cluster (Ray; pip install 'pathpt[cluster]')")
     g.add_argument("--cluster", default=None, metavar="local|auto|ADDRESS",
-                   help="run each (method, shots, fold) as a Ray task: local, auto (join a running cluster) or "
-                        "a Ray address; default: single process")
+                   help=f"run each {unit} as a Ray task: local, auto (join a running cluster) or a Ray "
+                        "address; default: single process")
     g.add_argument("--cpus-per-task", type=int, default=2, help="CPUs reserved per task")
     g.add_argument("--allow-network", action="store_true",
                    help="allow Ray outside a loopback-only network namespace (real clusters only)")
@@ -109,4 +109,32 @@ def run_evaluate(args: argparse.Namespace, folds: dict, cfg: object) -> int | No
                         features=Path(args.features), masks=args.masks)
     run_with_bar(evaluate_cluster(inputs, folds, args.out, cfg, copts), quiet=args.quiet)
     print((Path(args.out) / "results.md").read_text(encoding="utf-8"), end="")
+    return 0
+
+
+def add_predict_args(p: argparse.ArgumentParser) -> None:
+    """Add `--cluster` (one Ray task per chunk of slides) to the `predict` parser."""
+    add_evaluate_args(p, unit="chunk of 16 slides")
+
+
+def run_predict(args: argparse.Namespace) -> int | None:
+    """Predict on Ray when `--cluster` is given (None: in this process); writes the same files as without."""
+    if getattr(args, "cluster", None) is None:
+        return None
+    from ..cli._progress import run_with_bar
+    from ..export.tables import write_predictions_csv
+    from ..pathpt.data import feature_files
+    from .base import import_ray
+
+    import_ray()
+    from .predict import predict_cluster
+
+    copts = ClusterOptions(address=args.cluster, cpus_per_worker=args.cpus_per_task,
+                           allow_network=args.allow_network)
+    files = list(feature_files(args.features).values())
+    preds = run_with_bar(predict_cluster(args.run, files, args.out, args.weights, copts), quiet=args.quiet)
+    write_predictions_csv(Path(args.out) / "predictions.csv", preds, list(preds[0].probs) if preds else None)
+    for pred in preds:
+        print(f"{pred.slide_id}\t{pred.predicted}")
+    print(f"wrote {Path(args.out) / 'predictions.csv'} and {len(preds)} tile score files in {Path(args.out) / 'tiles'}")
     return 0

@@ -69,10 +69,10 @@ def extract_cluster(paths: Sequence[str | Path], out_dir: str | Path, opts: Extr
         owned = _connect(ray, copts)
         pool: _Pool | None = None
         try:
-            yield Progress("start", 0, 1, message=f"starting {opts.backbone} workers")
+            yield Progress("start", 0, None, message=f"starting {opts.backbone} workers")
             pool = _Pool(ray, opts, out, copts)
+            yield from pool.start(cancel)
             startup = time.monotonic() - t0
-            yield Progress("start", 1, 1, message=f"{len(pool.actors)} workers ready in {startup:.1f} s")
             results, run_s = yield from _schedule(pool, slides, Ledger(out), opts, copts, cancel)
             tiles = sum(r.n_tiles for r in results if r.status == "done")
             return ClusterSummary(opts.backbone, tuple(pool.infos), tuple(results), startup, run_s, tiles,
@@ -138,18 +138,31 @@ class _Pool:
         self.actors = [cls.options(num_gpus=per_gpu, num_cpus=self.copts.cpus_per_worker,
                                    max_restarts=self.copts.max_restarts, max_task_retries=0)
                        .remote(self.opts, str(self.out), self.copts, i) for i in range(n)]
-        try:
-            self.infos = self.ray.get([a.info.remote() for a in self.actors])
-        except self.ray.exceptions.RayError as exc:
-            self.kill_all()
-            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise ClusterError(f"workers could not load {self.opts.backbone}: {last}") from exc
+        self.infos = [{} for _ in self.actors]
+        self._starting = {a.info.remote(): i for i, a in enumerate(self.actors)}
         self.queues: list[deque[Any]] = [deque() for _ in self.actors]
         self.head_since = [0.0] * len(self.actors)
         self.deaths = [0] * len(self.actors)
         self.alive = [True] * len(self.actors)
         self.ready = [True] * len(self.actors)
         self.probes: dict[Any, int] = {}
+
+    def start(self, cancel: threading.Event | None) -> Job[None]:
+        """Job: wait until every actor has loaded the backbone (cancellable)."""
+        n = len(self.actors)
+        while self._starting:
+            check_cancel(cancel)
+            ready, _ = self.ray.wait(list(self._starting), num_returns=len(self._starting),
+                                     timeout=self.copts.poll_s)
+            for ref in ready:
+                i = self._starting.pop(ref)
+                try:
+                    self.infos[i] = self.ray.get(ref)
+                except self.ray.exceptions.RayError as exc:
+                    last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                    raise ClusterError(f"workers could not load {self.opts.backbone}: {last}") from exc
+            if ready:
+                yield Progress("start", n - len(self._starting), n, message=f"{self.opts.backbone} workers ready")
 
     def usable(self, i: int) -> bool:
         return self.alive[i] and self.ready[i]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ def run_eval_unit(inputs: EvalInputs, cfg: Any, method: str, shots: int, fold: A
     slides = {s.slide_id: s for s in load_labelled(inputs.features, {}, ids)}
     runner = FoldRunner(_backbone(inputs.backbone, inputs.weights, device), cs, cfg, None)
     rep = run_job(evaluate_fold(runner, slides, method, shots, fold, out_dir, inputs.masks))
-    return {"bacc": float(rep["bacc"]), "seconds": float(rep["seconds"]), "device": device}
+    return {"summary": {"bacc": float(rep["bacc"]), "seconds": float(rep["seconds"]), "device": device}}
 
 
 def evaluate_cluster(inputs: EvalInputs, folds_by_shots: Mapping[int, list[Any]], out_dir: str | Path, cfg: Any,
@@ -92,53 +92,79 @@ def evaluate_cluster(inputs: EvalInputs, folds_by_shots: Mapping[int, list[Any]]
     todo = [u for u in units if not fold_result_path(out, u[0], u[1], u[2].index).is_file()]
     with RunLock(out):
         clean_temp_files(out)
-        owned = _connect(ray, copts)
-        try:
-            yield Progress("evaluate", len(units) - len(todo), len(units), message=f"{len(todo)} tasks to run")
-            yield from _run_tasks(inputs, todo, len(units), out, cfg, copts, cancel)
-        finally:
-            if owned:
-                ray.shutdown()
+        yield Progress("evaluate", len(units) - len(todo), len(units), message=f"{len(todo)} tasks to run")
+        if todo:
+            with ray_session(copts):
+                yield from _run_tasks(inputs, todo, len(units), out, cfg, copts, cancel)
     return summarize(out, cfg.methods, sorted(folds_by_shots), grounded=inputs.masks is not None)
 
 
+@contextmanager
+def ray_session(copts: ClusterOptions) -> Iterator[None]:
+    """Start or join Ray for the block (shut down on exit only if this block started it)."""
+    owned = _connect(ray, copts)
+    try:
+        yield
+    finally:
+        if owned:
+            ray.shutdown()
+
+
 def _run_tasks(inputs: EvalInputs, todo: list[tuple[str, int, Any]], total: int, out: Path, cfg: Any,
-               copts: ClusterOptions, cancel: threading.Event | None) -> Job[list[LedgerEntry]]:
+               copts: ClusterOptions, cancel: threading.Event | None) -> Job[dict[str, Any]]:
+    task = ray.remote(run_eval_unit).options(**task_resources(copts))
+    pending = {task.remote(inputs, cfg, m, k, f, str(out)): f"{m}/{k}shot/fold{f.index}" for m, k, f in todo}
+    return (yield from run_tasks(pending, Ledger(out, name=EVAL_LEDGER), "evaluate", total, inputs.backbone,
+                                 copts, cancel))
+
+
+def task_resources(copts: ClusterOptions) -> dict[str, Any]:
+    """Ray task options: a GPU per task when the cluster has GPUs, CPUs, retries after a worker crash."""
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    task = ray.remote(run_eval_unit).options(num_gpus=1 if gpus else 0, num_cpus=copts.cpus_per_worker,
-                                             max_retries=copts.max_attempts - 1)
-    ledger = Ledger(out, name=EVAL_LEDGER)
-    pending = {task.remote(inputs, cfg, m, k, f, str(out)): (m, k, f) for m, k, f in todo}
-    done, results = total - len(todo), []
+    return {"num_gpus": 1 if gpus else 0, "num_cpus": copts.cpus_per_worker, "max_retries": copts.max_attempts - 1}
+
+
+def run_tasks(pending: dict[Any, str], ledger: Ledger, stage: str, total: int, backbone: str,
+              copts: ClusterOptions, cancel: threading.Event | None) -> Job[dict[str, Any]]:
+    """Job: wait for submitted Ray tasks (ref -> key), log each in the ledger; returns key -> task result.
+
+    Raises:
+        ClusterError: a task failed or crashed (every other task still ran to the end).
+        JobCancelled: `cancel` was set (unfinished tasks are cancelled).
+    """
+    done, results, failed = total - len(pending), {}, []
     try:
         while pending:
             check_cancel(cancel)
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=copts.poll_s)
             for ref in ready:
-                m, k, f = pending.pop(ref)
-                results.append(ledger.append(_entry(ref, f"{m}/{k}shot/fold{f.index}", inputs.backbone)))
+                key = pending.pop(ref)
+                entry, value = _entry(ref, key, backbone)
+                ledger.append(entry)
+                if entry.status == "done":
+                    results[key] = value
+                else:
+                    failed.append(entry)
                 done += 1
-                yield Progress("evaluate", done, total, message=results[-1].slide,
-                               metrics={"bacc": float((results[-1].extra or {}).get("bacc", float("nan")))})
+                metrics = {k: float(v) for k, v in (entry.extra or {}).items() if isinstance(v, (int, float))}
+                yield Progress(stage, done, total, message=key, metrics=metrics)
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
-    failed = [r for r in results if r.status != "done"]
     if failed:
-        raise ClusterError(f"{len(failed)} evaluation task(s) failed, e.g. {failed[0].slide}: {failed[0].reason} "
+        raise ClusterError(f"{len(failed)} {stage} task(s) failed, e.g. {failed[0].slide}: {failed[0].reason} "
                            f"(see {ledger.path})")
     return results
 
 
-def _entry(ref: Any, key: str, backbone: str) -> LedgerEntry:
-    t0 = time.monotonic()
+def _entry(ref: Any, key: str, backbone: str) -> tuple[LedgerEntry, Any]:
     try:
         r = ray.get(ref)
     except ray.exceptions.WorkerCrashedError as exc:
-        return LedgerEntry(slide=key, status="crashed", backbone=backbone, reason=str(exc).splitlines()[0])
+        return LedgerEntry(slide=key, status="crashed", backbone=backbone, reason=str(exc).splitlines()[0]), None
     except ray.exceptions.RayTaskError as exc:
         cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
-        return LedgerEntry(slide=key, status="failed", backbone=backbone, reason=str(cause).splitlines()[-1])
-    log.debug("%s fetched in %.3f s", key, time.monotonic() - t0)
-    return LedgerEntry(slide=key, status="done", backbone=backbone, seconds=r["seconds"],
-                       extra={"bacc": r["bacc"], "device": r["device"]})
+        return LedgerEntry(slide=key, status="failed", backbone=backbone, reason=str(cause).splitlines()[-1]), None
+    summary = r.get("summary", {}) if isinstance(r, dict) else {}
+    return LedgerEntry(slide=key, status="done", backbone=backbone, seconds=float(summary.get("seconds", 0.0)),
+                       extra=summary or None), r

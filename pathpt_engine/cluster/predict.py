@@ -1,0 +1,73 @@
+"""Cohort prediction with a trained run on Ray: slides in chunks, one task per chunk.
+
+Each task rebuilds the run once per Ray worker process (cached), reads its slides' feature files from shared
+storage, writes `tiles/<slide_id>.h5` atomically (the same `predict_slide` + `write_scores_h5` as the
+single-process `pathpt predict`) and returns the slide calls; the driver writes `predictions.csv`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from ..jobs import Job, Progress
+from .base import ClusterOptions
+from .ledger import Ledger
+from .lock import RunLock
+from .netns import require_private_network
+from .tasks import ray_session, run_tasks, task_resources
+
+log = logging.getLogger(__name__)
+
+PREDICT_LEDGER = "predict-ledger.jsonl"
+_RUNS: dict[tuple[str, str, str], Any] = {}
+
+
+def predict_chunk(run_dir: str, weights: str | None, paths: list[str], out_dir: str) -> dict[str, Any]:
+    """Predict some slides in this process (the body of the Ray task); returns their `SlidePrediction`s."""
+    import torch
+
+    from ..export.scores import write_scores_h5
+    from ..pathpt.data import load_slide
+    from ..pathpt.predictor import load_run, predict_slide
+
+    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    key = (run_dir, str(weights), device)
+    if key not in _RUNS:
+        _RUNS[key] = load_run(run_dir, weights=weights, device=device)
+    run = _RUNS[key]
+    preds = []
+    for path in paths:
+        pred, scores = predict_slide(run.model, run.classset, load_slide(path))
+        write_scores_h5(Path(out_dir) / "tiles" / f"{pred.slide_id}.h5", scores, pred)
+        preds.append(pred)
+    return {"predictions": preds, "summary": {"slides": len(preds), "device": device}}
+
+
+def predict_cluster(run_dir: str | Path, features: list[Path], out_dir: str | Path, weights: str | Path | None,
+                    copts: ClusterOptions = ClusterOptions(), chunk: int = 16,
+                    cancel: threading.Event | None = None) -> Job[list[Any]]:
+    """Job: predict every feature file on Ray; returns `SlidePrediction`s in input order.
+
+    Raises:
+        ClusterError: Ray missing or cannot start, network not private, folder locked, a task failed.
+        JobCancelled: `cancel` was set.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    require_private_network(copts.allow_network)
+    out = Path(out_dir)
+    chunks = [[str(p) for p in features[i : i + chunk]] for i in range(0, len(features), chunk)]
+    with RunLock(out):
+        yield Progress("predict", 0, len(chunks), message=f"{len(features)} slides in {len(chunks)} tasks")
+        with ray_session(copts):
+            task = ray.remote(predict_chunk).options(**task_resources(copts))
+            w = None if weights is None else str(weights)
+            pending = {task.remote(str(run_dir), w, c, str(out)): f"chunk{i:05d}" for i, c in enumerate(chunks)}
+            results = yield from run_tasks(pending, Ledger(out, name=PREDICT_LEDGER), "predict", len(chunks),
+                                           "", copts, cancel)
+    return [p for key in sorted(results) for p in results[key]["predictions"]]
