@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import FakeReader
+from gui_fakes import FakeReader
 from PySide6.QtCore import QPoint, QPointF, Qt
 
 from pathpt_gui.viewer.tiles import TileKey
