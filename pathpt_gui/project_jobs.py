@@ -1,0 +1,327 @@
+"""Project-level engine jobs the GUI runs in its worker: extract, zero-shot, train, predict, export.
+
+Qt-free on purpose (plain generator jobs over a `pathpt_engine.project.Project`), so they are testable without a
+display. Each run's per-slide tile scores live in `runs/<run_id>/tiles/<slide_id>.h5` (the engine's score-h5
+format); slide predictions go to the project database as each slide finishes, so the GUI can show overlays while
+a prediction job is still running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pathpt_engine.errors import ConfigError, JobCancelled, ProjectError
+from pathpt_engine.jobs import Job, Progress, check_cancel
+from pathpt_engine.project import Project
+
+log = logging.getLogger(__name__)
+
+BACKBONE_KEY = "backbone"
+
+
+@dataclass(frozen=True)
+class BackboneChoice:
+    """Which vision-language model and device the project uses (stored in the project settings)."""
+
+    name: str = "demo"
+    weights: str | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("backbone name must be non-empty")
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda[:i], got {self.device!r}")
+
+    @classmethod
+    def of(cls, project: Project) -> BackboneChoice:
+        data = project.get_setting(BACKBONE_KEY) or {}
+        try:
+            return cls(**{k: data[k] for k in ("name", "weights", "device") if k in data})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{project.db_path}: bad backbone setting ({exc})") from None
+
+    def save(self, project: Project) -> None:
+        project.set_setting(BACKBONE_KEY, dataclasses.asdict(self))
+
+    def torch_device(self) -> str:
+        from pathpt_engine.backbones.encode import resolve_device
+
+        return str(resolve_device(self.device))
+
+
+def validate_backbone_folder(name: str, folder: str | Path) -> str:
+    """Load the backbone from `folder` on the CPU to check it; returns a one-line description.
+
+    Raises:
+        BackboneError: the folder does not hold that kind of model (message names the file and the fix).
+    """
+    from pathpt_engine.backbones import load_backbone
+
+    model = load_backbone(name, folder, "cpu")
+    return f"{model.name}: {model.embed_dim}-d embeddings, tiles {model.tile_size} px at {model.target_mpp} µm/px"
+
+
+def features_folder(project: Project, choice: BackboneChoice) -> Path:
+    return project.root / "features" / choice.name / "h5_files"
+
+
+def scores_path(project: Project, run_id: str, slide_id: str) -> Path:
+    return project.root / "runs" / run_id / "tiles" / f"{slide_id}.h5"
+
+
+def slides_with_features(project: Project, choice: BackboneChoice) -> dict[str, Path]:
+    """slide_id -> feature file, for the project's slides that have one for this backbone."""
+    folder = features_folder(project, choice)
+    out = {}
+    for rec in project.slides.list():
+        f = folder / f"{rec.path.stem}.h5"
+        if f.is_file():
+            out[rec.slide_id] = f
+    return out
+
+
+def _load(project: Project, choice: BackboneChoice, ids: Iterable[str] | None = None, labels: dict[str, int] | None
+          = None) -> list[Any]:
+    from pathpt_engine.pathpt.data import load_slide
+
+    files = slides_with_features(project, choice)
+    want = list(files) if ids is None else list(ids)
+    missing = [s for s in want if s not in files]
+    if missing:
+        raise ProjectError(f"{features_folder(project, choice)}: no features for slide {missing[0]!r} "
+                           f"({len(missing)} missing); run Extract features first")
+    return [dataclasses.replace(load_slide(files[s], (labels or {}).get(s, -1)), slide_id=s) for s in want]
+
+
+def _classset(project: Project) -> Any:
+    cs = project.classes.get()
+    if cs is None:
+        raise ProjectError(f"{project.root}: the project has no classes yet; load a class set first")
+    return cs
+
+
+def _backbone(choice: BackboneChoice) -> Any:
+    from pathpt_engine.backbones import load_backbone
+
+    return load_backbone(choice.name, choice.weights, choice.torch_device()).freeze()
+
+
+def extract_job(project: Project, choice: BackboneChoice, cancel: threading.Event | None = None) -> Job[Any]:
+    """Job: tile + encode every project slide whose file exists (up-to-date features are skipped)."""
+    from pathpt_engine.features.extract import ExtractOptions, extract_slides
+
+    recs = [r for r in project.slides.list() if r.exists]
+    if not recs:
+        raise ProjectError(f"{project.root}: no slides to extract (add slides, or relink moved ones)")
+    opts = ExtractOptions(backbone=choice.name, weights=Path(choice.weights) if choice.weights else None,
+                          device=choice.device, workers=1)
+    return (yield from extract_slides([r.path for r in recs], project.root / "features", opts, cancel=cancel))
+
+
+def _tracked_run(project: Project, recipe: str, choice: BackboneChoice, settings: dict[str, Any],
+                 body: Callable[[str], Job[str]]) -> Job[str]:
+    """Create a run, drive `body(run_id)`, and record its final status whatever happens."""
+    run = project.runs.create(recipe, choice.name, settings)
+    yield Progress("run", 0, None, message=run.run_id)  # lets the GUI show this run's predictions as they come
+    try:
+        message = yield from body(run.run_id)
+    except JobCancelled:
+        project.runs.set_status(run.run_id, "cancelled", "cancelled by user")
+        raise
+    except Exception as exc:
+        project.runs.set_status(run.run_id, "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise
+    project.runs.set_status(run.run_id, "done", message)
+    return run.run_id
+
+
+def _predict_all(project: Project, run_id: str, classset: Any, slides: list[Any],
+                 probs_fn: Callable[[Any], Any], cancel: threading.Event | None) -> Job[int]:
+    """Score each slide, write its tile h5 and store its prediction at once (progress message = slide_id)."""
+    from pathpt_engine.export.scores import write_scores_h5
+    from pathpt_engine.pathpt.predictor import scores_from_probs
+
+    for i, slide in enumerate(slides):
+        check_cancel(cancel)
+        pred, scores = scores_from_probs(classset, slide, probs_fn(slide))
+        write_scores_h5(scores_path(project, run_id, slide.slide_id), scores, pred)
+        project.runs.add_predictions(run_id, [pred])
+        yield Progress("predict", i + 1, len(slides), message=slide.slide_id)
+    return len(slides)
+
+
+def zeroshot_job(project: Project, choice: BackboneChoice, cancel: threading.Event | None = None) -> Job[str]:
+    """Job: zero-shot tile probabilities for every slide with features (no labels needed); returns the run id."""
+    from pathpt_engine.prompts.zeroshot import encode_class_prompts, mean_classifier, zeroshot_tile_probs
+
+    classset = _classset(project)
+    slides = _load(project, choice)
+    if not slides:
+        raise ProjectError(f"{project.root}: no slide has {choice.name} features yet; run Extract features first")
+
+    def body(run_id: str) -> Job[str]:
+        yield Progress("prompts", 0, 1, message="encoding class prompts")
+        backbone = _backbone(choice)
+        classifier = mean_classifier(encode_class_prompts(backbone, classset)).cpu()
+        yield Progress("prompts", 1, 1)
+        n = yield from _predict_all(project, run_id, classset, slides,
+                                    lambda s: zeroshot_tile_probs(s.features, classifier), cancel)
+        return f"zero-shot on {n} slides"
+
+    return (yield from _tracked_run(project, "zeroshot", choice, {"classes": classset.name}, body))
+
+
+def _labelled(project: Project, classset: Any) -> tuple[dict[str, int], list[str], list[str]]:
+    labels, train, val = {}, [], []
+    for sid, lab in project.labels.all().items():
+        try:
+            labels[sid] = classset.subtype_index(lab.label)
+        except ValueError:
+            continue  # Normal or a class no longer in the set: not a subtype example
+        (train if lab.split == "train" else val).append(sid)
+    return labels, sorted(train), sorted(val)
+
+
+def train_job(project: Project, choice: BackboneChoice, config: Any,
+              cancel: threading.Event | None = None) -> Job[str]:
+    """Job: train PathPT on the labelled train slides (held-out ones validate the clean recipe), then predict
+    every slide with features. Returns the run id."""
+    from pathpt_engine.pathpt.trainer import train_pathpt
+
+    classset = _classset(project)
+    labels, train_ids, val_ids = _labelled(project, classset)
+    if not train_ids:
+        raise ProjectError(f"{project.root}: no slide is labelled for training; label a few slides first")
+    config = dataclasses.replace(config, device=choice.torch_device())
+    train = _load(project, choice, train_ids, labels)
+    val = _load(project, choice, val_ids, labels) if val_ids else None
+
+    def body(run_id: str) -> Job[str]:
+        backbone = _backbone(choice)
+        result = yield from train_pathpt(backbone, classset, train, config, out_dir=project.run_dir(run_id),
+                                         val=val, cancel=cancel, meta={"project": str(project.root)})
+        model = result.model
+        slides = _load(project, choice)
+        yield from _predict_all(project, run_id, classset, slides, lambda s: _model_probs(model, s), cancel)
+        last = result.history[-1] if result.history else {}
+        return (f"{len(train)} train slides, {len(result.history)} epochs, train acc "
+                f"{last.get('train_acc', float('nan')):.2f}")
+
+    settings = {"config": config.to_dict(), "train": train_ids, "heldout": val_ids}
+    return (yield from _tracked_run(project, f"pathpt-{config.recipe}", choice, settings, body))
+
+
+def _model_probs(model: Any, slide: Any) -> Any:
+    import torch
+
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        return model.predict_probs(torch.as_tensor(slide.features, dtype=torch.float32, device=dev)).cpu().numpy()
+
+
+def predict_job(project: Project, run_id: str, choice: BackboneChoice,
+                cancel: threading.Event | None = None) -> Job[int]:
+    """Job: re-predict every slide with features using a trained run's checkpoint (e.g. after adding slides)."""
+    from pathpt_engine.pathpt.checkpoint import is_complete
+    from pathpt_engine.pathpt.predictor import load_run
+
+    run = project.runs.get(run_id)
+    if run.checkpoint is None or not is_complete(run.checkpoint):
+        raise ProjectError(f"run {run_id}: no trained checkpoint (zero-shot runs: run Zero-shot again)")
+    yield Progress("load", 0, 1, message="loading the trained model")
+    loaded = load_run(run.checkpoint, weights=choice.weights, device=choice.torch_device())
+    yield Progress("load", 1, 1)
+    slides = _load(project, choice)
+    return (yield from _predict_all(project, run_id, loaded.classset, slides,
+                                    lambda s: _model_probs(loaded.model, s), cancel))
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export for one run.
+
+    Attributes:
+        out_dir: destination folder.
+        slide_ids: slides to export (None: every slide the run predicted).
+        mode: "argmax" (class map) or a class name (that class's probability).
+        cmap: matplotlib colormap for probability mode.
+        alpha: overlay opacity in the blended PNG.
+        downsample: level-0 pixels per PNG pixel for the blended overlay.
+        checkpoint: also copy the trained checkpoint (when the run has one).
+    """
+
+    out_dir: Path
+    slide_ids: tuple[str, ...] | None = None
+    mode: str = "argmax"
+    cmap: str = "viridis"
+    alpha: float = 0.45
+    downsample: float = 16.0
+    checkpoint: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.downsample >= 1.0:
+            raise ValueError(f"downsample must be >= 1, got {self.downsample}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+
+
+def export_job(project: Project, run_id: str, opts: ExportOptions,
+               cancel: threading.Event | None = None) -> Job[dict[str, list[str]]]:
+    """Job: overlay PNG, heatmap PNG with legend, QuPath GeoJSON and score h5 per slide; the predictions CSV and
+    the checkpoint once. Returns kind -> written paths."""
+    from pathpt_engine.export.figure import export_heatmap_figure
+    from pathpt_engine.export.geojson import write_geojson
+    from pathpt_engine.export.png import OverlayStyle, export_overlay_png
+    from pathpt_engine.export.scores import read_scores_h5, write_scores_h5
+    from pathpt_engine.export.tables import copy_checkpoint, write_predictions_csv
+    from pathpt_engine.pathpt.checkpoint import is_complete
+    from pathpt_engine.slides import open_slide
+
+    run = project.runs.get(run_id)
+    preds = project.runs.predictions(run_id)
+    ids = list(opts.slide_ids) if opts.slide_ids is not None else sorted(preds)
+    if not ids:
+        raise ProjectError(f"run {run_id}: nothing to export (no slide predictions yet)")
+    classset = _classset(project)
+    colors = {c.name: c.color for c in classset.classes}
+    style = OverlayStyle(mode=opts.mode, cmap=opts.cmap, alpha=opts.alpha, colors=colors)
+    out = Path(opts.out_dir)
+    written: dict[str, list[str]] = {"overlay_png": [], "heatmap_png": [], "geojson": [], "scores_h5": []}
+    for i, sid in enumerate(ids):
+        check_cancel(cancel)
+        scores, pred = read_scores_h5(scores_path(project, run_id, sid))
+        rec = project.slides.get(sid)
+        with open_slide(rec.path) as reader:
+            written["overlay_png"].append(str(export_overlay_png(out / f"{sid}_overlay.png", reader, scores,
+                                                                 opts.downsample, style)))
+        written["heatmap_png"].append(str(export_heatmap_figure(out / f"{sid}_heatmap.png", scores, style,
+                                                                title=f"{sid}: {style.mode}")))
+        written["geojson"].append(str(write_geojson(out / f"{sid}.geojson", scores, pred, colors=colors)))
+        written["scores_h5"].append(str(write_scores_h5(out / f"{sid}_scores.h5", scores, pred)))
+        yield Progress("export", i + 1, len(ids), message=sid)
+    from pathpt_engine.results import SlidePrediction
+
+    rows = [SlidePrediction(p.slide_id, p.predicted, p.probs, _n_tiles(project, run_id, p.slide_id))
+            for p in preds.values()]
+    written["csv"] = [str(write_predictions_csv(out / "predictions.csv", rows, list(classset.subtype_names)))]
+    if opts.checkpoint and run.checkpoint is not None and is_complete(run.checkpoint):
+        written["checkpoint"] = [str(copy_checkpoint(run.checkpoint, out / "checkpoint", overwrite=True))]
+    return written
+
+
+def _n_tiles(project: Project, run_id: str, slide_id: str) -> int:
+    import h5py
+
+    path = scores_path(project, run_id, slide_id)
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f["coords"].shape[0])
+    except (OSError, KeyError):
+        return 0
