@@ -197,3 +197,21 @@ def test_cli_status_reads_the_ledger_and_needs_slides_otherwise(tmp_path: Path,
     assert "no slide files given" in capsys.readouterr().err
     assert main(["extract", str(tmp_path / "x.svs"), "--out", str(tmp_path), "--stage-dir", str(tmp_path)]) != 0
     assert "--stage-dir needs --cluster" in capsys.readouterr().err
+
+
+def test_everything_imports_without_ray_and_cli_names_the_extra(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "import importlib, pkgutil, pathpt_engine.cluster as c\n"
+        "for m in pkgutil.walk_packages(c.__path__, 'pathpt_engine.cluster.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "from pathpt_engine.cli import main\n"
+        f"sys.exit(main(['-q', 'extract', {str(tmp_path / 'a.svs')!r}, '--out', {str(tmp_path)!r}, "
+        "'--cluster', 'local']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "--cluster needs Ray: pip install 'pathpt[cluster]'" in proc.stderr

@@ -15,7 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import ray
+try:
+    import ray
+except ImportError:  # the optional extra is missing: importable, not usable (import_ray raises)
+    ray = None  # type: ignore[assignment]
 import torch
 
 from ..backbones.encode import TileEncoder, resolve_device, resolve_precision
@@ -25,6 +28,7 @@ from .base import ClusterOptions
 from .staging import Stager
 
 log = logging.getLogger(__name__)
+_io_group = ray.method(concurrency_group="io") if ray is not None else (lambda f: f)
 
 
 class _CountingEncoder(TileEncoder):
@@ -67,7 +71,7 @@ class ExtractWorker:
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "gpu_ids": self.gpu_ids,
                 "device": str(self.encoder.device), "load_s": self.load_s, "slot": self.slot}
 
-    @ray.method(concurrency_group="io")
+    @_io_group
     def stage(self, path: str) -> None:
         """Start copying `path` to the stage folder (runs while the current slide is being encoded)."""
         if self._pool is not None and path not in self._staged:

@@ -60,8 +60,8 @@ def extract_cluster(paths: Sequence[str | Path], out_dir: str | Path, opts: Extr
         JobCancelled: `cancel` was set (workers are killed; finished slides stay valid).
     """
     slides = _order(paths)
-    require_private_network(copts.allow_network)
     ray = import_ray()
+    require_private_network(copts.allow_network)
     out = Path(out_dir)
     t0 = time.monotonic()
     with RunLock(out):

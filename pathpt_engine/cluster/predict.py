@@ -12,10 +12,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import ray
+try:
+    import ray
+except ImportError:  # the optional extra is missing: importable, not usable (import_ray raises)
+    ray = None  # type: ignore[assignment]
 
 from ..jobs import Job, Progress
-from .base import ClusterOptions
+from .base import ClusterOptions, import_ray
 from .ledger import Ledger
 from .lock import RunLock
 from .netns import require_private_network
@@ -59,6 +62,7 @@ def predict_cluster(run_dir: str | Path, features: list[Path], out_dir: str | Pa
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    import_ray()
     require_private_network(copts.allow_network)
     out = Path(out_dir)
     chunks = [[str(p) for p in features[i : i + chunk]] for i in range(0, len(features), chunk)]

@@ -17,10 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import ray
+try:
+    import ray
+except ImportError:  # the optional extra is missing: importable, not usable (import_ray raises)
+    ray = None  # type: ignore[assignment]
 
 from ..jobs import Job, Progress, check_cancel
-from .base import ClusterError, ClusterOptions
+from .base import ClusterError, ClusterOptions, import_ray
 from .driver import _connect
 from .ledger import Ledger, LedgerEntry
 from .lock import RunLock, clean_temp_files
@@ -86,6 +89,7 @@ def evaluate_cluster(inputs: EvalInputs, folds_by_shots: Mapping[int, list[Any]]
     """
     from ..pathpt.evaluate import fold_result_path, summarize
 
+    import_ray()
     require_private_network(copts.allow_network)
     out = Path(out_dir)
     units = [(m, k, f) for k, folds in sorted(folds_by_shots.items()) for f in folds for m in cfg.methods]
