@@ -1,0 +1,284 @@
+"""Training panel: backbone + device, job buttons with progress/ETA/Cancel, recipe settings, live curves, runs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from pathpt_engine.errors import PathPTError
+
+from ..project_controller import ProjectController
+from ..project_jobs import BackboneChoice
+from ..workers import format_eta
+
+log = logging.getLogger(__name__)
+CURVES = (("loss", "#e0e0e0"), ("labelled", "#4a90d9"), ("candidate", "#e8a33c"), ("pseudo", "#b06ad9"))
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """(device string, label) for Auto, CPU and every visible CUDA GPU (name and memory)."""
+    import os
+
+    import torch
+
+    out = [("auto", "Auto (GPU if available)"), ("cpu", f"CPU ({os.cpu_count()} cores)")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            out.append((f"cuda:{i}", f"GPU {i}: {p.name} ({p.total_memory / 2**30:.0f} GiB)"))
+    return out
+
+
+class TrainingPanel(QWidget):
+    """Everything to go from labelled slides to a trained run."""
+
+    def __init__(self, ctrl: ProjectController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctrl = ctrl
+        self._history: dict[str, list[float]] = {}
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self._model_box())
+        lay.addWidget(self._jobs_box())
+        lay.addWidget(self._plot_box(), 1)
+        lay.addWidget(self._runs_box(), 1)
+        ctrl.project_changed.connect(self._reload)
+        ctrl.backbone_changed.connect(self._reload)
+        ctrl.runs_changed.connect(self._fill_runs)
+        ctrl.current_run_changed.connect(self._fill_runs)
+        ctrl.slides_changed.connect(self._update_buttons)
+        ctrl.labels_changed.connect(self._update_buttons)
+        ctrl.job_started.connect(self._job_started)
+        ctrl.job_progress.connect(self._job_progress)
+        ctrl.job_finished.connect(lambda n, _r: self._job_ended(n, True, "done"))
+        ctrl.job_failed.connect(lambda n, msg: self._job_ended(n, False, f"failed: {msg}"))
+        ctrl.job_cancelled.connect(lambda n: self._job_ended(n, False, "cancelled"))
+        self._reload()
+
+    # ---- widgets ----------------------------------------------------------------------------------------
+    def _model_box(self) -> QGroupBox:
+        from pathpt_engine.backbones import available_backbones
+
+        box = QGroupBox("Model")
+        form = QFormLayout(box)
+        self.backbone = QComboBox()
+        for spec in available_backbones():
+            self.backbone.addItem(spec.name, spec.name)
+            self.backbone.setItemData(self.backbone.count() - 1, spec.description, Qt.ItemDataRole.ToolTipRole)
+        self.weights_btn = QPushButton("Default weights")
+        self.weights_btn.setToolTip("Choose the model folder (KEEP or a CLIP-family HF folder)")
+        self.weights_btn.clicked.connect(self._choose_weights)
+        row = QHBoxLayout()
+        row.addWidget(self.backbone, 1)
+        row.addWidget(self.weights_btn, 1)
+        form.addRow("Backbone", row)
+        self.device = QComboBox()
+        for dev, label in device_choices():
+            self.device.addItem(label, dev)
+        form.addRow("Device", self.device)
+        self.backbone.activated.connect(lambda _i: self._store_backbone(self.backbone.currentData(), None))
+        self.device.activated.connect(lambda _i: self._store_backbone(self.backbone.currentData(),
+                                                                      self.ctrl.backbone().weights))
+        return box
+
+    def _jobs_box(self) -> QGroupBox:
+        box = QGroupBox("Run")
+        grid = QGridLayout(box)
+        self.recipe = QComboBox()
+        self.recipe.addItem("clean (validation selects the epoch)", "clean")
+        self.recipe.addItem("paper (as published)", "paper")
+        self.epochs = QSpinBox(minimum=1, maximum=200, value=10)
+        self.lr = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=1e-2, singleStep=1e-4, value=1e-3)
+        grid.addWidget(QLabel("Recipe"), 0, 0)
+        grid.addWidget(self.recipe, 0, 1, 1, 3)
+        grid.addWidget(QLabel("Epochs"), 1, 0)
+        grid.addWidget(self.epochs, 1, 1)
+        grid.addWidget(QLabel("LR"), 1, 2)
+        grid.addWidget(self.lr, 1, 3)
+        self.btn_extract = QPushButton("1 · Extract features")
+        self.btn_zeroshot = QPushButton("2 · Zero-shot")
+        self.btn_train = QPushButton("3 · Train PathPT")
+        self.btn_predict = QPushButton("Predict again")
+        self.btn_cancel = QPushButton("Cancel")
+        self.btn_train.setDefault(True)
+        for i, b in enumerate((self.btn_extract, self.btn_zeroshot, self.btn_train, self.btn_predict)):
+            grid.addWidget(b, 2 + i // 2, (i % 2) * 2, 1, 2)
+        self.btn_extract.clicked.connect(lambda: self._guard(self.ctrl.extract_features))
+        self.btn_zeroshot.clicked.connect(lambda: self._guard(self.ctrl.zero_shot))
+        self.btn_train.clicked.connect(lambda: self._guard(self.ctrl.train, self.config()))
+        self.btn_predict.clicked.connect(lambda: self._guard(self.ctrl.predict))
+        self.btn_cancel.clicked.connect(self.ctrl.cancel_job)
+        self.progress = QProgressBar(textVisible=True)
+        self.status = QLabel("Idle")
+        self.status.setWordWrap(True)
+        grid.addWidget(self.progress, 4, 0, 1, 3)
+        grid.addWidget(self.btn_cancel, 4, 3)
+        grid.addWidget(self.status, 5, 0, 1, 4)
+        return box
+
+    def _plot_box(self) -> QGroupBox:
+        box = QGroupBox("Training curves")
+        lay = QVBoxLayout(box)
+        self.plot = pg.PlotWidget(background="#242629")
+        self.plot.setMinimumHeight(150)
+        self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.plot.setLabel("bottom", "step")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.curves = {k: self.plot.plot([], [], pen=pg.mkPen(c, width=1.5), name=k) for k, c in CURVES}
+        self.curves["train acc"] = self.plot.plot([], [], pen=None, symbol="o", symbolSize=7,
+                                                  symbolBrush="#5cc26a", name="train acc (epoch)")
+        lay.addWidget(self.plot)
+        return box
+
+    def _runs_box(self) -> QGroupBox:
+        box = QGroupBox("Runs (select one to show its predictions)")
+        lay = QVBoxLayout(box)
+        self.runs = QTableWidget(0, 4)
+        self.runs.setHorizontalHeaderLabels(("Run", "Method", "Status", "Result"))
+        self.runs.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.runs.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.runs.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.runs.verticalHeader().setVisible(False)
+        self.runs.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.runs.itemSelectionChanged.connect(self._run_selected)
+        lay.addWidget(self.runs)
+        return box
+
+    # ---- state ------------------------------------------------------------------------------------------
+    def config(self) -> Any:
+        from pathpt_engine.pathpt.model import PathPTConfig
+
+        return PathPTConfig(recipe=self.recipe.currentData(), epochs=self.epochs.value(), lr=self.lr.value(),
+                            early_stop=0)
+
+    def _guard(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except (PathPTError, ValueError) as exc:
+            self.ctrl.message.emit("error", str(exc))
+            self.ctrl.job_failed.emit("Start", str(exc))
+
+    def _reload(self, *_: Any) -> None:
+        choice = self.ctrl.backbone()
+        i = self.backbone.findData(choice.name)
+        self.backbone.setCurrentIndex(max(0, i))
+        self.weights_btn.setText(_short(choice.weights) if choice.weights else "Default weights")
+        self.weights_btn.setToolTip(choice.weights or "the registry default folder / environment variable")
+        j = self.device.findData(choice.device)
+        self.device.setCurrentIndex(max(0, j))
+        self._fill_runs()
+        self._update_buttons()
+
+    def _store_backbone(self, name: str, weights: str | None) -> None:
+        try:
+            self.ctrl.set_backbone(BackboneChoice(name, weights, self.device.currentData()))
+        except (PathPTError, ValueError) as exc:
+            self.ctrl.message.emit("error", str(exc))
+
+    def _choose_weights(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, f"{self.backbone.currentData()} model folder")
+        if folder:
+            self._store_backbone(self.backbone.currentData(), folder)
+
+    def _update_buttons(self, *_: Any) -> None:
+        has_proj, busy = self.ctrl.project is not None, self.ctrl.busy
+        feats = has_proj and self.ctrl.has_features()
+        labelled = has_proj and bool(self.ctrl.project.labels.all())  # type: ignore[union-attr]
+        self.btn_extract.setEnabled(has_proj and not busy)
+        self.btn_zeroshot.setEnabled(feats and not busy)
+        self.btn_train.setEnabled(feats and labelled and not busy)
+        self.btn_predict.setEnabled(bool(self.ctrl.current_run) and not busy)
+        self.btn_cancel.setEnabled(busy)
+        self.btn_train.setToolTip("" if labelled else "label a few slides first (select, then press 1–9)")
+        self.btn_zeroshot.setToolTip("" if feats else "extract features first")
+
+    def _fill_runs(self, *_: Any) -> None:
+        proj = self.ctrl.project
+        runs = proj.runs.list() if proj is not None else []
+        self.runs.blockSignals(True)
+        self.runs.setRowCount(len(runs))
+        for r, run in enumerate(runs):
+            n = len(proj.runs.predictions(run.run_id)) if proj is not None else 0
+            cells = (run.run_id, run.recipe, run.status, f"{run.message} · {n} slides predicted")
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, run.run_id)
+                self.runs.setItem(r, c, item)
+            if run.run_id == self.ctrl.current_run:
+                self.runs.selectRow(r)
+        self.runs.resizeColumnsToContents()
+        self.runs.blockSignals(False)
+        self._update_buttons()
+
+    def _run_selected(self) -> None:
+        items = self.runs.selectedItems()
+        if items:
+            self.ctrl.set_current_run(items[0].data(Qt.ItemDataRole.UserRole))
+
+    # ---- job feedback -----------------------------------------------------------------------------------
+    def _job_started(self, name: str) -> None:
+        self.status.setText(f"{name}…")
+        self.progress.setRange(0, 0)
+        if name.startswith("Train"):
+            self._history = {k: [] for k in (*dict(CURVES), "train acc")}
+            self._history.update({k + "_x": [] for k in list(self._history)})
+            for c in self.curves.values():
+                c.setData([], [])
+        self._update_buttons()
+
+    def _job_progress(self, event: Any, fraction: Any, eta: Any) -> None:
+        if fraction is None:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(fraction * 1000))
+        total = f"/{event.total}" if event.total else ""
+        self.progress.setFormat(f"{event.stage} {event.done}{total}  {format_eta(eta)}")
+        self.status.setText(f"{event.stage}: {event.message}")
+        if event.stage == "train" and self._history:
+            self._add_metrics(event)
+
+    def _add_metrics(self, event: Any) -> None:
+        m = event.metrics
+        if "train_acc" in m:
+            keys = ["train acc"]
+            m = {"train acc": m["train_acc"]}
+        else:
+            keys = [k for k, _c in CURVES if k in m]
+        for k in keys:
+            self._history[k].append(m[k])
+            self._history[k + "_x"].append(event.done)
+            self.curves[k].setData(self._history[k + "_x"], self._history[k])
+
+    def _job_ended(self, name: str, ok: bool, text: str) -> None:
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(1000 if ok else 0)
+        self.progress.setFormat(text if ok else "stopped")
+        self.status.setText(f"{name}: {text}")
+        self._update_buttons()
+
+
+def _short(path: str, n: int = 28) -> str:
+    return path if len(path) <= n else "…" + path[-(n - 1):]

@@ -1,0 +1,233 @@
+"""Hooks the few-shot workflow into the main window: controller, docked panels, the Project menu, dialogs.
+
+`install_workflow(window)` is all the app calls; it returns the `Workflow` that owns everything.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
+
+from pathpt_engine.errors import PathPTError
+
+from ..project_controller import ProjectController
+from ..project_jobs import ExportOptions
+from .classes import ClassesPanel
+from .log import LogPanel, QtLogHandler
+from .predictions import PredictionPanel
+from .slides import SlidesPanel
+from .training import TrainingPanel
+
+log = logging.getLogger(__name__)
+Left, Right, Bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
+                       Qt.DockWidgetArea.BottomDockWidgetArea)
+
+
+class Workflow(QObject):
+    """Owns the controller and the panels of one main window."""
+
+    def __init__(self, window: Any, dialogs: bool = True) -> None:
+        super().__init__(window)
+        self.window, self.dialogs = window, dialogs
+        self.ctrl = ProjectController(self)
+        self.slides = SlidesPanel(self.ctrl)
+        self.classes = ClassesPanel(self.ctrl)
+        self.training = TrainingPanel(self.ctrl)
+        self.predictions = PredictionPanel(self.ctrl, window)
+        self.log_panel = LogPanel()
+        self.docks = {
+            "slides": window.add_panel(self.slides, "Slides", Left),
+            "classes": window.add_panel(self.classes, "Classes & prompts", Left),
+            "training": window.add_panel(self.training, "Training", Right),
+            "predictions": window.add_panel(self.predictions, "Prediction", Right),
+            "log": window.add_panel(self.log_panel, "Log", Bottom),
+        }
+        window.tabifyDockWidget(self.docks["slides"], self.docks["classes"])
+        self.docks["slides"].raise_()
+        window.tabifyDockWidget(self.docks["training"], self.docks["predictions"])
+        self.docks["training"].raise_()
+        window.resizeDocks([self.docks["slides"], self.docks["training"]], [380, 420], Qt.Orientation.Horizontal)
+        window.resizeDocks([self.docks["log"]], [110], Qt.Orientation.Vertical)
+        self.handler = QtLogHandler()
+        self.handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self.handler.bridge.record.connect(self._log_record)
+        logging.getLogger("pathpt_engine").addHandler(self.handler)
+        self.ctrl.message.connect(self._message)
+        self.ctrl.job_failed.connect(self._job_failed)
+        self.ctrl.project_changed.connect(self._project_changed)
+        self.ctrl.labels_changed.connect(self._update_undo)
+        self.slides.open_requested.connect(self.open_slide)
+        self.predictions.open_requested.connect(self._suggested)
+        self._build_menu()
+        window.installEventFilter(self)
+
+    # ---- menu -------------------------------------------------------------------------------------------
+    def _build_menu(self) -> None:
+        bar = self.window.menuBar()
+        menu = bar.addMenu("&Project")
+        bar.insertMenu(bar.actions()[1], menu)
+        self.actions: dict[str, QAction] = {}
+
+        def act(name: str, text: str, slot: Any, key: Any = None) -> QAction:
+            a = QAction(text, self.window)
+            if key is not None:
+                a.setShortcut(QKeySequence(key))
+            a.triggered.connect(lambda _=False: self._guard(slot))
+            menu.addAction(a)
+            self.actions[name] = a
+            return a
+        act("new", "&New Project…", self.new_project, "Ctrl+Shift+N")
+        act("open", "&Open Project…", self.choose_project, "Ctrl+Shift+O")
+        self.recent_menu = menu.addMenu("Recent Projects")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        menu.addSeparator()
+        act("add_slides", "Add &Slides…", self.add_slides)
+        act("add_folder", "Add Slide &Folder…", self.add_folder)
+        act("relink", "&Relink Moved Slides…", self.relink)
+        act("import_labels", "&Import Labels CSV…", self.import_labels)
+        menu.addSeparator()
+        act("undo", "&Undo Label Change", self.ctrl.undo, QKeySequence.StandardKey.Undo)
+        act("redo", "&Redo Label Change", self.ctrl.redo, "Ctrl+Shift+Z")
+        menu.addSeparator()
+        act("suggest", "Suggest &Next Slide to Label", self.predictions.suggest, "Ctrl+N")
+        act("export", "&Export Results…", self.export_dialog, "Ctrl+E")
+        self._update_undo()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self.ctrl.recent_projects():
+            self.recent_menu.addAction(p, lambda p=p: self._guard(self.ctrl.open_project, p))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def _update_undo(self, *_: Any) -> None:
+        proj = self.ctrl.project
+        self.actions["undo"].setEnabled(bool(proj and proj.labels.can_undo()))
+        self.actions["redo"].setEnabled(bool(proj and proj.labels.can_redo()))
+
+    # ---- actions ----------------------------------------------------------------------------------------
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (PathPTError, ValueError) as exc:
+            self._message("error", str(exc))
+            self._dialog("PathPT Studio", str(exc))
+            return None
+
+    def new_project(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window, "New project: choose an empty folder")
+        if folder:
+            self.ctrl.create_project(folder)
+            from pathpt_engine.prompts.classsets import load_classset
+
+            if self.ctrl.classset() is None:
+                self.ctrl.set_classset(load_classset("ucs"))
+
+    def choose_project(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window, "Open project folder")
+        if folder:
+            self.ctrl.open_project(folder)
+
+    def add_slides(self) -> None:
+        from ..main_window import SLIDE_FILTER
+
+        files, _ = QFileDialog.getOpenFileNames(self.window, "Add slides", "", SLIDE_FILTER)
+        if files:
+            self.ctrl.add_slides(files)
+
+    def add_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window, "Add every slide under a folder")
+        if folder:
+            self.ctrl.add_folder(folder)
+
+    def relink(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window, "Folder where the moved slides are now")
+        if folder:
+            self.ctrl.relink(folder)
+
+    def import_labels(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Labels CSV (slide_id,label[,split])", "",
+                                              "CSV (*.csv);;All files (*)")
+        if path:
+            self.ctrl.import_labels(path)
+
+    def export_options(self, out_dir: str | Path, all_slides: bool = True) -> ExportOptions:
+        """Export settings taken from the current overlay (mode, colormap, opacity)."""
+        view = self.window.current_view()
+        mode = self.predictions.mode.currentData() or "argmax"
+        ids = None if all_slides else tuple(s for s in [self.predictions.slide_id_of(view)] if s)
+        ov = view.overlay if view is not None else None
+        return ExportOptions(Path(out_dir), ids, mode, ov.colormap if ov else "viridis",
+                             ov.opacity if ov else 0.45)
+
+    def export_dialog(self) -> None:
+        proj = self.ctrl.require()
+        if not self.ctrl.current_run:
+            raise PathPTError("no run selected; train or run zero-shot first")
+        scope, ok = QInputDialog.getItem(self.window, "Export", "Slides", ["All predicted slides",
+                                                                           "Current slide only"], 0, False)
+        if not ok:
+            return
+        default = proj.exports_dir / self.ctrl.current_run
+        folder = QFileDialog.getExistingDirectory(self.window, "Export into folder", str(proj.exports_dir))
+        self.ctrl.export(self.export_options(folder or default, scope.startswith("All")))
+
+    def open_slide(self, slide_id: str) -> Any:
+        proj = self.ctrl.project
+        if proj is None:
+            return None
+        rec = proj.slides.get(slide_id)
+        if not rec.exists:
+            self._dialog("Slide moved", f"{rec.path} no longer exists. Use Project › Relink Moved Slides… to "
+                                        "point the project at its new folder.")
+            return None
+        view = self.window.open_slide(rec.path, remember=False)
+        self.predictions.refresh()
+        return view
+
+    def _suggested(self, slide_id: str) -> None:
+        self.slides.select(slide_id)
+        self.open_slide(slide_id)
+
+    # ---- feedback ---------------------------------------------------------------------------------------
+    def _project_changed(self, project: Any) -> None:
+        title = "PathPT Studio"
+        self.window.setWindowTitle(f"{project.root.name} — {title}" if project is not None else title)
+        self._update_undo()
+
+    def _log_record(self, level: str, text: str) -> None:
+        if level in ("warning", "error", "critical"):
+            self.log_panel.append(level, text)
+
+    def _message(self, level: str, text: str) -> None:
+        self.log_panel.append(level, text)
+        self.window.statusBar().showMessage(text, 8000)
+
+    def _job_failed(self, name: str, text: str) -> None:
+        self._dialog(f"{name} failed", text)
+
+    def _dialog(self, title: str, text: str) -> None:
+        if not self.dialogs:
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self.window)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()  # not modal-blocking: the event loop (and a running job) keep going
+
+    def shutdown(self) -> None:
+        logging.getLogger("pathpt_engine").removeHandler(self.handler)
+        self.ctrl.shutdown()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if obj is self.window and event.type() == QEvent.Type.Close:
+            self.shutdown()
+        return False
+
+
+def install_workflow(window: Any, dialogs: bool = True) -> Workflow:
+    """Add the workflow panels and Project menu to `window` (a `MainWindow`)."""
+    return Workflow(window, dialogs)
