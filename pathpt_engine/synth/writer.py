@@ -122,8 +122,10 @@ def _jpeg_args(quality: int) -> dict:
 
 def _aperio_desc0(tw: tifffile.TiffWriter, w: int, h: int, tile: int, quality: int, mpp: float) -> str:
     mag = round(10.0 / mpp)
+    # TIFF strings are 7-bit ASCII: a non-ASCII file name must not make the slide unwritable.
+    name = Path(tw.filehandle.name).stem.encode("ascii", "replace").decode("ascii")
     return (f"{_aperio_head(w, h)} ({tile}x{tile}) JPEG/RGB Q={quality}"
-            f"|AppMag = {mag}|MPP = {mpp:.4f}|Filename = {Path(tw.filehandle.name).stem}")
+            f"|AppMag = {mag}|MPP = {mpp:.4f}|Filename = {name}")
 
 
 def _write_aperio_rest(
