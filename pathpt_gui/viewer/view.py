@@ -254,24 +254,33 @@ class SlideView(QWidget):
     def _paint_under(self, p: QPainter, st: ViewState, target: int, holes: list[TileKey] | None) -> None:
         """Backdrop, then cached tiles of other levels, clipped to the target tiles not yet loaded (`holes`).
 
-        Clipping keeps streaming repaints cheap: only the shrinking unloaded area is resampled.
+        Clipping keeps streaming repaints cheap: only the shrinking unloaded area is resampled, and the backdrop
+        is skipped where a cached tile of a neighbouring level already covers the hole.
         """
-        p.save()
+        fallback: list[TileKey] = []
+        region = QRegion(self.rect())
         if holes is not None:
             region = QRegion()
             for k in holes:
                 region += self._screen_rect(st, *self.layout.tile_rect(k)).toAlignedRect()
-            p.setClipRegion(region)
-        slide_rect = self._screen_rect(st, 0, 0, *self.model.slide_size)
-        if self.backdrop is not None:
-            p.drawImage(slide_rect, self.backdrop)
-        else:
-            p.fillRect(slide_rect, decor.SLIDE_PLACEHOLDER)
-        if holes:  # old tiles of neighbouring levels stay visible until the target level lands
             hole_rect = self._level0_bounds(holes)
             others = [lv for lv in range(max(0, target - 1), self.layout.coarsest) if lv != target]
             for lv in sorted(others, key=lambda lv: -abs(lv - target)):
-                self._paint_level(p, st, self.layout.tiles_in(lv, hole_rect), missing=False)
+                fallback += [k for k in self.layout.tiles_in(lv, hole_rect) if k in self.cache]
+        under = QRegion(region)
+        for k in fallback:
+            under -= self._screen_rect(st, *self.layout.tile_rect(k)).toAlignedRect()
+        p.save()
+        if not under.isEmpty():
+            p.setClipRegion(under)
+            slide_rect = self._screen_rect(st, 0, 0, *self.model.slide_size)
+            if self.backdrop is not None:
+                p.drawImage(slide_rect, self.backdrop)
+            else:
+                p.fillRect(slide_rect, decor.SLIDE_PLACEHOLDER)
+        if fallback:  # old tiles of neighbouring levels stay visible until the target level lands
+            p.setClipRegion(region)
+            self._paint_level(p, st, fallback, missing=False)
         p.restore()
 
     def _level0_bounds(self, keys: list[TileKey]) -> tuple[float, float, float, float]:
