@@ -24,6 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opacity", type=float, help="heatmap opacity 0..1")
     p.add_argument("--cmap", help="heatmap colormap (matplotlib name)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for tiles (screenshot)")
+    p.add_argument("--demo", action="store_true", help="open the ready demo project (built on first use: synthetic "
+                   "slides, the demo model, a few labels); without a display: run it headless (see --headless-out)")
+    p.add_argument("--project", metavar="DIR", help="open this project folder")
+    p.add_argument("--demo-dir", metavar="DIR", help="where the demo project lives (default ~/.cache/pathpt/"
+                   "demo-project)")
+    p.add_argument("--headless-out", metavar="DIR", help="with --demo: render screenshots offscreen and write the "
+                   "exports into DIR, then exit (default when there is no display: ./pathpt-demo-out)")
+    p.add_argument("--backbone", default="demo", help="demo project backbone (default: the shipped demo model)")
+    p.add_argument("--weights", metavar="DIR", help="demo project backbone weights folder")
+    p.add_argument("--epochs", type=int, default=10, help="headless demo: training epochs (default 10)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -33,7 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if args.screenshot and headless:
+    if args.demo and (headless or args.headless_out):
+        if headless:
+            print("pathpt-gui: no display found; running the demo offscreen (screenshots and exports only)")
+        args.headless_out = args.headless_out or "pathpt-demo-out"
+    if (args.screenshot or args.headless_out) and headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
@@ -46,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.screenshot:
             return _screenshot(args)
+        if args.demo and args.headless_out:
+            return _headless_demo(args)
         return _interactive(app, args)
     except (PathPTError, ValueError) as exc:
         print(f"pathpt-gui: {exc}", file=sys.stderr)
@@ -54,10 +70,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _interactive(app: object, args: argparse.Namespace) -> int:
     from .main_window import MainWindow
+    from .panels.workflow import install_workflow
     from .screenshot import ViewSpec, apply_view, check_overlay_args, load_overlay_npz
 
     win = MainWindow()
     win.show()
+    wf = install_workflow(win)
+    if args.project:
+        wf.ctrl.open_project(args.project)
+    elif args.demo:
+        from .demo_project import build_demo_project
+
+        cfg = _demo_config(args)
+        wf.ctrl.run_job("Build demo project", lambda c: build_demo_project(cfg, c), wf.ctrl.open_project)
     views = win.open_paths(args.slides)
     spec = ViewSpec.parse(args.view)
     if views:
@@ -67,6 +92,28 @@ def _interactive(app: object, args: argparse.Namespace) -> int:
         if spec is not None:
             apply_view(views[-1], spec)
     return app.exec()  # type: ignore[attr-defined]
+
+
+def _demo_config(args: argparse.Namespace) -> object:
+    from pathlib import Path
+
+    from .demo_project import DemoProjectConfig, default_demo_folder
+    from .project_jobs import BackboneChoice
+
+    folder = Path(args.demo_dir) if args.demo_dir else default_demo_folder()
+    return DemoProjectConfig(folder, backbone=BackboneChoice(args.backbone, args.weights))
+
+
+def _headless_demo(args: argparse.Namespace) -> int:
+    from .demo_project import run_headless
+
+    written = run_headless(_demo_config(args), args.headless_out, epochs=args.epochs)  # type: ignore[arg-type]
+    print(f"demo project: {written['project']}")
+    for shot in written.get("screenshots", []):
+        print(f"screenshot: {shot}")
+    print(f"exports (PNG overlays, heatmaps with legend, QuPath GeoJSON, CSV, score h5, checkpoint): "
+          f"{written['exports']}")
+    return 0
 
 
 def _screenshot(args: argparse.Namespace) -> int:

@@ -136,6 +136,7 @@ class SlidesPanel(QWidget):
 
     def refresh(self, *_: Any) -> None:
         proj = self.ctrl.project
+        keep = set(self.selected_ids()) if self.table.rowCount() else set()
         self._rebuild_filter()
         self.table.setRowCount(0)
         if proj is None:
@@ -148,6 +149,7 @@ class SlidesPanel(QWidget):
         self.table.setRowCount(len(slides))
         for r, rec in enumerate(slides):
             self._fill_row(r, rec, labels.get(rec.slide_id), preds.get(rec.slide_id), colors)
+        self._reselect(keep)
         self._pending = [s.slide_id for s in slides if s.slide_id not in self._thumbs and s.exists]
         self._timer.start()
         n_lab = sum(1 for s in slides if s.slide_id in labels)
@@ -155,6 +157,15 @@ class SlidesPanel(QWidget):
         self.summary.setText(f"{len(slides)} slides · {n_lab} labelled · {len(preds)} predicted"
                              + (f" · <b style='color:#e8a33c'>{missing} missing</b>" if missing else ""))
         self._apply_filter()
+
+    def _reselect(self, ids: set[str]) -> None:
+        from PySide6.QtCore import QItemSelectionModel
+
+        sel = self.table.selectionModel()
+        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 0).data(ID_ROLE) in ids:
+                sel.select(self.table.model().index(r, 0), flags)
 
     def _fill_row(self, r: int, rec: Any, lab: Any, pred: Any, colors: dict[str, str]) -> None:
         name = QTableWidgetItem(rec.slide_id if rec.exists else f"{rec.slide_id}  (missing)")
