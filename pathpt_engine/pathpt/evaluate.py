@@ -145,8 +145,11 @@ class FoldRunner:
             result = yield from train_pathpt(self.backbone, self.classset, train, config,
                                              val=val if recipe == "clean" else None,
                                              ensemble_seed=fold.index, cancel=self.cancel)
-            dev = next(result.model.parameters()).device
-            return [_tile_out(result.model.predict_probs(torch.as_tensor(s.features, device=dev)).cpu().numpy())
+            model = result.model.eval()
+            dev = next(model.parameters()).device
+            with torch.no_grad():
+                text = model.text_features()
+            return [_tile_out(model.predict_probs(torch.as_tensor(s.features, device=dev), text=text).cpu().numpy())
                     for s in test]
         mcfg = MILConfig(model=method, epochs=self.cfg.mil_epochs, selection=self.cfg.mil_selection,
                          seed=fold.index, device=self.cfg.pathpt.device)

@@ -117,10 +117,14 @@ class PathPTModel(nn.Module):
         return (self.temperature * self.cosine(features)).softmax(dim=-1)
 
     @torch.no_grad()
-    def predict_probs(self, features: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
-        """Eval-mode tile probabilities, tiles fed in chunks (each chunk its own sequence), float32 [N, C]."""
+    def predict_probs(self, features: torch.Tensor, chunk: int | None = None,
+                      text: torch.Tensor | None = None) -> torch.Tensor:
+        """Eval-mode tile probabilities, tiles fed in chunks (each chunk its own sequence), float32 [N, C].
+
+        `text`: class embeddings from `text_features()` in eval mode, to reuse across slides.
+        """
         self.eval()
-        t = self.text_features()
+        t = self.text_features() if text is None else text
         size = chunk or self.config.chunk
         parts = [(self.temperature * self.cosine(features[i : i + size], t)).float().softmax(dim=-1)
                  for i in range(0, features.shape[0], size)]

@@ -79,7 +79,10 @@ def _autocast(device: torch.device, on: bool, dtype: torch.dtype) -> contextlib.
 def validation_bacc(model: PathPTModel, slides: list[SlideData], n_subtypes: int) -> float:
     """Slide BACC of the vote rule on eval-mode predictions."""
     dev = next(model.parameters()).device
-    preds = [tile_vote(model.predict_probs(torch.as_tensor(s.features, device=dev)).cpu().numpy())[0]
+    model.eval()
+    with torch.no_grad():
+        text = model.text_features()
+    preds = [tile_vote(model.predict_probs(torch.as_tensor(s.features, device=dev), text=text).cpu().numpy())[0]
              for s in slides]
     return balanced_accuracy(np.array([s.label for s in slides]), np.array(preds), n_subtypes)
 
