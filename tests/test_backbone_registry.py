@@ -33,3 +33,10 @@ def test_missing_default_folder_explains_how_to_get_weights(tmp_path: Path,
     monkeypatch.delenv("PATHPT_PLIP_WEIGHTS", raising=False)
     with pytest.raises(BackboneError, match=r"plip weights folder not found: base_models/plip .*vinid/plip"):
         load_backbone("plip")
+
+
+def test_auto_device(tmp_path: Path) -> None:
+    from pathpt_engine.backbones.testing import make_tiny_keep_folder
+
+    model = load_backbone("keep", make_tiny_keep_folder(tmp_path / "k"), device="auto")
+    assert model.device.type == ("cuda" if torch.cuda.is_available() else "cpu")

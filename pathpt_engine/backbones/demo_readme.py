@@ -63,7 +63,8 @@ def readme_text(report: dict) -> str:
         f"Command (seeded, CPU, {cfg['threads']} thread(s)): `{_CMD}`",
         "",
         f"- {cfg['n_per_class']} tiles per class (6 synthetic classes: normal + 5 subtypes) from `render_patch` "
-        "with random stain, seed {s}; rotations/flips.".format(s=cfg["seed"]),
+        "with random stain, seed {s}; rotations/flips; slide-like background beyond a tissue edge painted over "
+        "10-45% of a tile with probability {b}.".format(s=cfg["seed"], b=cfg.get("background_prob", 0.0)),
         "- Captions: class synonyms x the 22 PathPT templates; solid and nested carcinoma captions swapped with "
         f"probability {cfg.get('pair_noise', 0.0)}, then a wrong-class caption with probability "
         f"{cfg['caption_noise']}; random filler words in front with probability {cfg['filler_prob']}.",

@@ -175,7 +175,7 @@ _BUILDERS: dict[str, Callable[[Path, str], Backbone]] = {
 
 
 def load_backbone(name: str, weights: str | Path | None = None, device: str = "cpu") -> Backbone:
-    """Build the frozen backbone `name` from its weights folder and move it to `device`.
+    """Build the frozen backbone `name` from its weights folder and move it to `device` ("auto": CUDA if any).
 
     Raises:
         BackboneError: unknown name, missing folder/file, wrong format, key or shape mismatch.
@@ -186,4 +186,8 @@ def load_backbone(name: str, weights: str | Path | None = None, device: str = "c
         raise BackboneError(f"{name} weights folder not found: {folder} (get it with: {spec.download}; "
                             f"or pass --weights DIR / set {spec.env_var})")
     model = _BUILDERS[spec.adapter](folder, name)
+    if device == "auto":
+        from .encode import resolve_device
+
+        device = str(resolve_device("auto"))
     return model.to(device)
