@@ -51,6 +51,12 @@ def test_train_checkpoint_and_reload_give_same_predictions(setup, tmp_path):
     np.testing.assert_allclose(tiles_a.probs, tiles_b.probs, rtol=1e-6, atol=1e-7)
     assert pred_a == pred_b and pred_a.predicted in cs.subtype_names
     assert tiles_a.probs.shape == (30, 4) and tiles_a.class_names == cs.class_names
+    x = torch.as_tensor(slides[1].features)
+    with torch.no_grad():
+        text = res.model.eval().text_features()
+    torch.testing.assert_close(res.model.predict_probs(x, text=text), res.model.predict_probs(x), rtol=0, atol=0)
+    chunked = res.model.predict_probs(x, chunk=7)  # each chunk its own sequence: a different (valid) result
+    assert chunked.shape == (30, 4) and torch.allclose(chunked.sum(1), torch.ones(30))
     assert np.allclose(tiles_a.probs.sum(1), 1, atol=1e-5)
 
 
