@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): constraints.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[gui,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[gui,test,cluster]"
 	touch $(STAMP)
 
 run: $(STAMP)
