@@ -132,7 +132,7 @@ def _tracked_run(project: Project, recipe: str, choice: BackboneChoice, settings
     yield Progress("run", 0, None, message=run.run_id)  # lets the GUI show this run's predictions as they come
     try:
         message = yield from body(run.run_id)
-    except JobCancelled:
+    except (JobCancelled, GeneratorExit):
         project.runs.set_status(run.run_id, "cancelled", "cancelled by user")
         raise
     except Exception as exc:

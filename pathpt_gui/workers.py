@@ -52,11 +52,13 @@ class JobWorker(QThread):
         super().__init__(parent)  # type: ignore[arg-type]
         self._factory: JobFactory | None = None
         self._cancel = threading.Event()
+        self._active = False
         self.name = ""
 
     @property
     def busy(self) -> bool:
-        return self.isRunning()
+        """True from `start_job` until the job's outcome signal is emitted."""
+        return self._active
 
     def start_job(self, name: str, factory: JobFactory) -> None:
         """Start `factory(cancel_event)` in the worker thread.
@@ -64,12 +66,13 @@ class JobWorker(QThread):
         Raises:
             RuntimeError: a job is already running (the GUI disables its buttons meanwhile).
         """
-        if self.isRunning():
+        if self._active:
             raise RuntimeError(f"a job is already running ({self.name}); cancel it first")
-        self.wait()  # the previous run's thread has fully finished
+        self.wait()  # the previous run's thread is past its outcome signal; let it exit
         self.name = name
         self._factory = factory
         self._cancel = threading.Event()
+        self._active = True
         self.start(QThread.Priority.LowPriority)
 
     def cancel(self) -> None:
@@ -85,28 +88,30 @@ class JobWorker(QThread):
         return bool(ok)
 
     def run(self) -> None:  # runs in the worker thread
-        factory, cancel = self._factory, self._cancel
+        factory, cancel, name = self._factory, self._cancel, self.name
+        outcome: tuple[Any, tuple[Any, ...]]
         try:
             assert factory is not None
-            result = self._drive(factory(cancel), cancel)
+            outcome = (self.finished_ok, (self._drive(factory(cancel), cancel),))
         except JobCancelled:
-            log.info("%s cancelled", self.name)
-            self.cancelled.emit()
+            log.info("%s cancelled", name)
+            outcome = (self.cancelled, ())
         except Exception as exc:  # noqa: BLE001 - every failure reaches the user through `errored`
-            log.error("%s failed: %s", self.name, _one_line(exc), exc_info=not isinstance(exc, PathPTError))
-            self.errored.emit(_one_line(exc))
-        else:
-            self.finished_ok.emit(result)
-        finally:
-            self._factory = None
-            self.done.emit(self.name)
+            log.error("%s failed: %s", name, _one_line(exc), exc_info=not isinstance(exc, PathPTError))
+            outcome = (self.errored, (_one_line(exc),))
+        self._factory = None
+        self._active = False  # receivers of the outcome may start the next job at once
+        signal, args = outcome
+        signal.emit(*args)
+        self.done.emit(name)
 
     def _drive(self, job: Generator[Progress, None, Any], cancel: threading.Event) -> Any:
         stage, eta, last = None, Eta(), 0.0
         try:
             while True:
                 event = next(job)
-                if cancel.is_set():
+                if cancel.is_set():  # raise inside the job so its cleanup (run status, temp files) runs
+                    job.throw(JobCancelled("cancelled by user"))
                     job.close()
                     raise JobCancelled("cancelled by user")
                 if event.stage != stage:

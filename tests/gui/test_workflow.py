@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,3 +284,66 @@ def test_cancel_training(window, qtbot, tmp_path, cohort):
     assert run.status == "cancelled"
     assert "cancelled" in wf.training.status.text()
     assert wf.training.btn_train.isEnabled()
+
+
+KILL_SCRIPT = """
+import sys
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from pathpt_engine.pathpt.model import PathPTConfig
+from pathpt_gui.main_window import MainWindow
+from pathpt_gui.panels.workflow import install_workflow
+from pathpt_gui.settings import AppSettings
+win = MainWindow(AppSettings())
+win.show()
+wf = install_workflow(win, dialogs=False)
+wf.ctrl.open_project(sys.argv[1])
+def progress(event, fraction, eta):
+    if event.stage == "train":
+        print("TRAINING", flush=True)
+wf.ctrl.job_progress.connect(progress)
+wf.ctrl.train(PathPTConfig(epochs=100000, n_prompts_random=8, n_prompts_keep=4))
+app.exec()
+"""
+
+
+@pytest.mark.slow
+def test_killed_mid_training_leaves_project_readable(window, qtbot, tmp_path, cohort):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    from pathpt_engine.project import Project
+
+    win, wf = window
+    ctrl, truth = _project_with_features(wf, qtbot, tmp_path, cohort)
+    for sid, lab in truth.items():
+        ctrl.set_label([sid], lab)
+    labels_before = ctrl.project.labels.all()
+    root = ctrl.project.root
+    ctrl.close_project()
+    script = tmp_path / "kill_me.py"
+    script.write_text(KILL_SCRIPT, encoding="utf-8")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, str(script), str(root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "TRAINING"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(30)
+        proc.stdout.close()
+    with sqlite3.connect(root / "project.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with Project.open(root) as proj:
+        assert proj.labels.all() == labels_before
+        assert len(proj.slides.ids()) == 4
+        runs = proj.runs.list()
+        assert len(runs) == 1 and runs[0].status == "running"  # it never finished; nothing half-written
+        assert not (proj.run_dir(runs[0].run_id) / "checkpoint.json").exists()
+    ctrl.open_project(root)  # and the app opens it again
+    assert wf.slides.table.rowCount() == 4
