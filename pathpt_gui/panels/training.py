@@ -7,6 +7,7 @@ from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -156,7 +157,8 @@ class TrainingPanel(QWidget):
         box = QGroupBox("Runs (select one to show its predictions)")
         lay = QVBoxLayout(box)
         self.runs = QTableWidget(0, 4)
-        self.runs.setHorizontalHeaderLabels(("Run", "Method", "Status", "Result"))
+        self.runs.setHorizontalHeaderLabels(("Started", "Method", "Status", "Result"))
+        self.runs.setWordWrap(True)
         self.runs.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.runs.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.runs.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -221,14 +223,20 @@ class TrainingPanel(QWidget):
         self.runs.setRowCount(len(runs))
         for r, run in enumerate(runs):
             n = len(proj.runs.predictions(run.run_id)) if proj is not None else 0
-            cells = (run.run_id, run.recipe, run.status, f"{run.message} · {n} slides predicted")
+            when = run.created[5:16].replace("T", " ")
+            cells = (when, run.recipe, run.status, f"{n} slides predicted · {run.message}")
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, run.run_id)
+                item.setToolTip(f"run {run.run_id} ({run.backbone})\n{run.message}")
+                if c == 2:
+                    item.setForeground(QColor({"done": "#5cc26a", "failed": "#ff7b72", "cancelled": "#e8a33c"}
+                                              .get(run.status, "#c8ccd0")))
                 self.runs.setItem(r, c, item)
             if run.run_id == self.ctrl.current_run:
                 self.runs.selectRow(r)
-        self.runs.resizeColumnsToContents()
+        for c in range(3):
+            self.runs.resizeColumnToContents(c)
         self.runs.blockSignals(False)
         self._update_buttons()
 

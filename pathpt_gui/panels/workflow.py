@@ -199,6 +199,11 @@ class Workflow(QObject):
         title = "PathPT Studio"
         self.window.setWindowTitle(f"{project.root.name} — {title}" if project is not None else title)
         self._update_undo()
+        if project is not None and not self.window.views():
+            ids = [r.slide_id for r in project.slides.list() if r.exists]
+            if ids:  # show a slide at once rather than the empty welcome page
+                self.slides.select(ids[0])
+                self.open_slide(ids[0])
 
     def _log_record(self, level: str, text: str) -> None:
         if level in ("warning", "error", "critical"):

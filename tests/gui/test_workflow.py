@@ -347,3 +347,17 @@ def test_killed_mid_training_leaves_project_readable(window, qtbot, tmp_path, co
         assert not (proj.run_dir(runs[0].run_id) / "checkpoint.json").exists()
     ctrl.open_project(root)  # and the app opens it again
     assert wf.slides.table.rowCount() == 4
+
+
+def test_bad_backbone_folder_is_refused_with_a_clear_message(window, tmp_path, qtbot):
+    from pathpt_gui.project_jobs import BackboneChoice
+
+    win, wf = window
+    ctrl = wf.ctrl
+    ctrl.create_project(tmp_path / "proj")
+    empty = tmp_path / "not_a_model"
+    empty.mkdir()
+    with qtbot.waitSignal(ctrl.job_failed, timeout=20000) as blocker:
+        ctrl.set_backbone(BackboneChoice("keep", str(empty), "cpu"))
+    assert str(empty) in blocker.args[1]
+    assert ctrl.backbone().weights is None  # the bad choice was not stored
