@@ -9,6 +9,12 @@ from .demo_train import atomic_write_text
 _CMD = "python -m pathpt_engine.backbones.demo_train --out resources/models/demo"
 
 
+def command(cfg: dict) -> str:
+    """The exact training command for a config (every field spelled out, so later default changes do not matter)."""
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.items())
+    return f"{_CMD} {flags}"
+
+
 def _table(res: dict) -> list[str]:
     lines = ["| class | recall (per-class accuracy) |", "|---|---|"]
     lines += [f"| {name} | {v:.3f} |" for name, v in res["recall"].items()]
@@ -60,7 +66,12 @@ def readme_text(report: dict) -> str:
         f"joint embedding {cfg['text_width']}-d. Tiles: 224 px at 0.5 um/px, resized to {cfg['img_size']} px.",
         "",
         "## Training",
-        f"Command (seeded, CPU, {cfg['threads']} thread(s)): `{_CMD}`",
+        f"Command (seeded, CPU, {cfg['threads']} thread(s)):",
+        "",
+        f"    {command(cfg)}",
+        "",
+        "The tiles come from `pathpt_engine.synth.render_patch`; if the synthetic generator changes, a re-run trains "
+        "on different pixels (the training pool's hash is in train_report.json as `pool_sha256` when recorded).",
         "",
         f"- {cfg['n_per_class']} tiles per class (6 synthetic classes: normal + 5 subtypes) from `render_patch` "
         "with random stain, seed {s}; rotations/flips; slide-like background beyond a tissue edge painted over "
@@ -72,7 +83,7 @@ def readme_text(report: dict) -> str:
         f"weight decay {cfg['weight_decay']}, batch {cfg['batch_size']}, {cfg['epochs']} epochs, cosine schedule.",
         f"- The first {cfg['warmup_epochs']} epoch(s) train each tower with a throw-away linear head on the caption's "
         "class instead (from scratch, the contrastive loss alone collapses both towers to one embedding).",
-        f"- Rendering took {report['render_s']:.0f} s, training {report['train_s']:.0f} s; final epoch loss "
+        f"- Rendering took {report['render_s']:.0f} s (about 0 when a cached pool was reused), training {report['train_s']:.0f} s; final epoch loss "
         f"{hist[-1]['loss']:.3f}.",
         "",
         "## Zero-shot tile accuracy on held-out synthetic tiles",

@@ -15,6 +15,7 @@ result is a DEMO model for synthetic slides only, never for diagnosis.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -168,9 +169,10 @@ def _multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, cls_img: np.ndarr
     pos = torch.from_numpy(cls_img[:, None] == cls_txt[None, :]).float()
     l_i = -(pos / pos.sum(1, keepdim=True) * F.log_softmax(logits, 1)).sum(1)
     l_t = -(pos.T / pos.T.sum(1, keepdim=True) * F.log_softmax(logits.T, 1)).sum(1)
-    l_i = l_i[pos.sum(1) > 0].mean()
-    l_t = l_t[pos.T.sum(1) > 0].mean()
-    return 0.5 * (l_i + l_t)
+    ok_i, ok_t = pos.sum(1) > 0, pos.T.sum(1) > 0
+    if not ok_i.any():  # no tile has a caption of its class in this batch: nothing to align
+        return 0.0 * logits.sum()
+    return 0.5 * (l_i[ok_i].mean() + l_t[ok_t].mean())
 
 
 def train(cfg: DemoTrainConfig, cache: Path | None = None) -> tuple[KeepBackbone, list[str], dict]:
@@ -194,6 +196,7 @@ def train(cfg: DemoTrainConfig, cache: Path | None = None) -> tuple[KeepBackbone
     t0 = time.monotonic()
     tiles, labels = cached_pool(cache, cfg.n_per_class, cfg.seed, cfg.img_size)
     t_render = time.monotonic() - t0
+    pool_sha = hashlib.sha256(tiles.tobytes()).hexdigest()[:16]
     steps_per_epoch = len(labels) // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
     heads = torch.nn.ModuleList(torch.nn.Linear(model.embed_dim, len(classes)) for _ in range(2))
@@ -229,15 +232,16 @@ def train(cfg: DemoTrainConfig, cache: Path | None = None) -> tuple[KeepBackbone
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "elapsed_s": time.monotonic() - t0})
         log.info("epoch %d loss %.4f (%.0f s)", epoch, history[-1]["loss"], history[-1]["elapsed_s"])
     model.freeze()
-    return model, vocab, {"config": asdict(cfg), "history": history, "render_s": t_render,
+    return model, vocab, {"config": asdict(cfg), "history": history, "render_s": t_render, "pool_sha256": pool_sha,
                           "train_s": time.monotonic() - t0 - t_render}
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same folder and os.replace."""
+    """Write `text` to `path` via a temp file in the same folder and os.replace (mode 0644)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -258,6 +262,9 @@ def write_folder(model: KeepBackbone, vocab: list[str], config: dict, out: Path)
     save_file(sd, str(tmp / "model.safetensors"), metadata={"format": "pt", "pathpt": "demo"})
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     _write_tokenizer(tmp, vocab)
+    for f in tmp.iterdir():
+        os.chmod(f, 0o644)
+    os.chmod(tmp, 0o755)
     old = out.with_name(f".{out.name}-old")
     if out.exists():
         os.replace(out, old)
