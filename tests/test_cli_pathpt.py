@@ -88,3 +88,28 @@ def test_user_errors_exit_2(cohort, tmp_path, capsys):
                  "--out", str(tmp_path / "r")]) == 2
     assert "labels.csv:2" in capsys.readouterr().err
     assert main([*_base(cohort, "evaluate"), "--classes", "synthetic", "--out", str(tmp_path)]) == 2
+
+
+def test_evaluate_with_reference_split_files(cohort, tmp_path):
+    """The Quick-Start path: dataset_division.json + multifold fold CSVs (0-based float labels, ragged columns)."""
+    cs = load_classset("synthetic")
+    names = cs.subtype_names
+    ids = {c: [f"slide_{c}_{j:02d}" for j in range(4)] for c in range(3)}
+    division = {"SYN": {"train_IDs": {str(c + 1): ids[c][:3] for c in range(3)},
+                        "test_IDs": {str(c + 1): ids[c][3:] for c in range(3)},
+                        "name2label": {names[2]: 3, names[0]: 1, names[1]: 2}}}
+    (tmp_path / "multifold").mkdir()
+    (tmp_path / "multifold" / "dataset_division.json").write_text(json.dumps(division))
+    fold_dir = tmp_path / "multifold" / "dataset_csv_1shot" / "SYNTH" / "SYN"
+    fold_dir.mkdir(parents=True)
+    for i in range(2):
+        rows = ["train,train_label,val,val_label,test,test_label"]
+        rows += [f"{ids[c][i]},{float(c)},{ids[c][3]},{c},{ids[c][3]},{c}" for c in range(3)]
+        (fold_dir / f"fold{i}.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "res"
+    assert main([*_base(cohort, "evaluate"), "--classes", "synthetic", "--splits", str(tmp_path / "multifold"),
+                 "--dataset", "SYN", "--shots", "1", "--folds", "2", "--methods", "zeroshot,ensemble",
+                 "--out", str(out)]) == 0
+    rec = json.loads((out / "runs" / "ensemble" / "1shot" / "fold1.json").read_text())
+    assert rec["n_train"] == 3 and rec["n_test"] == 3
+    assert {p["slide_id"]: p["label"] for p in rec["predictions"]} == {ids[c][3]: names[c] for c in range(3)}
