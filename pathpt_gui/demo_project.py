@@ -39,7 +39,7 @@ class DemoProjectConfig:
     folder: Path
     n_subtypes: int = 3
     slides_per_class: int = 4
-    size: tuple[int, int] = (3072, 2048)
+    size: tuple[int, int] = (4096, 3072)
     train_per_class: int = 1
     backbone: BackboneChoice = BackboneChoice()
     seed: int = 0
@@ -121,7 +121,7 @@ def run_headless(cfg: DemoProjectConfig, out: Path, epochs: int = 10) -> dict[st
     try:
         ctrl = wf.ctrl
         ctrl.open_project(root)
-        for name, start in (("extract", ctrl.extract_features),
+        for name, start in (("extract", ctrl.extract_features), ("zero-shot", ctrl.zero_shot),
                             ("train", lambda: ctrl.train(PathPTConfig(recipe="clean", epochs=epochs, lr=1e-3)))):
             _wait(ctrl, start, name)
         first = sorted(ctrl.predictions())[0] if ctrl.predictions() else ctrl.project.slides.ids()[0]

@@ -59,6 +59,7 @@ class TrainingPanel(QWidget):
         super().__init__(parent)
         self.ctrl = ctrl
         self._history: dict[str, list[float]] = {}
+        self._epochs = 1
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self._model_box())
@@ -69,6 +70,7 @@ class TrainingPanel(QWidget):
         ctrl.backbone_changed.connect(self._reload)
         ctrl.runs_changed.connect(self._fill_runs)
         ctrl.current_run_changed.connect(self._fill_runs)
+        ctrl.current_run_changed.connect(self._show_history)
         ctrl.slides_changed.connect(self._update_buttons)
         ctrl.labels_changed.connect(self._update_buttons)
         ctrl.job_started.connect(self._job_started)
@@ -145,11 +147,14 @@ class TrainingPanel(QWidget):
         self.plot = pg.PlotWidget(background="#242629")
         self.plot.setMinimumHeight(150)
         self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
-        self.plot.setLabel("bottom", "step")
+        self.plot.setLabel("bottom", "epoch")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.curves = {k: self.plot.plot([], [], pen=pg.mkPen(c, width=1.5), name=k) for k, c in CURVES}
-        self.curves["train acc"] = self.plot.plot([], [], pen=None, symbol="o", symbolSize=7,
-                                                  symbolBrush="#5cc26a", name="train acc (epoch)")
+        self.curves["train acc"] = self.plot.plot([], [], pen=pg.mkPen("#5cc26a", width=1, style=Qt.PenStyle.DashLine),
+                                                  symbol="o", symbolSize=7, symbolBrush="#5cc26a",
+                                                  name="train acc")
+        self.curves["val bacc"] = self.plot.plot([], [], pen=pg.mkPen("#e05d8c", width=1, style=Qt.PenStyle.DashLine),
+                                                 symbol="s", symbolSize=7, symbolBrush="#e05d8c", name="val bacc")
         lay.addWidget(self.plot)
         return box
 
@@ -191,6 +196,7 @@ class TrainingPanel(QWidget):
         j = self.device.findData(choice.device)
         self.device.setCurrentIndex(max(0, j))
         self._fill_runs()
+        self._show_history(self.ctrl.current_run)
         self._update_buttons()
 
     def _store_backbone(self, name: str, weights: str | None) -> None:
@@ -250,7 +256,8 @@ class TrainingPanel(QWidget):
         self.status.setText(f"{name}…")
         self.progress.setRange(0, 0)
         if name.startswith("Train"):
-            self._history = {k: [] for k in (*dict(CURVES), "train acc")}
+            self._epochs = self.epochs.value()
+            self._history = {k: [] for k in (*dict(CURVES), "train acc", "val bacc")}
             self._history.update({k + "_x": [] for k in list(self._history)})
             for c in self.curves.values():
                 c.setData([], [])
@@ -270,15 +277,38 @@ class TrainingPanel(QWidget):
 
     def _add_metrics(self, event: Any) -> None:
         m = event.metrics
+        x = event.done * self._epochs / event.total if event.total else float(event.done)
         if "train_acc" in m:
-            keys = ["train acc"]
-            m = {"train acc": m["train_acc"]}
+            m = {"train acc": m["train_acc"], **({"val bacc": m["val_bacc"]} if "val_bacc" in m else {})}
+            keys = list(m)
         else:
             keys = [k for k, _c in CURVES if k in m]
         for k in keys:
             self._history[k].append(m[k])
-            self._history[k + "_x"].append(event.done)
+            self._history[k + "_x"].append(x)
             self.curves[k].setData(self._history[k + "_x"], self._history[k])
+
+    def _show_history(self, run_id: str) -> None:
+        """Per-epoch curves of a finished run, from its checkpoint (empty for zero-shot runs)."""
+        import json
+
+        if self.ctrl.busy and self._history:
+            return  # the live curves of the running job stay
+        for c in self.curves.values():
+            c.setData([], [])
+        proj = self.ctrl.project
+        meta = proj.root / "runs" / run_id / "checkpoint.json" if proj is not None and run_id else None
+        if meta is None or not meta.is_file():
+            return
+        try:
+            history = json.loads(meta.read_text(encoding="utf-8")).get("history") or []
+        except (OSError, ValueError) as exc:
+            log.warning("%s: %s", meta, exc)
+            return
+        x = [h.get("epoch", i) + 1 for i, h in enumerate(history)]
+        for key, field in [*((k, k) for k, _c in CURVES), ("train acc", "train_acc"), ("val bacc", "val_bacc")]:
+            pts = [(xi, h[field]) for xi, h in zip(x, history, strict=True) if field in h]
+            self.curves[key].setData([p[0] for p in pts], [p[1] for p in pts])
 
     def _job_ended(self, name: str, ok: bool, text: str) -> None:
         self.progress.setRange(0, 1000)
