@@ -233,6 +233,8 @@ class PredictionPanel(QWidget):
             return
         probs = scores.probs[i]
         order = np.argsort(-probs)
+        self.window.statusBar().showMessage("tile: " + ", ".join(f"{scores.class_names[j]} {probs[j]:.2f}"
+                                                                 for j in order), 3000)
         self.hover.setText(f"Tile at ({scores.coords[i][0]}, {scores.coords[i][1]}): "
                            + " · ".join(f"<b>{scores.class_names[j]}</b> {probs[j]:.2f}" if k == 0 else
                                         f"{scores.class_names[j]} {probs[j]:.2f}" for k, j in enumerate(order)))

@@ -237,6 +237,13 @@ def test_label_train_overlay_export(window, qtbot, tmp_path, cohort):
     x, y = scores.coords[0] + scores.tile_size_level0 // 2
     view.cursor_moved.emit(float(x), float(y))
     assert scores.class_names[int(np.argmax(scores.probs[0]))] in wf.predictions.hover.text()
+    # suggest the next slide to label: an unlabelled one, opened in the viewer
+    unlabelled = set(truth) - set(ctrl.project.labels.all())
+    suggested = wf.predictions.suggest()
+    assert suggested in unlabelled
+    assert win.current_view().reader.path.stem == suggested
+    assert wf.slides.selected_ids() == [suggested]
+    wf.open_slide(sid)
     # exports
     out = tmp_path / "exports"
     with qtbot.waitSignal(ctrl.job_finished, timeout=120000):
