@@ -368,3 +368,24 @@ def test_bad_backbone_folder_is_refused_with_a_clear_message(window, tmp_path, q
         ctrl.set_backbone(BackboneChoice("keep", str(empty), "cpu"))
     assert str(empty) in blocker.args[1]
     assert ctrl.backbone().weights is None  # the bad choice was not stored
+
+
+def test_classes_panel_load_edit_apply(window, tmp_path):
+    win, wf = window
+    ctrl, panel = wf.ctrl, wf.classes
+    ctrl.create_project(tmp_path / "proj")
+    panel.sets.setCurrentText("ucs")
+    panel.load_shipped()
+    cs = ctrl.classset()
+    assert cs is not None and panel.table.rowCount() == cs.n_classes
+    assert panel.table.item(0, 0).text() == "Normal" and cs.classes[0].normal
+    panel.table.item(1, 2).setText("first synonym; second synonym")
+    panel._add_row()
+    assert panel.apply() is not None
+    new = ctrl.classset()
+    assert new.classes[1].synonyms == ("first synonym", "second synonym")
+    assert new.n_classes == cs.n_classes + 1 and new.templates == cs.templates
+    panel.table.item(1, 3).setText("not a colour")
+    assert panel.apply() is None  # refused, with the reason in the log
+    assert ctrl.classset() == new
+    assert any("not applied" in t for lvl, t in wf.log_panel.lines if lvl == "error")
