@@ -63,7 +63,7 @@ class DemoTrainConfig:
     text_layers: int = 2
     text_heads: int = 2
     max_positions: int = 64
-    epochs: int = 4
+    epochs: int = 6
     warmup_epochs: int = 1
     batch_size: int = 64
     lr: float = 3e-4
