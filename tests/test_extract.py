@@ -172,3 +172,14 @@ def test_uint8_batches_are_preprocessed_by_the_encoder(env: dict) -> None:
     tiles = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
     assert not enc.preprocess_on_device and enc.host_transform(tiles).shape == (5, 3, 32, 32)
     np.testing.assert_array_equal(enc.encode(torch.from_numpy(tiles)), enc.encode(model.preprocess(tiles)))
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_extraction_matches_cpu_fp32(env: dict, tmp_path: Path) -> None:
+    cpu, _ = collect(extract_slides([env["slide"]], tmp_path / "cpu", _opts(env)))
+    gpu, _ = collect(extract_slides([env["slide"]], tmp_path / "gpu", _opts(env, device="cuda", precision="bf16")))
+    assert gpu.device.startswith("cuda")
+    a = read_features(cpu.slides[0].output).features
+    b = read_features(gpu.slides[0].output).features
+    assert a.shape == b.shape and np.abs(a - b).max() < 0.1
+    assert read_features(gpu.slides[0].output).attrs["precision"] == "bfloat16"
