@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "exports into DIR, then exit (default when there is no display: ./pathpt-demo-out)")
     p.add_argument("--backbone", default="demo", help="demo project backbone (default: the shipped demo model)")
     p.add_argument("--weights", metavar="DIR", help="demo project backbone weights folder")
-    p.add_argument("--epochs", type=int, default=10, help="headless demo: training epochs (default 10)")
+    p.add_argument("--epochs", type=int, default=20, help="headless demo: training epochs (default 20)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,14 +96,12 @@ def _label(proj: Project, labels_csv: Path, train_per_class: int) -> None:
     proj.labels.set_many(held, "heldout", "demo: held-out examples")
 
 
-def run_headless(cfg: DemoProjectConfig, out: Path, epochs: int = 10) -> dict[str, Any]:
+def run_headless(cfg: DemoProjectConfig, out: Path, epochs: int = 20) -> dict[str, Any]:
     """Build the demo project, extract, train, predict, screenshot offscreen and export; returns what was written.
 
     Must run with a QApplication on the offscreen platform.
     """
     from PySide6.QtWidgets import QApplication
-
-    from pathpt_engine.pathpt.model import PathPTConfig
 
     from .main_window import MainWindow
     from .panels.workflow import install_workflow
@@ -122,7 +120,7 @@ def run_headless(cfg: DemoProjectConfig, out: Path, epochs: int = 10) -> dict[st
         ctrl = wf.ctrl
         ctrl.open_project(root)
         for name, start in (("extract", ctrl.extract_features), ("zero-shot", ctrl.zero_shot),
-                            ("train", lambda: ctrl.train(PathPTConfig(recipe="clean", epochs=epochs, lr=1e-3)))):
+                            ("train", lambda: ctrl.train(replace(wf.training.config(), epochs=epochs)))):
             _wait(ctrl, start, name)
         first = sorted(ctrl.predictions())[0] if ctrl.predictions() else ctrl.project.slides.ids()[0]
         wf.slides.select(first)
