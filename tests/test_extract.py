@@ -164,6 +164,8 @@ def test_cli_extract_and_backbones(env: dict, tmp_path: Path, capsys: pytest.Cap
     assert "demo [DEMO: synthetic slides only, never for diagnosis]" in listing and "keep" in listing
     assert main(["-q", "extract", str(env["slide"]), "--backbone", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown backbone 'nope'" in capsys.readouterr().err
+    assert main(["-q", "extract", str(env["slide"]), "--batch-size", "0", "--out", str(tmp_path)]) == 2
+    assert "batch_size" in capsys.readouterr().err
 
 
 def test_uint8_batches_are_preprocessed_by_the_encoder(env: dict) -> None:

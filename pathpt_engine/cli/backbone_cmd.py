@@ -9,6 +9,7 @@ from pathlib import Path
 from ..backbones.registry import available_backbones, resolve_weights
 from ..cluster.cli import add_extract_args
 from ..cluster.cli import run_extract as run_cluster_extract
+from ..errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,11 +61,14 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from ..features.extract import ExtractOptions, extract_slides
     from ._progress import run_with_bar
 
-    opts = ExtractOptions(
-        backbone=args.backbone, weights=args.weights, device=args.device, batch_size=args.batch_size,
-        precision=args.precision, workers=args.workers, tile_size=args.tile_size, target_mpp=args.mpp,
-        min_tissue=args.min_tissue, assume_mpp=args.assume_mpp, force=args.force,
-    )
+    try:
+        opts = ExtractOptions(
+            backbone=args.backbone, weights=args.weights, device=args.device, batch_size=args.batch_size,
+            precision=args.precision, workers=args.workers, tile_size=args.tile_size, target_mpp=args.mpp,
+            min_tissue=args.min_tissue, assume_mpp=args.assume_mpp, force=args.force,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"pathpt extract: {exc}") from exc
     if (code := run_cluster_extract(args, opts)) is not None:  # --status / --cluster; else single process
         return code
     summary = run_with_bar(extract_slides(args.slides, args.out, opts), quiet=args.quiet)
