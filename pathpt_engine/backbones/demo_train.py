@@ -175,6 +175,38 @@ def _multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, cls_img: np.ndarr
     return 0.5 * (l_i[ok_i].mean() + l_t[ok_t].mean())
 
 
+def _new_model(cfg: DemoTrainConfig, vocab: list[str]) -> KeepBackbone:
+    """A fresh demo model with its tokenizer (built through the real vocab.txt loader)."""
+    from .keep import load_keep_tokenizer
+
+    folder = Path(tempfile.mkdtemp(prefix="pathpt-demo-"))
+    try:
+        _write_tokenizer(folder, vocab)
+        tokenizer = load_keep_tokenizer(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    model = KeepBackbone(cfg.model_config(len(vocab)), Path("."), name="demo")
+    model.tokenizer = tokenizer
+    model.logit_scale.data.fill_(math.log(1 / 0.07))
+    return model
+
+
+def _step_loss(model: KeepBackbone, heads: torch.nn.ModuleList, tiles: np.ndarray, labels: np.ndarray,
+               caps: list[list[str]], cfg: DemoTrainConfig, warmup: bool, rng: np.random.Generator,
+               g: torch.Generator) -> torch.Tensor:
+    """Loss of one batch: per-tower caption-class CE during warm-up, else the contrastive loss."""
+    batch = _add_background(tiles, cfg.background_prob, rng)
+    x = _augment(normalise(torch.from_numpy(batch), MEAN, STD), g)
+    texts, cls_txt = _sample_captions(labels, caps, cfg, rng)
+    tok = model.tokenize(texts, max_length=cfg.max_positions)
+    img = model.encode_image(x)
+    txt = F.normalize(model.text(**tok).pooler_output, dim=-1)
+    if warmup:
+        target = torch.from_numpy(cls_txt)
+        return F.cross_entropy(10 * heads[0](img), target) + F.cross_entropy(10 * heads[1](txt), target)
+    return _multi_positive_loss(img, txt, labels, cls_txt, model.logit_scale.exp().clamp(max=100))
+
+
 def train(cfg: DemoTrainConfig, cache: Path | None = None) -> tuple[KeepBackbone, list[str], dict]:
     """Train the demo model; returns (model, vocab, training log)."""
     torch.manual_seed(cfg.seed)
@@ -182,17 +214,7 @@ def train(cfg: DemoTrainConfig, cache: Path | None = None) -> tuple[KeepBackbone
     classes = class_texts()
     caps = [captions_for(c) for c in classes]
     vocab = build_vocab([t for c in caps for t in c])
-    folder = Path(tempfile.mkdtemp(prefix="pathpt-demo-"))
-    try:
-        _write_tokenizer(folder, vocab)
-        from .keep import load_keep_tokenizer
-
-        tokenizer = load_keep_tokenizer(folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    model = KeepBackbone(cfg.model_config(len(vocab)), Path("."), name="demo")
-    model.tokenizer = tokenizer
-    model.logit_scale.data.fill_(math.log(1 / 0.07))
+    model = _new_model(cfg, vocab)
     t0 = time.monotonic()
     tiles, labels = cached_pool(cache, cfg.n_per_class, cfg.seed, cfg.img_size)
     t_render = time.monotonic() - t0
@@ -212,18 +234,7 @@ def train(cfg: DemoTrainConfig, cache: Path | None = None) -> tuple[KeepBackbone
         losses = []
         for s in range(steps_per_epoch):
             idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-            batch = _add_background(tiles[idx], cfg.background_prob, rng)
-            x = _augment(normalise(torch.from_numpy(batch), MEAN, STD), g)
-            texts, cls_txt = _sample_captions(labels[idx], caps, cfg, rng)
-            tok = model.tokenize(texts, max_length=cfg.max_positions)
-            img = model.encode_image(x)
-            txt = F.normalize(model.text(**tok).pooler_output, dim=-1)
-            if epoch < cfg.warmup_epochs:
-                target = torch.from_numpy(cls_txt)
-                loss = F.cross_entropy(10 * heads[0](img), target) + F.cross_entropy(10 * heads[1](txt), target)
-            else:
-                loss = _multi_positive_loss(img, txt, labels[idx], cls_txt,
-                                            model.logit_scale.exp().clamp(max=100))
+            loss = _step_loss(model, heads, tiles[idx], labels[idx], caps, cfg, epoch < cfg.warmup_epochs, rng, g)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
