@@ -262,7 +262,7 @@ class ExportOptions:
     mode: str = "argmax"
     cmap: str = "viridis"
     alpha: float = 0.45
-    downsample: float = 16.0
+    downsample: float = 8.0
     checkpoint: bool = True
 
     def __post_init__(self) -> None:

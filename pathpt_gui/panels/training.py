@@ -72,7 +72,7 @@ class TrainingPanel(QWidget):
         ctrl.current_run_changed.connect(self._fill_runs)
         ctrl.current_run_changed.connect(self._show_history)
         ctrl.slides_changed.connect(self._update_buttons)
-        ctrl.labels_changed.connect(self._update_buttons)
+        ctrl.labels_changed.connect(self._fill_runs)
         ctrl.job_started.connect(self._job_started)
         ctrl.job_progress.connect(self._job_progress)
         ctrl.job_finished.connect(lambda n, _r: self._job_ended(n, True, "done"))
@@ -146,7 +146,7 @@ class TrainingPanel(QWidget):
         lay = QVBoxLayout(box)
         self.plot = pg.PlotWidget(background="#242629")
         self.plot.setMinimumHeight(150)
-        self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.plot.addLegend(offset=(5, 2), labelTextSize="8pt", colCount=3, brush=pg.mkBrush(36, 38, 41, 200))
         self.plot.setLabel("bottom", "epoch")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.curves = {k: self.plot.plot([], [], pen=pg.mkPen(c, width=1.5), name=k) for k, c in CURVES}
@@ -228,9 +228,13 @@ class TrainingPanel(QWidget):
         self.runs.blockSignals(True)
         self.runs.setRowCount(len(runs))
         for r, run in enumerate(runs):
-            n = len(proj.runs.predictions(run.run_id)) if proj is not None else 0
+            preds = proj.runs.predictions(run.run_id) if proj is not None else {}
+            labels = proj.labels.all() if proj is not None else {}
+            judged = [s for s in preds if s in labels]
+            agree = sum(preds[s].predicted == labels[s].label for s in judged)
             when = run.created[5:16].replace("T", " ")
-            cells = (when, run.recipe, run.status, f"{n} slides predicted · {run.message}")
+            cells = (when, run.recipe, run.status, f"{len(preds)} slides predicted"
+                     + (f", agrees with {agree}/{len(judged)} labels" if judged else "") + f" · {run.message}")
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, run.run_id)

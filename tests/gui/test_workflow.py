@@ -246,11 +246,12 @@ def test_label_train_overlay_export(window, qtbot, tmp_path, cohort):
     wf.open_slide(sid)
     # exports
     out = tmp_path / "exports"
+    opts = wf.export_options(out)
     with qtbot.waitSignal(ctrl.job_finished, timeout=120000):
-        ctrl.export(wf.export_options(out))
-    rec = ctrl.project.slides.get(sid)
+        ctrl.export(opts)
+    rec, ds = ctrl.project.slides.get(sid), opts.downsample
     with Image.open(out / f"{sid}_overlay.png") as im:
-        assert im.size == (math.ceil(rec.width / 16), math.ceil(rec.height / 16))
+        assert im.size == (math.ceil(rec.width / ds), math.ceil(rec.height / ds))
     with Image.open(out / f"{sid}_heatmap.png") as im:
         assert im.size[0] > 100 and im.size[1] > 100
     doc = json.loads((out / f"{sid}.geojson").read_text())
