@@ -55,6 +55,7 @@ class ProjectController(QObject):
         self.worker.errored.connect(self._on_errored)
         self.worker.cancelled.connect(lambda: self._on_cancelled())
         self._after: Callable[[Any], None] | None = None
+        self._pending_run = ""  # created by the running job; becomes current when its predictions start
         self._scores: dict[tuple[str, str], Any] = {}
 
     # ---- project lifetime -------------------------------------------------------------------------------
@@ -316,14 +317,18 @@ class ProjectController(QObject):
 
     def _on_progress(self, event: Progress, fraction: Any, eta: Any) -> None:
         if event.stage == "run":
-            self._live_run(event.message)
-        elif event.stage == "predict" and self.current_run and event.message:
+            self._pending_run = event.message
+            self.runs_changed.emit()
+        elif event.stage == "predict" and event.message:
+            if self._pending_run:  # keep showing the previous run until this one has something to show
+                self._live_run(self._pending_run)
+                self._pending_run = ""
             self._scores.pop((self.current_run, event.message), None)
             self.prediction_added.emit(self.current_run, event.message)
         self.job_progress.emit(event, fraction, eta)
 
     def _on_finished(self, result: Any) -> None:
-        name, after, self._after = self.worker.name, self._after, None
+        name, after, self._after, self._pending_run = self.worker.name, self._after, None, ""
         self.info(f"{name}: done")
         try:
             if after is not None:
@@ -332,13 +337,13 @@ class ProjectController(QObject):
             self.job_finished.emit(name, result)
 
     def _on_errored(self, text: str) -> None:
-        name, self._after = self.worker.name, None
+        name, self._after, self._pending_run = self.worker.name, None, ""
         self.message.emit("error", f"{name} failed: {text}")
         self.runs_changed.emit()
         self.job_failed.emit(name, text)
 
     def _on_cancelled(self) -> None:
-        name, self._after = self.worker.name, None
+        name, self._after, self._pending_run = self.worker.name, None, ""
         self.message.emit("warning", f"{name}: cancelled")
         self.runs_changed.emit()
         self.job_cancelled.emit(name)

@@ -31,7 +31,7 @@ from pathpt_engine.errors import PathPTError
 from ..project_controller import ProjectController
 
 log = logging.getLogger(__name__)
-COLUMNS = ("Key", "Class", "Synonyms used in prompts (separate with ;)", "Colour")
+COLUMNS = ("Key", "Class", "Synonyms (; between)", "Colour")
 
 
 class ClassesPanel(QWidget):
@@ -52,6 +52,12 @@ class ClassesPanel(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.table.setColumnWidth(0, 56)
+        self.table.setColumnWidth(1, 130)
+        self.table.setColumnWidth(3, 76)
+        self.table.horizontalHeaderItem(2).setToolTip("Names the prompts use for the class, separated by ';' "
+                                                      "(the first one is the learnable prompt's class name)")
+        self.table.horizontalHeaderItem(3).setToolTip("Double-click to choose the colour")
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.cellDoubleClicked.connect(self._maybe_color)
         add, remove, apply = QPushButton("Add subtype"), QPushButton("Remove"), QPushButton("Apply")
@@ -82,6 +88,8 @@ class ClassesPanel(QWidget):
             self.note.setText("No classes yet: load a shipped set or add your own, then Apply.")
             return
         self._template = cs
+        if self.sets.findText(cs.name) >= 0:
+            self.sets.setCurrentText(cs.name)
         for c in cs.classes:
             self._append(c.name, "; ".join(c.synonyms), c.color, c.normal)
         self.note.setText(f"<b>{cs.name}</b>: {cs.description[:160]}")

@@ -42,7 +42,7 @@ class Workflow(QObject):
         self.log_panel = LogPanel()
         self.docks = {
             "slides": window.add_panel(self.slides, "Slides", Left),
-            "classes": window.add_panel(self.classes, "Classes & prompts", Left),
+            "classes": window.add_panel(self.classes, "Classes", Left),
             "training": window.add_panel(self.training, "Training", Right),
             "predictions": window.add_panel(self.predictions, "Prediction", Right),
             "log": window.add_panel(self.log_panel, "Log", Bottom),

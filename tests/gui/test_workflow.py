@@ -290,6 +290,7 @@ def test_cancel_training(window, qtbot, tmp_path, cohort):
     assert not ctrl.busy or ctrl.worker.wait(5000)
     run = ctrl.project.runs.list()[0]
     assert run.status == "cancelled"
+    assert ctrl.current_run != run.run_id  # a run that never predicted does not replace the shown one
     assert "cancelled" in wf.training.status.text()
     assert wf.training.btn_train.isEnabled()
 
