@@ -79,10 +79,9 @@ def _interactive(app: object, args: argparse.Namespace) -> int:
     if args.project:
         wf.ctrl.open_project(args.project)
     elif args.demo:
-        from .demo_project import build_demo_project
+        from .demo_project import start_demo
 
-        cfg = _demo_config(args)
-        wf.ctrl.run_job("Build demo project", lambda c: build_demo_project(cfg, c), wf.ctrl.open_project)
+        start_demo(wf.ctrl, _demo_config(args))  # type: ignore[arg-type]
     views = win.open_paths(args.slides)
     spec = ViewSpec.parse(args.view)
     if views:

@@ -96,6 +96,16 @@ def _label(proj: Project, labels_csv: Path, train_per_class: int) -> None:
     proj.labels.set_many(held, "heldout", "demo: held-out examples")
 
 
+def start_demo(ctrl: Any, cfg: DemoProjectConfig) -> None:
+    """Interactive `--demo`: build (or reuse) the demo project in the worker, open it, and extract its features
+    if they are missing, so Train is the next click."""
+    def opened(root: Path) -> None:
+        ctrl.open_project(root)
+        if not ctrl.has_features():
+            ctrl.extract_features()
+    ctrl.run_job("Build demo project", lambda c: build_demo_project(cfg, c), opened)
+
+
 def run_headless(cfg: DemoProjectConfig, out: Path, epochs: int = 20) -> dict[str, Any]:
     """Build the demo project, extract, train, predict, screenshot offscreen and export; returns what was written.
 

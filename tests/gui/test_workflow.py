@@ -391,3 +391,28 @@ def test_classes_panel_load_edit_apply(window, tmp_path):
     assert panel.apply() is None  # refused, with the reason in the log
     assert ctrl.classset() == new
     assert any("not applied" in t for lvl, t in wf.log_panel.lines if lvl == "error")
+
+
+@pytest.mark.slow
+def test_demo_project_opens_ready_to_train(window, qtbot, tmp_path, cohort):
+    import shutil
+
+    from pathpt_gui.demo_project import DemoProjectConfig, start_demo
+    from pathpt_gui.project_jobs import BackboneChoice
+
+    win, wf = window
+    slides, keep, truth = cohort
+    shutil.copytree(slides.parent, tmp_path / "demo" / "cohort")  # reuse the cohort (its cohort.json)
+    cfg = DemoProjectConfig(tmp_path / "demo", n_subtypes=2, slides_per_class=2, size=(2048, 2048),
+                            backbone=BackboneChoice("keep", str(keep), "cpu"))
+    finished = []
+    wf.ctrl.job_finished.connect(lambda name, _r: finished.append(name))
+    start_demo(wf.ctrl, cfg)
+    qtbot.waitUntil(lambda: "Extract features" in finished, timeout=120000)
+    proj = wf.ctrl.project
+    assert proj is not None and proj.root == (tmp_path / "demo" / "project").resolve()
+    labels = proj.labels.all()
+    assert sorted(lab.split for lab in labels.values()) == ["heldout", "heldout", "train", "train"]
+    assert all(lab.label == truth[sid] for sid, lab in labels.items())
+    assert wf.ctrl.has_features() and wf.training.btn_train.isEnabled()
+    assert win.current_view() is not None  # a slide is on screen
