@@ -152,3 +152,15 @@ def test_fp16_amp_training_on_cuda(setup):
         assert np.isfinite(res.history[-1]["loss"])
     finally:
         bb.to("cpu")
+
+
+def test_text_dropout_follows_recipe(setup):
+    from pathpt_engine.pathpt.model import PathPTModel
+
+    bb, cs, _ = setup
+    for recipe, flag, want in (("paper", None, True), ("clean", None, False), ("clean", True, True)):
+        m = PathPTModel(bb, cs.learnable_names(), PathPTConfig(recipe=recipe, text_dropout=flag), bb.embed_dim)
+        m.train()
+        assert bb.training is want, recipe
+        m.eval()
+        assert not bb.training

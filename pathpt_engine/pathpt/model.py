@@ -37,6 +37,8 @@ class PathPTConfig:
         early_stop: clean recipe: stop after this many epochs without validation improvement (0 = never).
         chunk: tiles per sequence at prediction time (50,000 in the reference).
         n_prompts_random / n_prompts_keep: prompt-ensemble selection sizes (200 / 100).
+        text_dropout: keep the frozen text tower's dropout on while training (None = the recipe's choice:
+            on for "paper", as the reference's model.train() does; off for "clean").
     """
 
     recipe: str = "paper"
@@ -56,6 +58,7 @@ class PathPTConfig:
     chunk: int = 50_000
     n_prompts_random: int = 200
     n_prompts_keep: int = 100
+    text_dropout: bool | None = None
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -68,6 +71,11 @@ class PathPTConfig:
             raise ValueError(f"PathPTConfig: amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.early_stop < 0 or not 0 < self.n_prompts_keep <= self.n_prompts_random:
             raise ValueError("PathPTConfig: early_stop >= 0 and 0 < n_prompts_keep <= n_prompts_random")
+
+    @property
+    def text_dropout_on(self) -> bool:
+        """Whether training puts the frozen backbone in train mode (dropout active)."""
+        return self.recipe == "paper" if self.text_dropout is None else self.text_dropout
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -97,9 +105,10 @@ class PathPTModel(nn.Module):
         return self._backbone[0]
 
     def train(self, mode: bool = True) -> PathPTModel:
-        """Train mode also puts the frozen backbone in train mode (the reference keeps BERT dropout on)."""
+        """Train mode; the frozen backbone follows only if `config.text_dropout_on` (paper recipe: the reference
+        keeps BERT dropout on while tuning)."""
         super().train(mode)
-        self.backbone.train(mode)
+        self.backbone.train(mode and self.config.text_dropout_on)
         return self
 
     def text_features(self) -> torch.Tensor:
