@@ -96,6 +96,7 @@ class Workflow(QObject):
         menu.addSeparator()
         act("suggest", "Suggest &Next Slide to Label", self.predictions.suggest, "Ctrl+N")
         act("export", "&Export Results…", self.export_dialog, "Ctrl+E")
+        act("import_geojson", "Show QuPath &GeoJSON on Slide…", self.choose_geojson)
         self._update_undo()
 
     def _fill_recent(self) -> None:
@@ -176,6 +177,32 @@ class Workflow(QObject):
         default = proj.exports_dir / self.ctrl.current_run
         folder = QFileDialog.getExistingDirectory(self.window, "Export into folder", str(proj.exports_dir))
         self.ctrl.export(self.export_options(folder or default, scope.startswith("All")))
+
+    def choose_geojson(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "QuPath GeoJSON (tiles with measurements)", "",
+                                              "GeoJSON (*.geojson *.json);;All files (*)")
+        if path:
+            self.show_geojson(path)
+
+    def show_geojson(self, path: str | Path) -> Any:
+        """Show the tile probabilities of a GeoJSON file (ours or edited in QuPath) on the current slide."""
+        from pathpt_engine.export.geojson import read_geojson
+
+        view = self.window.current_view()
+        if view is None:
+            raise PathPTError("open the slide first, then show its GeoJSON on it")
+        doc = read_geojson(path)
+        if doc.scores is None:
+            raise PathPTError(f"{path}: no tile objects with class probabilities to show")
+        cs = self.ctrl.classset()
+        colors = {c.name: c.color for c in cs.classes} if cs else {}
+        from PySide6.QtGui import QColor
+
+        rgb = [tuple(QColor(colors.get(n, "#888888")).getRgb()[:3]) for n in doc.scores.class_names]
+        view.overlay.set_tile_scores(doc.scores, None, rgb)
+        pred = f"; slide call {doc.prediction.predicted}" if doc.prediction else ""
+        self.ctrl.info(f"showing {len(doc.scores.coords)} tiles from {path}{pred}")
+        return doc
 
     def open_slide(self, slide_id: str) -> Any:
         proj = self.ctrl.project

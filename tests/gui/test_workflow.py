@@ -263,6 +263,10 @@ def test_label_train_overlay_export(window, qtbot, tmp_path, cohort):
     np.testing.assert_array_equal(back.scores.coords[order], scores.coords[ref])
     np.testing.assert_allclose(back.scores.probs[order], scores.probs[ref], atol=1e-3)
     assert back.prediction is not None and back.prediction.predicted == ctrl.predictions()[sid].predicted
+    view.overlay.clear()
+    wf.show_geojson(out / f"{sid}.geojson")  # imports back into the app: the same class map on the slide
+    assert view.overlay.grid is not None and view.overlay.grid.mode == "classmap"
+    assert len(view.overlay.grid.probs) == len(scores.coords)
     with (out / "predictions.csv").open() as fh:
         rows = list(csv.reader(fh))
     names = ctrl.classset().subtype_names
