@@ -45,8 +45,9 @@ class ProjectController(QObject):
     job_cancelled = Signal(str)
     message = Signal(str, str)  # level ("info", "warning", "error"), text
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, settings: QSettings | None = None) -> None:
         super().__init__(parent)
+        self._q = settings if settings is not None else QSettings("PathPT", "PathPT Studio")
         self.project: Project | None = None
         self.current_run = ""
         self.worker = JobWorker(self)
@@ -94,16 +95,15 @@ class ProjectController(QObject):
         self.close_project()
         self.worker.shutdown()
 
-    @staticmethod
-    def recent_projects() -> list[str]:
-        value = QSettings().value(RECENT_KEY, [])
+    def recent_projects(self) -> list[str]:
+        """Recent project folders that still hold a project, newest first."""
+        value = self._q.value(RECENT_KEY, [])
         items = [value] if isinstance(value, str) else list(value or [])
         return [p for p in items if (Path(p) / "project.sqlite").exists()]
 
-    @staticmethod
-    def _remember(root: Path) -> None:
-        items = [str(root)] + [p for p in ProjectController.recent_projects() if p != str(root)]
-        QSettings().setValue(RECENT_KEY, items[:MAX_RECENT])
+    def _remember(self, root: Path) -> None:
+        items = [str(root)] + [p for p in self.recent_projects() if p != str(root)]
+        self._q.setValue(RECENT_KEY, items[:MAX_RECENT])
 
     def require(self) -> Project:
         if self.project is None:

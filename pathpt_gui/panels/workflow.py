@@ -34,7 +34,7 @@ class Workflow(QObject):
     def __init__(self, window: Any, dialogs: bool = True) -> None:
         super().__init__(window)
         self.window, self.dialogs = window, dialogs
-        self.ctrl = ProjectController(self)
+        self.ctrl = ProjectController(self, getattr(getattr(window, "settings", None), "q", None))
         self.slides = SlidesPanel(self.ctrl)
         self.classes = ClassesPanel(self.ctrl)
         self.training = TrainingPanel(self.ctrl)

@@ -82,7 +82,7 @@ def window(qtbot, tmp_path):
     from pathpt_gui.panels.workflow import install_workflow
     from pathpt_gui.settings import AppSettings
 
-    win = MainWindow(AppSettings())
+    win = MainWindow(AppSettings.at(tmp_path / "settings.ini"))
     qtbot.addWidget(win)
     win.resize(1400, 900)
     win.show()
@@ -126,6 +126,7 @@ def test_labels_keys_undo_redo_import(window, slide_file, tmp_path, qtbot):
     assert report.applied == 1 and report.unknown_slides == [(3, "nope")]
     assert ctrl.project.labels.get("slide").label == names[0]
     assert any("nope" in text for _lvl, text in wf.log_panel.lines)
+    assert ctrl.recent_projects() == [str((tmp_path / "proj").resolve())]
     # every change is already in the database: a second connection sees it
     from pathpt_engine.project import Project
 
