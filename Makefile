@@ -12,8 +12,9 @@ $(STAMP): constraints.txt setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[gui,test,cluster]"
 	touch $(STAMP)
 
+# Opens the GUI on the ready demo project; with no display, runs it offscreen and writes screenshots + exports.
 run: $(STAMP)
-	$(VENV)/bin/pathpt demo --out demo_out
+	$(VENV)/bin/pathpt-gui --demo --demo-dir demo_out/project
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check pathpt_engine pathpt_gui tests bench
@@ -23,4 +24,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check pathpt_engine pathpt_gui tests bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo_out
+	rm -rf $(VENV) build *.egg-info demo_out pathpt-demo-out
