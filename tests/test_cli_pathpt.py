@@ -113,3 +113,19 @@ def test_evaluate_with_reference_split_files(cohort, tmp_path):
     rec = json.loads((out / "runs" / "ensemble" / "1shot" / "fold1.json").read_text())
     assert rec["n_train"] == 3 and rec["n_test"] == 3
     assert {p["slide_id"]: p["label"] for p in rec["predictions"]} == {ids[c][3]: names[c] for c in range(3)}
+
+
+@pytest.mark.slow
+def test_evaluate_runs_every_baseline_and_pathpt_in_one_command(cohort, tmp_path):
+    """Issue 8: zero-shot, ABMIL, CLAM, TransMIL, DGRMIL (paper and clean) and PathPT in one `pathpt evaluate`."""
+    _, _, labels = cohort
+    methods = ("zeroshot", "abmil", "clam", "transmil", "dgrmil", "dgrmil-clean", "pathpt-paper", "pathpt-clean")
+    args = [*_base(cohort, "evaluate"), "--classes", "synthetic", "--labels", str(labels), "--shots", "2",
+            "--folds", "1", "--methods", ",".join(methods), "--epochs", "1", "--mil-epochs", "2",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    table = json.loads((tmp_path / "results.json").read_text())
+    assert [r["method"] for r in table["rows"]] == list(methods)
+    for row in table["rows"]:
+        rec = json.loads(next(tmp_path.glob(f"runs/{row['method']}/*/fold0.json")).read_text())
+        assert len(rec["predictions"]) > 0 and 0.0 <= rec["bacc"] <= 1.0

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..backbones.base import Backbone
+from ..baselines.dgrmil import DGRMILConfig, train_dgrmil
 from ..baselines.train import MILConfig, predict_mil, train_mil
 from ..jobs import Job, Progress, check_cancel
 from ..metrics import classification_report, grounding_metrics, mean_sd, tiles_in_mask
@@ -40,7 +41,8 @@ from .vote import tile_vote
 
 log = logging.getLogger(__name__)
 
-METHODS = ("zeroshot", "ensemble", "abmil", "clam", "transmil", "pathpt-paper", "pathpt-clean")
+METHODS = ("zeroshot", "ensemble", "abmil", "clam", "transmil", "dgrmil", "dgrmil-clean", "pathpt-paper",
+           "pathpt-clean")
 
 
 @dataclass(frozen=True)
@@ -151,10 +153,21 @@ class FoldRunner:
                 text = model.text_features()
             return [_tile_out(model.predict_probs(torch.as_tensor(s.features, device=dev), text=text).cpu().numpy())
                     for s in test]
-        mcfg = MILConfig(model=method, epochs=self.cfg.mil_epochs, selection=self.cfg.mil_selection,
-                         seed=fold.index, device=self.cfg.pathpt.device)
-        model = yield from train_mil(mcfg, self.n_sub, [(s.features, s.label) for s in train],
-                                     [(s.features, s.label) for s in val], cancel=self.cancel)
+        bags = [(s.features, s.label) for s in train]
+        val_bags = [(s.features, s.label) for s in val]
+        if method.startswith("dgrmil"):
+            # paper: the reference's binary centre rule, last epoch; clean: per-class centres, selected on the
+            # held-out pool slides (never the test set).
+            clean = method == "dgrmil-clean"
+            dcfg = DGRMILConfig(epochs=self.cfg.mil_epochs, warmup_epochs=max(1, min(10, self.cfg.mil_epochs // 5)),
+                                mode="clean" if clean else "paper",
+                                selection="val" if clean and val_bags else self.cfg.mil_selection,
+                                seed=fold.index, device=self.cfg.pathpt.device)
+            model = yield from train_dgrmil(dcfg, self.n_sub, bags, val_bags, cancel=self.cancel)
+        else:
+            mcfg = MILConfig(model=method, epochs=self.cfg.mil_epochs, selection=self.cfg.mil_selection,
+                             seed=fold.index, device=self.cfg.pathpt.device)
+            model = yield from train_mil(mcfg, self.n_sub, bags, val_bags, cancel=self.cancel)
         return [predict_mil(model, s.features) for s in test]
 
 
