@@ -6,17 +6,20 @@ and the file or key.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import BackboneError
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,22 @@ def read_json(folder: Path, name: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BackboneError(f"{path}: expected a JSON object")
     return data
+
+
+def optional_config(cls: type[T], folder: Path, name: str) -> T:
+    """A frozen config dataclass from `folder/name` when present (unknown fields are errors), else defaults."""
+    path = folder / name
+    if not path.is_file():
+        return cls()
+    data = read_json(folder, name)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise BackboneError(f"{path}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as exc:
+        raise BackboneError(f"{path}: {exc}") from exc
 
 
 def find_weights_file(folder: Path, names: Iterable[str]) -> Path:

@@ -79,18 +79,7 @@ class MuskConfig:
     @classmethod
     def from_folder(cls, folder: Path) -> MuskConfig:
         """Constants, overridden by `musk_config.json` when the folder has one (unknown fields are errors)."""
-        path = folder / CONFIG_FILE
-        if not path.is_file():
-            return cls()
-        data = W.read_json(folder, CONFIG_FILE)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BackboneError(f"{path}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as exc:
-            raise BackboneError(f"{path}: {exc}") from exc
+        return W.optional_config(cls, folder, CONFIG_FILE)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
