@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,7 +73,7 @@ def main() -> int:
     a = ap.parse_args()
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     feats, labels, backbone, masks = _fake(a.work, a.slides_per_class, a.fake_tiles) if a.fake else _real(a.work, a)
