@@ -87,9 +87,15 @@ class TrainingPanel(QWidget):
         box = QGroupBox("Model")
         form = QFormLayout(box)
         self.backbone = QComboBox()
+        self._backbone_info: dict[str, str] = {}
         for spec in available_backbones():
+            info = f"{spec.description}\nLicence: {spec.licence}\nGet it: {spec.download}"
+            self._backbone_info[spec.name] = info
             self.backbone.addItem(spec.name, spec.name)
-            self.backbone.setItemData(self.backbone.count() - 1, spec.description, Qt.ItemDataRole.ToolTipRole)
+            self.backbone.setItemData(self.backbone.count() - 1, info, Qt.ItemDataRole.ToolTipRole)
+        self.backbone_licence = QLabel()
+        self.backbone_licence.setWordWrap(True)
+        self.backbone_licence.setStyleSheet("color: #9a9a9a; font-size: 11px;")
         self.weights_btn = QPushButton("Default weights")
         self.weights_btn.setToolTip("Choose the model folder (KEEP or a CLIP-family HF folder)")
         self.weights_btn.clicked.connect(self._choose_weights)
@@ -97,6 +103,7 @@ class TrainingPanel(QWidget):
         row.addWidget(self.backbone, 1)
         row.addWidget(self.weights_btn, 1)
         form.addRow("Backbone", row)
+        form.addRow("", self.backbone_licence)
         self.device = QComboBox()
         for dev, label in device_choices():
             self.device.addItem(label, dev)
@@ -191,6 +198,7 @@ class TrainingPanel(QWidget):
         choice = self.ctrl.backbone()
         i = self.backbone.findData(choice.name)
         self.backbone.setCurrentIndex(max(0, i))
+        self.backbone_licence.setText(self._backbone_info.get(str(self.backbone.currentData()), "").split("\n", 1)[-1])
         self.weights_btn.setText(_short(choice.weights) if choice.weights else "Default weights")
         self.weights_btn.setToolTip(choice.weights or "the registry default folder / environment variable")
         j = self.device.findData(choice.device)

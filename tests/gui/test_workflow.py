@@ -421,3 +421,19 @@ def test_demo_project_opens_ready_to_train(window, qtbot, tmp_path, cohort):
     assert all(lab.label == truth[sid] for sid, lab in labels.items())
     assert wf.ctrl.has_features() and wf.training.btn_train.isEnabled()
     assert win.current_view() is not None  # a slide is on screen
+
+
+@pytest.mark.gui
+def test_backbone_list_shows_licence_and_download(window):
+    """Issue 8: the GUI lists every registry backbone with its licence and what to download."""
+    from pathpt_engine.backbones import available_backbones
+
+    _win, wf = window
+    combo = wf.training.backbone
+    names = [combo.itemData(i) for i in range(combo.count())]
+    specs = {s.name: s for s in available_backbones()}
+    assert set(names) == set(specs) and {"keep", "plip", "clip", "quiltnet", "conch", "musk", "demo"} <= set(names)
+    for i, name in enumerate(names):
+        tip = combo.itemData(i, Qt.ItemDataRole.ToolTipRole)
+        assert specs[name].licence in tip and specs[name].download in tip
+    assert specs[combo.currentData()].licence in wf.training.backbone_licence.text()
