@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out / "train_report.json", json.dumps(report, indent=2) + "\n")
     write_readme(args.out, report)
     keys = [k for k in ("all_classes", "default_cohort", "slides") if k in results]
-    print(json.dumps({k: results[k]["balanced_accuracy"] for k in keys}))
+    log.info("zero-shot balanced accuracy: %s", json.dumps({k: results[k]["balanced_accuracy"] for k in keys}))
     return 0
 
 
