@@ -16,6 +16,7 @@ import os
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ import torch
 
 from pathpt_engine.backbones.base import Backbone
 from pathpt_engine.backbones.encode import TileEncoder, describe_device, resolve_device, resolve_precision
-from pathpt_engine.features.extract import ExtractOptions, encode_grid, grid_from_coords
+from pathpt_engine.features import grid_from_coords
+from pathpt_engine.features.extract import ExtractOptions, encode_grid
 from pathpt_engine.features.store import read_coords
 from pathpt_engine.jobs import run_job
 
@@ -125,10 +127,10 @@ def main() -> None:
         t_slide = time.perf_counter() - t0
         gp = opts.grid_params(model)
         tiling = tile_slide(slide, Path(tmp) / "coords", gp, TissueParams(), reuse=False)
-        grid = grid_from_coords(read_coords(tiling.output), gp)
-        n = len(grid)
         encoder = TileEncoder(model, device, autocast, batch)
         with open_slide(slide) as reader:
+            grid = replace(grid_from_coords(read_coords(tiling.output), reader), params=gp)
+            n = len(grid)
             read_rate = reader_only(reader, grid, encoder, opts)
         enc_rates, e2e_rates = [], []
         for _ in range(args.repeats):  # alternate the two measurements so load drift hits both alike

@@ -56,10 +56,11 @@ def test_extract_matches_direct_encoding_and_skips(env: dict, tmp_path: Path) ->
     assert ff.attrs["backbone"] == "keep" and ff.attrs["weights_hash"] == model.weights_hash
     cf = read_coords(tmp_path / "coords" / "s1.h5")
     np.testing.assert_array_equal(ff.coords, cf.coords)
-    from pathpt_engine.features.extract import grid_from_coords
+    from pathpt_engine.features import grid_from_coords
 
-    grid = grid_from_coords(cf, _opts(env).grid_params(model))
     with open_slide(env["slide"]) as reader:
+        grid = grid_from_coords(cf, reader)
+        assert grid.tile_size == _opts(env).grid_params(model).tile_size
         tiles = np.stack([read_tile(reader, grid, i) for i in range(len(grid))])
     with torch.no_grad():
         direct = model.encode_image(model.preprocess(tiles)).numpy()

@@ -48,6 +48,15 @@ def read_json(folder: Path, name: str) -> dict[str, Any]:
     return data
 
 
+def read_model_config(folder: Path, model_type: str) -> dict[str, Any]:
+    """`folder/config.json`, checked to declare `model_type`."""
+    config = read_json(folder, "config.json")
+    if config.get("model_type") != model_type:
+        raise BackboneError(f"{folder}/config.json: model_type is {config.get('model_type')!r}, "
+                            f"expected {model_type!r}")
+    return config
+
+
 def optional_config(cls: type[T], folder: Path, name: str) -> T:
     """A frozen config dataclass from `folder/name` when present (unknown fields are errors), else defaults."""
     path = folder / name

@@ -131,9 +131,7 @@ def load_clip(folder: Path, name: str = "clip") -> ClipBackbone:
     from transformers import CLIPConfig, CLIPModel
 
     folder = W.require_folder(folder, name)
-    config = W.read_json(folder, "config.json")
-    if config.get("model_type") != "clip":
-        raise BackboneError(f"{folder}/config.json: model_type is {config.get('model_type')!r}, expected 'clip'")
+    W.read_model_config(folder, "clip")  # checks model_type; CLIPConfig reads the file below
     weights = W.find_weights_file(folder, WEIGHT_FILES)
     preprocess = read_preprocess(folder)
     tokenizer = load_clip_tokenizer(folder)

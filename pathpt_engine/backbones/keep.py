@@ -150,9 +150,7 @@ def load_keep_tokenizer(folder: Path) -> Any:
 def load_keep(folder: Path, name: str = "keep") -> KeepBackbone:
     """Build a `KeepBackbone` from a KEEP-format folder (strict, offline, no remote code); returns it frozen."""
     folder = W.require_folder(folder, name)
-    config = W.read_json(folder, "config.json")
-    if config.get("model_type") != "keep":
-        raise BackboneError(f"{folder}/config.json: model_type is {config.get('model_type')!r}, expected 'keep'")
+    config = W.read_model_config(folder, "keep")
     weights = W.find_weights_file(folder, WEIGHT_FILES)
     tokenizer = load_keep_tokenizer(folder)
     model = KeepBackbone(config, folder, name=name)

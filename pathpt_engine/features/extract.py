@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from ..backbones.encode import (
 from ..jobs import Eta, Job, Progress, check_cancel, run_job
 from ..slides.grid import GridParams, TileGrid
 from ..slides.tissue import TissueParams
-from .store import CoordsFile, read_coords, stale_reason, write_features
+from .store import grid_from_coords, read_coords, stale_reason, write_features
 
 log = logging.getLogger(__name__)
 
@@ -112,24 +112,6 @@ def feature_path(out_dir: Path, backbone: str, slide_name: str) -> Path:
     return Path(out_dir) / backbone / "h5_files" / f"{slide_name}.h5"
 
 
-def grid_from_coords(cf: CoordsFile, params: GridParams) -> TileGrid:
-    """Rebuild the `TileGrid` a coords file was written from (enough to read its tiles)."""
-    a = cf.coords_attrs
-    try:
-        ds = float(np.asarray(a["downsample"]).ravel()[0])
-        return TileGrid(
-            coords=cf.coords, tissue=np.ones(len(cf.coords), np.float32), params=params,
-            slide_mpp=float(a["slide_mpp"]), mpp_source=str(a["mpp_source"]), level=int(a["patch_level"]),
-            level_downsample=ds, read_size=int(a["patch_size"]), size_level0=int(a["patch_size_level0"]),
-            slide_dimensions=tuple(int(v) for v in np.asarray(a["level_dim"]).ravel()[:2]),
-            level_dimensions=tuple(int(v) for v in np.asarray(a["downsampled_level_dim"]).ravel()[:2]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        from ..errors import FeatureFileError
-
-        raise FeatureFileError(f"{cf.path}: coords attributes incomplete for reading tiles ({exc})") from exc
-
-
 def extract_slides(paths: Sequence[str | Path], out_dir: str | Path, opts: ExtractOptions = ExtractOptions(),
                    cancel: threading.Event | None = None,
                    backbone: Backbone | None = None) -> Job[ExtractionSummary]:
@@ -206,9 +188,9 @@ def _extract_one(path: Path, out: Path, model: Backbone, encoder: TileEncoder, o
         log.info("%s: features up to date, skipped", target)
         return SlideExtraction(tiling.slide_name, str(path), str(target), tiling.n_tiles, True, 0.0, 0.0)
     cf = read_coords(tiling.output)
-    grid = grid_from_coords(cf, gp)
     t0 = time.monotonic()
     with open_slide(pixels_from or path) as reader:
+        grid = replace(grid_from_coords(cf, reader), params=gp)
         feats = yield from encode_grid(reader, grid, model, encoder, opts, cancel, f"{tag} {tiling.slide_name}")
     dt = time.monotonic() - t0
     attrs = {**cf.attrs, **model.describe(), **expected, "extract_s": dt}
