@@ -38,6 +38,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from ..jobs import Job, Progress, check_cancel
 from ..pathpt.nystrom import TransLayer
+from .lumped_nystrom import use_lumped_nystrom
 
 EXTRA_LOSS_EPOCH = 10  # 1-based epoch from which L_div and L_align are added
 EXTRA_LOSS_WEIGHT = 0.1
@@ -89,6 +90,7 @@ class DGRMIL(nn.Module):
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim))
         self.classifier = nn.Linear(dim, n_classes)
         self.register_buffer("centres", torch.randn(2 if mode == "paper" else n_classes, dim))
+        use_lumped_nystrom(self)  # exact fast path for sequences shorter than the 256 landmarks
 
     def phi(self, x: torch.Tensor, drop: bool) -> torch.Tensor:
         """Instance MLP on [1, N, D]; with `drop`, Dropout1d zeroes whole tiles (train mode only)."""

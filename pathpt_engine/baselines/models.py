@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from ..pathpt.nystrom import TransLayer
+from .lumped_nystrom import use_lumped_nystrom
 
 
 class GatedAttentionNet(nn.Module):
@@ -128,6 +129,7 @@ class TransMIL(nn.Module):
         self.layer2 = TransLayer(dim, dropout=0.1, misaligned=misaligned)
         self.norm = nn.LayerNorm(dim)
         self.classifier = nn.Linear(dim, n_classes)
+        use_lumped_nystrom(self)  # exact fast path for bags shorter than the 256 landmarks
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         n = x.shape[0]
