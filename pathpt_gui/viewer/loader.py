@@ -3,9 +3,12 @@
 Flow (architecture style 5): the GUI thread freezes a request (an ordered tuple of `TileKey`) and hands it to
 `TileLoader.request`, which *replaces* whatever was still queued (QuPath-style) and bumps a generation counter.
 Worker threads pop keys in order, skip keys that are no longer wanted, read through the engine's `SlideReader`
-(native-tile fast path when the level has one), convert to a `QImage` off the GUI thread, and emit `loaded`
-through a queued connection. The GUI thread then accepts the result only if the key is still wanted; stale
-results are dropped and never painted. The GUI thread never waits on a read.
+(native-tile fast path when the level has one) and convert to a `QImage` off the GUI thread. Finished reads are
+delivered in batches: a worker appends its result to an outbox and posts one queued wake-up only when the outbox
+was empty, so the GUI thread handles every result that landed since its last turn in one go (`batch_loaded`,
+after one `loaded` per result) instead of paying one queued event and one settle check per tile. The GUI thread
+then accepts a result only if the key is still wanted; stale results are dropped and never painted. The GUI
+thread never waits on a read.
 """
 
 from __future__ import annotations
@@ -71,9 +74,10 @@ def read_tile(reader: Any, layout: TileLayout, key: TileKey) -> np.ndarray:
 class TileLoader(QObject):
     """Reads tiles of one slide on `threads` background threads; results arrive on the GUI thread."""
 
-    loaded = Signal(object)  # TileResult, emitted on the GUI thread
+    loaded = Signal(object)  # TileResult, emitted on the GUI thread, once per result
+    batch_loaded = Signal(object)  # list[TileResult]: the results of one delivery, after their `loaded`
     job_done = Signal(str, object, str)  # name, result, error message
-    _finished = Signal(object)  # worker -> GUI thread (queued), see _deliver
+    _wake = Signal()  # worker -> GUI thread (queued): the outbox became non-empty, see _deliver
 
     def __init__(self, reader: Any, layout: TileLayout, threads: int = 4, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -87,9 +91,10 @@ class TileLoader(QObject):
         self._jobs: deque[tuple[str, Callable[[], Any]]] = deque()
         self._wanted: frozenset[TileKey] = frozenset()
         self._inflight: set[TileKey] = set()
+        self._outbox: list[TileResult] = []
         self._generation = 0
         self._closing = False
-        self._finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        self._wake.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
         self._threads = [threading.Thread(target=self._work, name=f"pathpt-tiles-{i}", daemon=True)
                          for i in range(threads)]
         for t in self._threads:
@@ -184,13 +189,25 @@ class TileLoader(QObject):
         with self._cv:
             self.stats.reads += 1
             self.stats.errors += bool(error)
-        self._finished.emit(TileResult(key, generation, image, error))
+            self._outbox.append(TileResult(key, generation, image, error))
+            wake = len(self._outbox) == 1  # else a wake-up is already on its way and will take this one too
+        if wake:
+            self._wake.emit()
 
-    def _deliver(self, result: TileResult) -> None:
-        """On the GUI thread: the key stays in flight until here, so a new request cannot read it twice."""
+    def _deliver(self) -> None:
+        """On the GUI thread: hand over every finished read.
+
+        A key stays in flight until here, so a new request cannot read it twice.
+        """
         with self._cv:
-            self._inflight.discard(result.key)
-        self.loaded.emit(result)
+            batch, self._outbox = self._outbox, []
+            for result in batch:
+                self._inflight.discard(result.key)
+        if not batch:
+            return
+        for result in batch:
+            self.loaded.emit(result)
+        self.batch_loaded.emit(batch)
 
 
 def _lower_thread_priority(nice: int) -> None:

@@ -39,6 +39,7 @@ BACKDROP_MAX = 4096  # read the coarsest level whole when it is at most this big
 WHEEL_STEP = 1.25
 SCALED_TILES_BYTES = 64 * 2**20  # pre-scaled tiles kept for the current zoom (~10 screens at 1600x1000)
 TILE_PAINT_INTERVAL_MS = 30  # while tiles stream in, repaint at most this often (the last tile paints at once)
+PREFETCH_FALLBACK_MS = 100  # prefetch ring of a settled view that is not being painted (hidden) starts after this
 
 
 def base_magnification(reader: Any) -> float | None:
@@ -57,6 +58,7 @@ class SlideView(QWidget):
     view_changed = Signal()
     tile_error = Signal(str)  # first unreadable tile of this slide (logged once)
     settled = Signal()  # every visible tile of the target level is painted (or known missing)
+    _request_soon = Signal()  # queued to self: one request per event-loop turn, ahead of the (low-priority) repaint
 
     def __init__(self, reader: Any, cache_bytes: int = 512 * 2**20, threads: int = 4,
                  parent: QWidget | None = None) -> None:
@@ -79,11 +81,16 @@ class SlideView(QWidget):
         self._scaled_tiles = TileCache(SCALED_TILES_BYTES)
         self._scaled_for = 0.0
         self._overlay_painter = OverlayPainter(self.overlay)
+        self._visible_memo: tuple[ViewState | None, int, tuple[TileKey, ...]] = (None, -1, ())
+        self._prefetch_due = False  # the view settled; its prefetch ring goes out after the next paint
+        self._ring_requested = False  # the last request included the prefetch ring
         self.loader = TileLoader(reader, self.layout, threads=threads, parent=self)
-        self.loader.loaded.connect(self._on_loaded)  # emitted on the GUI thread by the loader
+        self.loader.batch_loaded.connect(self._on_batch)  # emitted on the GUI thread by the loader
         self.loader.job_done.connect(self._on_job, Qt.ConnectionType.QueuedConnection)
         self._request_timer = QTimer(self, singleShot=True, interval=0)
         self._request_timer.timeout.connect(self._issue_requests)
+        self._request_posted = False
+        self._request_soon.connect(self._issue_requests, Qt.ConnectionType.QueuedConnection)
         self._paint_timer = QTimer(self, singleShot=True, interval=TILE_PAINT_INTERVAL_MS)
         self._paint_timer.timeout.connect(self.update)
         self.model.changed.connect(self._on_view_changed)
@@ -128,48 +135,70 @@ class SlideView(QWidget):
         else:
             self.backdrop, self._backdrop_full_level = result
             self.minimap.set_image(self.backdrop)
-            self._request_timer.start()  # the coarsest level may now come from the backdrop
+            self._request_timer.start(0)  # the coarsest level may now come from the backdrop
         self.update()
         self._check_settled()
 
     def _on_view_changed(self, state: ViewState) -> None:
-        if not self._request_timer.isActive():
-            self._request_timer.start()
+        """Post one request for the new view and a repaint.
+
+        The request is a queued call, not a timer: the changes of one event (a resize and its refit) still
+        coalesce into one request, but it runs before the repaint (a low-priority posted event) and before any
+        timer, so the readers start while the backdrop is being painted.
+        """
         self._was_settled = False
+        self._prefetch_due = False
+        if not self._request_posted:
+            self._request_posted = True
+            self._request_soon.emit()
         self.update()
         self.view_changed.emit()
 
     def _issue_requests(self) -> None:
-        """Freeze the current view into one ordered request; everything not in it becomes stale."""
+        """Freeze the current view into one ordered request; everything not in it becomes stale.
+
+        While visible target tiles are missing the request holds only the coarse level and the visible tiles, so
+        the prefetch ring never competes with them for the CPU; once the view is settled and painted the ring
+        is requested too (see `_check_settled` and `paintEvent`).
+        """
+        self._request_posted = False
         if self._closed:
             return
-        keys = self.layout.plan(self.model.state)
+        self._request_timer.stop()
+        self._ring_requested = self.is_settled()
+        keys = self.layout.plan(self.model.state, prefetch=self._ring_requested)
         skip_coarsest = self._backdrop_full_level or self.backdrop is None
         keys = tuple(k for k in keys if k not in self.cache and k not in self.missing
                      and not (skip_coarsest and k.level == self.layout.coarsest))
         self.loader.request(keys)
         self._check_settled()
 
-    def _on_loaded(self, result: TileResult) -> None:
+    def _on_batch(self, results: list[TileResult]) -> None:
+        """Store one delivery of finished reads; repaint at once when it completes the view, else throttled."""
         if self._closed:
             return
-        if not self.loader.is_wanted(result.key):
-            self.stale_dropped += 1
-            return
-        if result.image is None:
-            self.missing.add(result.key)
-            if not self._error_logged:
-                self._error_logged = True
-                log.warning("%s: unreadable tile %s shown as missing: %s", self.reader.path, result.key,
-                            result.error)
-                self.tile_error.emit(result.error)
-        else:
-            self.cache.put(result.key, result.image, result.image.sizeInBytes())
+        on_screen = False
+        for result in results:
+            if not self.loader.is_wanted(result.key):
+                self.stale_dropped += 1
+                continue
+            if result.image is None:
+                self._mark_missing(result)
+            else:
+                self.cache.put(result.key, result.image, result.image.sizeInBytes())
+            on_screen = on_screen or self._on_screen(result.key)
         if self._check_settled():
             self._paint_timer.stop()
             self.update()
-        elif not self._paint_timer.isActive() and self._on_screen(result.key):
+        elif on_screen and not self._paint_timer.isActive():
             self._paint_timer.start()
+
+    def _mark_missing(self, result: TileResult) -> None:
+        self.missing.add(result.key)
+        if not self._error_logged:
+            self._error_logged = True
+            log.warning("%s: unreadable tile %s shown as missing: %s", self.reader.path, result.key, result.error)
+            self.tile_error.emit(result.error)
 
     def _on_screen(self, key: TileKey) -> bool:
         x, y, w, h = self.layout.tile_rect(key)
@@ -180,12 +209,20 @@ class SlideView(QWidget):
         return self.layout.level_for_scale(self.model.scale)
 
     def pending_visible(self) -> list[TileKey]:
-        """Visible tiles of the target level that are neither cached nor known missing."""
+        """Visible tiles of the target level that are neither cached nor known missing (nearest the centre first)."""
         level = self.target_level()
         if level == self.layout.coarsest and self._backdrop_full_level:
             return []
-        return [k for k in self.layout.visible_tiles(self.model.state, level)
-                if k not in self.cache and k not in self.missing]
+        return [k for k in self._visible(level) if k not in self.cache and k not in self.missing]
+
+    def _visible(self, level: int) -> tuple[TileKey, ...]:
+        """`layout.visible_tiles` of the current view, computed once per view (settle checks run per delivery)."""
+        state = self.model.state
+        memo_state, memo_level, keys = self._visible_memo
+        if memo_state != state or memo_level != level:
+            keys = tuple(self.layout.visible_tiles(state, level))
+            self._visible_memo = (state, level, keys)
+        return keys
 
     def is_settled(self) -> bool:
         return self._backdrop_done and not self.pending_visible()
@@ -194,6 +231,9 @@ class SlideView(QWidget):
         """Emit `settled` once per view change when the last visible tile lands; True at that moment."""
         if not self._was_settled and self.is_settled():
             self._was_settled = True
+            if not self._ring_requested:
+                self._prefetch_due = True
+                self._request_timer.start(PREFETCH_FALLBACK_MS)  # paintEvent brings it forward to the next turn
             self.settled.emit()
             return True
         return False
@@ -250,6 +290,9 @@ class SlideView(QWidget):
         decor.paint_scale_bar(p, self.width(), self.height(), st.scale,
                               self.reader.mpp[0] if self.reader.mpp else None, self.model.magnification)
         p.end()
+        if self._prefetch_due:  # the settled view is on screen: now read the ring around it
+            self._prefetch_due = False
+            self._request_timer.start(0)
 
     def _paint_under(self, p: QPainter, st: ViewState, target: int, holes: list[TileKey] | None) -> None:
         """Backdrop, then cached tiles of other levels, clipped to the target tiles not yet loaded (`holes`).
