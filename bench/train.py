@@ -5,9 +5,9 @@ vocabulary holding the UCS class-name words; tiny vision tower, unused), D = 768
 the paper recipe loss (all three terms on), one slide of N random L2-normalised tiles per step.
 
 * ``ours``: text tower on the longest real prompt length (method.md §9), tile labels computed once, no gradient
-  w.r.t. the input features.
+  w.r.t. the input features, the Nyström product evaluated as attn1 @ (pinv @ (attn3 @ v)).
 * ``reference``: the reference's per-step work: text tower on all 256 positions, tile labels recomputed each step,
-  and `features.requires_grad_(True)` as in the reference forward.
+  `features.requires_grad_(True)` as in the reference forward, and nystrom-attention's (attn1 @ pinv) @ (attn3 @ v).
 
 Timing: per N, one process alternates reference and ours step by step (after a warm-up step each), so a shared,
 busy CPU slows both alike; min and mean over `--steps`. Peak RSS: one fresh process per (mode, N), one step. Also checks, in eval mode, that both modes give
@@ -48,7 +48,7 @@ def _setup(folder: str, mode: str, device: str):
     bb = load_backbone("keep", folder, device).freeze()
     cs = load_classset("ucs")
     torch.manual_seed(0)
-    cfg = PathPTConfig(truncate_text=(mode == "ours"), device=device)
+    cfg = PathPTConfig(truncate_text=(mode == "ours"), fast_spatial=(mode == "ours"), device=device)
     model = PathPTModel(bb, cs.learnable_names(), cfg, 768).to(device)
     return bb, cs, model
 
@@ -164,9 +164,11 @@ def check(folder: str, n: int, device: str) -> dict:
         ref_model.eval()
         with torch.no_grad():
             ta, tb = ours.text_features(), ref_model.text_features()
-            la = pathpt_loss(ours(feats), labels, 10)["loss"]
-            lb = pathpt_loss(ref_model(feats), labels, 10)["loss"]
+            pa, pb = ours(feats), ref_model(feats)
+            la = pathpt_loss(pa, labels, 10)["loss"]
+            lb = pathpt_loss(pb, labels, 10)["loss"]
         out[impl] = {"text_max_abs_diff": float((ta - tb).abs().max()), "text_bit_identical": bool(torch.equal(ta, tb)),
+                     "tile_probs_max_abs_diff": float((pa - pb).abs().max()),
                      "loss_ours": float(la), "loss_reference": float(lb), "loss_abs_diff": float((la - lb).abs())}
     return out
 

@@ -33,6 +33,8 @@ class PathPTConfig:
         truncate_text: run the text tower on the longest real prompt length only (§9 speed lever).
         spatial: use the spatial-aware module (False = identity ablation).
         misaligned_nystrom: reproduce nystrom-attention 0.0.9's row shift (comparisons only).
+        fast_spatial: reassociate the Nyström product (same maths, float rounding aside); False keeps the
+            reference's order of operations (benchmarks).
         pseudo_loss: enable the pseudo-label term from epoch 10.
         early_stop: clean recipe: stop after this many epochs without validation improvement (0 = never).
         chunk: tiles per sequence at prediction time (50,000 in the reference).
@@ -53,6 +55,7 @@ class PathPTConfig:
     truncate_text: bool = True
     spatial: bool = True
     misaligned_nystrom: bool = False
+    fast_spatial: bool = True
     pseudo_loss: bool = True
     early_stop: int = 0
     chunk: int = 50_000
@@ -98,7 +101,7 @@ class PathPTModel(nn.Module):
         self.prompt_learner = PromptLearner(backbone, names, n_ctx=config.n_ctx, init=config.ctx_init,
                                             init_text=CTX_INIT_TEXT, truncate=config.truncate_text)
         self.spatial = SpatialAwareModule(feature_dim, misaligned=config.misaligned_nystrom,
-                                          identity=not config.spatial)
+                                          identity=not config.spatial, fast=config.fast_spatial)
 
     @property
     def backbone(self) -> Backbone:

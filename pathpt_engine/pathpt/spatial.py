@@ -17,16 +17,19 @@ class SpatialAwareModule(nn.Module):
         dropout: dropout of the Nyström output projection (reference 0.1).
         misaligned: reproduce nystrom-attention 0.0.9's row shift (comparisons only).
         identity: ablation switch: return X unchanged (no parameters are used).
+        fast: reassociate the Nyström product (same parameters and maths, float rounding aside; see
+            `nystrom.NystromAttention`); False keeps the reference's order, for side-by-side benchmarks.
     """
 
-    def __init__(self, dim: int, dropout: float = 0.1, misaligned: bool = False, identity: bool = False) -> None:
+    def __init__(self, dim: int, dropout: float = 0.1, misaligned: bool = False, identity: bool = False,
+                 fast: bool = True) -> None:
         super().__init__()
         self.dim = dim
         self.identity = identity
         self.convs = nn.ModuleList(nn.Conv1d(dim, dim, k, padding=k // 2) for k in (3, 5, 7))
         self.norm = nn.LayerNorm(dim)
         self.act = nn.ReLU()
-        self.trans = TransLayer(dim, dropout=dropout, misaligned=misaligned)
+        self.trans = TransLayer(dim, dropout=dropout, misaligned=misaligned, reassociate=fast)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, N, D] or [N, D] -> same shape."""
@@ -35,7 +38,7 @@ class SpatialAwareModule(nn.Module):
         squeeze = x.ndim == 2
         if squeeze:
             x = x[None]
-        xt = x.transpose(1, 2)
+        xt = x.transpose(1, 2).contiguous()  # one copy for the three convolutions, not one each
         h = x
         for conv in self.convs:
             h = h + self.act(self.norm(conv(xt).transpose(1, 2)))
