@@ -13,6 +13,11 @@ Prints the results table as JSON on stdout.
 
     python bench/fewshot.py --work /tmp/fewshot [--slides-per-class 16] [--shots 1 5 10] [--folds 5]
     python bench/fewshot.py --work /tmp/fewshot --fake
+
+MIL baselines train for `--mil-epochs` (default 200: the fixed budget of mil-baselines.md §6 ``paper``; the
+``-clean`` variants select the epoch with the lowest bag CE on held-out pool slides). The table is of accuracies;
+run it with OMP_NUM_THREADS=1 beside other work. Two processes with disjoint `--methods` may share one `--out`
+(each (method, shots, fold) is its own file); a last run with every method only rebuilds the table.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import os
 import sys
 import time
 from pathlib import Path
+
+ALL_METHODS = ("zeroshot", "ensemble", "abmil", "abmil-clean", "clam", "clam-clean", "transmil", "transmil-clean",
+               "dgrmil", "dgrmil-clean", "pathpt-paper", "pathpt-clean")
 
 
 def _cli(args: list[str]) -> None:
@@ -66,8 +74,9 @@ def main() -> int:
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--mil-epochs", type=int, default=30)
-    ap.add_argument("--methods", default="zeroshot,ensemble,abmil,clam,transmil,pathpt-paper,pathpt-clean")
+    ap.add_argument("--mil-epochs", type=int, default=200)
+    ap.add_argument("--methods", default=",".join(ALL_METHODS))
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default WORK/results-<backbone>)")
     ap.add_argument("--fake", action="store_true", help="fake features in a tiny random backbone's space")
     ap.add_argument("--fake-tiles", type=int, default=64)
     a = ap.parse_args()
@@ -77,7 +86,7 @@ def main() -> int:
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     feats, labels, backbone, masks = _fake(a.work, a.slides_per_class, a.fake_tiles) if a.fake else _real(a.work, a)
-    out = a.work / ("results-fake" if a.fake else f"results-{a.backbone}")
+    out = a.out or a.work / ("results-fake" if a.fake else f"results-{a.backbone}")
     _cli(["evaluate", "--features", str(feats), "--labels", str(labels), "--classes", "synthetic", *backbone,
           "--shots", *map(str, a.shots), "--folds", str(a.folds), "--methods", a.methods,
           "--epochs", str(a.epochs), "--mil-epochs", str(a.mil_epochs), "--test-fraction", "0.25",

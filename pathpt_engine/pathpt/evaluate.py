@@ -1,7 +1,10 @@
 """The paper's few-shot protocol: k-shot draws from a pool, a fixed test set, several methods, mean ± sd.
 
 Methods: ``zeroshot`` (all prompts averaged per class, no labels), ``ensemble`` (the §4.1 W*, tuned on the
-fold's training labels), ``abmil``, ``clam``, ``transmil`` (subtypes only), ``pathpt-paper``, ``pathpt-clean``.
+fold's training labels), ``abmil``, ``clam``, ``transmil``, ``dgrmil`` (subtypes only; the fixed epoch budget, last
+epoch, mil-baselines.md §6 ``paper``) and their ``-clean`` variants (the epoch with the lowest bag CE on the fold's
+held-out pool slides, never the test set; ``dgrmil-clean`` also uses per-class centres), ``pathpt-paper``,
+``pathpt-clean``.
 Each (method, shots, fold) result is its own JSON file under ``out/runs/`` and is skipped when present, so an
 interrupted evaluation resumes. The table (mean ± sd over folds of BACC, weighted F1, macro AUC) is written as
 ``results.json`` and ``results.md``.
@@ -41,8 +44,8 @@ from .vote import tile_vote
 
 log = logging.getLogger(__name__)
 
-METHODS = ("zeroshot", "ensemble", "abmil", "clam", "transmil", "dgrmil", "dgrmil-clean", "pathpt-paper",
-           "pathpt-clean")
+METHODS = ("zeroshot", "ensemble", "abmil", "abmil-clean", "clam", "clam-clean", "transmil", "transmil-clean",
+           "dgrmil", "dgrmil-clean", "pathpt-paper", "pathpt-clean")
 
 
 @dataclass(frozen=True)
@@ -155,18 +158,20 @@ class FoldRunner:
                     for s in test]
         bags = [(s.features, s.label) for s in train]
         val_bags = [(s.features, s.label) for s in val]
-        if method.startswith("dgrmil"):
-            # paper: the reference's binary centre rule, last epoch; clean: per-class centres, selected on the
-            # held-out pool slides (never the test set).
-            clean = method == "dgrmil-clean"
+        base, clean = method.removesuffix("-clean"), method.endswith("-clean")
+        # paper: fixed budget, last epoch (or cfg.mil_selection); clean: lowest CE on the held-out pool slides
+        selection = "val" if clean and val_bags else self.cfg.mil_selection
+        if clean and not val_bags:
+            log.warning("%s fold %d: no held-out pool slides; selecting the last epoch", method, fold.index)
+        if base == "dgrmil":
+            # paper: the reference's binary centre rule; clean: per-class centres
             dcfg = DGRMILConfig(epochs=self.cfg.mil_epochs, warmup_epochs=max(1, min(10, self.cfg.mil_epochs // 5)),
-                                mode="clean" if clean else "paper",
-                                selection="val" if clean and val_bags else self.cfg.mil_selection,
-                                seed=fold.index, device=self.cfg.pathpt.device)
+                                mode="clean" if clean else "paper", selection=selection, seed=fold.index,
+                                device=self.cfg.pathpt.device)
             model = yield from train_dgrmil(dcfg, self.n_sub, bags, val_bags, cancel=self.cancel)
         else:
-            mcfg = MILConfig(model=method, epochs=self.cfg.mil_epochs, selection=self.cfg.mil_selection,
-                             seed=fold.index, device=self.cfg.pathpt.device)
+            mcfg = MILConfig(model=base, epochs=self.cfg.mil_epochs, selection=selection, seed=fold.index,
+                             device=self.cfg.pathpt.device)
             model = yield from train_mil(mcfg, self.n_sub, bags, val_bags, cancel=self.cancel)
         return [predict_mil(model, s.features) for s in test]
 
