@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PySide6.QtGui import QImage, QPixmap
 
+from pathpt_engine.atomic import atomic_path
 from pathpt_engine.errors import PathPTError
 
 
@@ -19,12 +20,7 @@ def save_png_atomic(image: QImage | QPixmap, path: str | os.PathLike[str]) -> Pa
     path = Path(path)
     if not path.parent.is_dir():
         raise ImageWriteError(f"{path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         if not image.save(str(tmp), "PNG"):
             raise ImageWriteError(f"{path}: could not write PNG (disk full or no permission?)")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..atomic import write_text_atomic
 from .demo_data import (
     FILLER,
     build_vocab,
@@ -248,12 +249,8 @@ def train(cfg: DemoTrainConfig, cache: Path | None = None) -> tuple[KeepBackbone
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same folder and os.replace (mode 0644)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """Write `text` to `path` via a temp file in the same folder and os.replace."""
+    write_text_atomic(path, text)
 
 
 def _write_tokenizer(folder: Path, vocab: list[str]) -> None:

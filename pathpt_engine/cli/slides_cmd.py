@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text_atomic
 from ..errors import ConfigError
 from ..slides import GridParams, TissueParams, open_slide
 from ._progress import run_with_bar
@@ -90,9 +90,7 @@ def _tile(args: argparse.Namespace) -> int:
     summary = run_with_bar(job, quiet=args.quiet)
     out = Path(args.out) / "tiling.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(summary.to_dict(), indent=2))
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(summary.to_dict(), indent=2))
     for s in summary.slides:
         note = " (cached)" if s.cached else ""
         print(f"{s.slide_name}: {s.n_tiles} tiles at level {s.level} ({s.read_size}px -> {grid_params.tile_size}px, "

@@ -8,9 +8,10 @@ Each actor stages into its own sub-folder, emptied when the actor (re)starts.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
+
+from ..atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +34,11 @@ class Stager:
         dst = self.dir / src.name
         if dst.is_file():
             return dst
-        tmp = self.dir / f".{src.name}.stage.tmp"
-        try:
+        with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
             sidecar = src.with_suffix("")
             if sidecar.is_dir():
                 shutil.copytree(sidecar, self.dir / sidecar.name, dirs_exist_ok=True)
-            os.replace(tmp, dst)
-        finally:
-            tmp.unlink(missing_ok=True)
         log.debug("staged %s -> %s", src, dst)
         return dst
 

@@ -1,13 +1,13 @@
-"""Atomic file writes: write to a temp file in the destination folder, then `os.replace` it into place."""
+"""Atomic writes for exports: `pathpt_engine.atomic` plus folder creation and `ExportError` messages."""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import atomic
 from ..errors import PathPTError
 
 
@@ -17,22 +17,14 @@ class ExportError(PathPTError):
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path next to `path`; on normal exit it replaces `path`, on error it is removed.
-
-    The temp name keeps the final suffix so that writers choosing a format by extension still work.
-    """
+    """Create the output folder, then yield a temp path that replaces `path` on normal exit."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"{path}: cannot create the output folder ({exc})") from exc
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    try:
+    with atomic.atomic_path(path) as tmp:
         yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import FeatureFileError
 from ..slides.grid import GridParams, TileGrid
 
@@ -205,10 +206,9 @@ def is_valid(path: str | os.PathLike[str], expected: Mapping[str, Any], need_fea
 # ---- internals ------------------------------------------------------------------------------------------------
 def _write(path: Path, coords: np.ndarray, features: np.ndarray | None, attrs: dict[str, Any],
            coords_attrs: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with h5py.File(tmp, "w") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             dset = f.create_dataset("coords", data=coords.astype(np.int64))
             for key, value in coords_attrs.items():
                 dset.attrs[key] = _h5_value(value)
@@ -217,11 +217,8 @@ def _write(path: Path, coords: np.ndarray, features: np.ndarray | None, attrs: d
             f.attrs["pathpt_format"] = FORMAT_VERSION
             for key, value in attrs.items():
                 f.attrs[key] = _h5_value(value)
-        os.replace(tmp, path)
     except OSError as exc:
         raise FeatureFileError(f"{path}: cannot write ({exc})") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

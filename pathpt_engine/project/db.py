@@ -9,7 +9,6 @@ may open the same project, and writers then wait up to `busy_timeout` for each o
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_path
 from ..errors import ProjectError
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,7 @@ class Database:
         """Create a fresh database at `path` atomically (built under a temp name, then renamed)."""
         if path.exists():
             raise ProjectError(f"{path}: a project database already exists here; open it instead")
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_path(path, fsync=True) as tmp:
             conn = cls._connect(tmp)
             try:
                 db = cls(tmp, conn)
@@ -103,10 +102,6 @@ class Database:
                                  (APP_ID, now_iso()))
             finally:
                 conn.close()
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         return cls.open(path)
 
     @classmethod

@@ -8,12 +8,12 @@ the history keeps the last `HISTORY_LIMIT` operations.
 from __future__ import annotations
 
 import csv
-import os
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..errors import ConfigError, ProjectError
 from .db import Database, now_iso
 
@@ -125,17 +125,13 @@ class LabelStore:
     def export_csv(self, path: str | Path) -> Path:
         """Write all labels as `slide_id,label,split` (readable by `import_csv`), atomically."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            with tmp.open("w", newline="", encoding="utf-8") as f:
+            with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
                 w = csv.writer(f, lineterminator="\n")
                 w.writerow(["slide_id", "label", "split"])
                 w.writerows([lab.slide_id, lab.label, lab.split] for lab in self.all().values())
-            os.replace(tmp, path)
         except OSError as exc:
             raise ProjectError(f"{path}: cannot write labels CSV ({exc})") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
 
     # ---- undo / redo ---------------------------------------------------------------------------------------

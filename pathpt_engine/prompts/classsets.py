@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..assets import resource_path
+from ..atomic import write_text_atomic
 from ..errors import ConfigError
 
 PLACEHOLDER = "CLASSNAME"
@@ -167,15 +167,7 @@ def save_classset(classset: ClassSet, path: str | os.PathLike[str]) -> Path:
     """Write a class set as JSON atomically."""
     path = Path(path)
     text = json.dumps(classset.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, text)
 
 
 def synth_classset(n_subtypes: int | None = None) -> ClassSet:

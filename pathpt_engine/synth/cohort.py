@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..atomic import write_bytes_atomic
 from ..errors import ConfigError
 from ..jobs import Job, Progress, check_cancel
 from . import noise
@@ -91,13 +92,7 @@ class SynthSlide:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temp file in the same folder and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_bytes_atomic(path, data)
 
 
 def _png_bytes(img: np.ndarray) -> bytes:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from ..atomic import atomic_path
+
 FORMATS = ("tiff", "svs")
 
 
@@ -66,17 +68,11 @@ def write_slide(
         raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
     path = Path(path)
     pyramid = list(levels) if levels is not None else build_pyramid(image)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tifffile.TiffWriter(tmp, bigtiff=True) as tw:
-            if fmt == "tiff":
-                _write_generic(tw, pyramid, mpp, tile, quality)
-            else:
-                _write_aperio(tw, pyramid, mpp, tile, quality, label, macro)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=True) as tw:
+        if fmt == "tiff":
+            _write_generic(tw, pyramid, mpp, tile, quality)
+        else:
+            _write_aperio(tw, pyramid, mpp, tile, quality, label, macro)
     return path
 
 
@@ -246,27 +242,21 @@ def write_slide_streamed(
     path = Path(path)
     parts: list[np.ndarray] = []
     tiles = _tiles(strips, width, height, tile, lambda s: parts.append(downsample(s, level_factor)))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tifffile.TiffWriter(tmp, bigtiff=True) as tw:
-            common = {"shape": (height, width, 3), "dtype": np.uint8, "tile": (tile, tile), **_jpeg_args(quality)}
-            if fmt == "tiff":
-                px_per_cm = 1e4 / mpp
-                tw.write(tiles, resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER", **common)
-            else:
-                tw.write(tiles, description=_aperio_desc0(tw, width, height, tile, quality, mpp), **common)
-            levels = _lower_levels(parts, level_factor, min_size)
-            thumb = levels[-1]
-            if max(width, height) <= min_size:
-                levels = []
-            if fmt == "tiff":
-                _write_generic_levels(tw, levels, width, mpp, tile, quality)
-            else:
-                _write_aperio_rest(tw, levels, thumb, (width, height), tile, quality, label, macro)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=True) as tw:
+        common = {"shape": (height, width, 3), "dtype": np.uint8, "tile": (tile, tile), **_jpeg_args(quality)}
+        if fmt == "tiff":
+            px_per_cm = 1e4 / mpp
+            tw.write(tiles, resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER", **common)
+        else:
+            tw.write(tiles, description=_aperio_desc0(tw, width, height, tile, quality, mpp), **common)
+        levels = _lower_levels(parts, level_factor, min_size)
+        thumb = levels[-1]
+        if max(width, height) <= min_size:
+            levels = []
+        if fmt == "tiff":
+            _write_generic_levels(tw, levels, width, mpp, tile, quality)
+        else:
+            _write_aperio_rest(tw, levels, thumb, (width, height), tile, quality, label, macro)
     return path
 
 
