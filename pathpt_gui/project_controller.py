@@ -73,6 +73,9 @@ class ProjectController(QObject):
         runs = [r for r in project.runs.list() if r.status == "done"]
         self.current_run = runs[0].run_id if runs else ""
         self.info(f"opened project {project.root} ({len(project.slides.ids())} slides)")
+        if project.interrupted_runs:
+            self.message.emit("warning", f"{len(project.interrupted_runs)} run(s) did not finish last time (the "
+                              f"app stopped while they ran); marked interrupted: {', '.join(project.interrupted_runs)}")
         missing = project.slides.missing()
         if missing:
             self.message.emit("warning", f"{len(missing)} slide file(s) moved or missing, e.g. {missing[0].path}; "

@@ -70,3 +70,44 @@ def test_sigkill_loses_nothing_committed(tmp_path: Path) -> None:
         proj.labels.undo()
         after = proj.labels.get("s")
         assert after is not None and after.label != before
+
+
+RUNNER = textwrap.dedent("""
+    import sys, time
+    from pathpt_engine.project import Project
+    proj = Project.open(sys.argv[1])
+    run = proj.runs.create("pathpt", "demo", {"shots": 1})
+    print(run.run_id, flush=True)
+    time.sleep(60)
+""")
+
+
+def test_a_killed_run_is_marked_interrupted_on_next_open(tmp_path: Path) -> None:
+    """A run left `running` by a killed process becomes `interrupted` when the project is next opened; a run
+    whose owner is alive (another process, or this one) stays `running`."""
+    with Project.create(tmp_path / "p"):
+        pass
+    live = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path / "p")], stdout=subprocess.PIPE, text=True)
+    dead = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path / "p")], stdout=subprocess.PIPE, text=True)
+    try:
+        live_id, dead_id = live.stdout.readline().strip(), dead.stdout.readline().strip()
+        dead.kill()
+        dead.wait(timeout=30)
+        with Project.open(tmp_path / "p") as proj:
+            own = proj.runs.create("pathpt", "demo").run_id
+            assert proj.interrupted_runs == [dead_id]
+            assert proj.runs.get(dead_id).status == "interrupted"
+            assert "interrupted" in proj.runs.get(dead_id).message and proj.runs.get(dead_id).finished
+            assert proj.runs.get(live_id).status == "running"
+            with Project.open(tmp_path / "p") as second:  # a second opener sees this process's run as live
+                assert second.interrupted_runs == []
+            proj.runs.set_status(own, "done")
+            assert not (proj.run_dir(own) / ".running.lock").exists()
+    finally:
+        live.kill()
+        live.wait(timeout=30)
+        dead.stdout.close()
+        live.stdout.close()
+    with Project.open(tmp_path / "p") as proj:
+        assert proj.interrupted_runs == [live_id]
+        assert proj.runs.get(own).status == "done"

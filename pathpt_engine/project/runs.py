@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 import uuid
@@ -15,8 +16,11 @@ from typing import Any
 from ..errors import ProjectError
 from ..results import SlidePrediction
 from .db import Database, now_iso
+from .runlock import RunLock, owner_alive
 
-STATUSES = ("running", "done", "failed", "cancelled")
+log = logging.getLogger(__name__)
+STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
+INTERRUPTED_MESSAGE = "interrupted: the app stopped while this run was in progress (nothing was saved)"
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class RunStore:
     def __init__(self, db: Database, runs_dir: Path) -> None:
         self._db = db
         self._runs_dir = runs_dir
+        self._locks: dict[str, RunLock] = {}
 
     def create(self, recipe: str, backbone: str, settings: Mapping[str, Any] | None = None) -> RunRecord:
         """Start a run in status `running`, with a fresh id and folder `runs/<run_id>/` for its checkpoint."""
@@ -75,6 +80,7 @@ class RunStore:
             raise ProjectError(f"run settings are not JSON-serialisable: {exc}") from exc
         folder = self._runs_dir / run_id
         folder.mkdir(parents=True, exist_ok=False)
+        self._locks[run_id] = RunLock(folder)
         with self._db.transaction() as conn:
             conn.execute("INSERT INTO runs(run_id, created, recipe, backbone, settings, status, checkpoint) "
                          "VALUES (?,?,?,?,?,?,?)",
@@ -102,6 +108,34 @@ class RunStore:
                          (status, message, finished, run_id))
             if checkpoint is not None:
                 conn.execute("UPDATE runs SET checkpoint=? WHERE run_id=?", (str(checkpoint), run_id))
+        if status != "running" and run_id in self._locks:
+            self._locks.pop(run_id).release()
+
+    def recover_interrupted(self) -> list[str]:
+        """Mark `running` runs whose owner process is gone as `interrupted`; returns their ids.
+
+        Called when a project is opened: a run left `running` by a killed app would otherwise look alive
+        forever. Runs owned by this process or by another live process are left alone.
+        """
+        stale = []
+        for row in self._db.query("SELECT run_id, checkpoint FROM runs WHERE status='running'"):
+            run_id = row["run_id"]
+            folder = Path(row["checkpoint"]) if row["checkpoint"] else self._runs_dir / run_id
+            if run_id in self._locks or owner_alive(folder):
+                continue
+            self.set_status(run_id, "interrupted", INTERRUPTED_MESSAGE)
+            (folder / ".running.lock").unlink(missing_ok=True)
+            stale.append(run_id)
+        if stale:
+            log.warning("%s: %d run(s) were interrupted by an earlier crash: %s", self._db.path, len(stale),
+                        ", ".join(stale))
+        return stale
+
+    def release_all(self) -> None:
+        """Drop this process's run locks (the project is closing)."""
+        for lock in self._locks.values():
+            lock.release()
+        self._locks.clear()
 
     def delete(self, run_id: str) -> None:
         """Delete a run row and its predictions (its folder on disk is kept)."""

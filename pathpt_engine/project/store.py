@@ -37,6 +37,7 @@ class Project:
         self.classes = ClassStore(db)
         self.labels = LabelStore(db)
         self.runs = RunStore(db, root / "runs")
+        self.interrupted_runs: list[str] = []  # runs an earlier crash left `running`, marked when opened
 
     @classmethod
     def create(cls, folder: str | Path, opener: Opener | None = None) -> Project:
@@ -68,7 +69,9 @@ class Project:
         db = Database.open(root / DB_NAME)
         for sub in SUBFOLDERS:
             (root / sub).mkdir(exist_ok=True)
-        return cls(root, db, opener)
+        project = cls(root, db, opener)
+        project.interrupted_runs = project.runs.recover_interrupted()
+        return project
 
     @property
     def db_path(self) -> Path:
@@ -125,6 +128,7 @@ class Project:
 
     # ---- lifetime ------------------------------------------------------------------------------------------
     def close(self) -> None:
+        self.runs.release_all()
         self._db.close()
 
     def __enter__(self) -> Project:

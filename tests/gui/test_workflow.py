@@ -357,7 +357,9 @@ def test_killed_mid_training_leaves_project_readable(window, qtbot, tmp_path, co
         assert proj.labels.all() == labels_before
         assert len(proj.slides.ids()) == 4
         runs = proj.runs.list()
-        assert len(runs) == 1 and runs[0].status == "running"  # it never finished; nothing half-written
+        # it never finished: marked interrupted on this open, and nothing half-written
+        assert len(runs) == 1 and runs[0].status == "interrupted"
+        assert proj.interrupted_runs == [runs[0].run_id]
         assert not (proj.run_dir(runs[0].run_id) / "checkpoint.json").exists()
     ctrl.open_project(root)  # and the app opens it again
     assert wf.slides.table.rowCount() == 4
