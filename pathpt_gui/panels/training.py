@@ -248,7 +248,8 @@ class TrainingPanel(QWidget):
                 item.setData(Qt.ItemDataRole.UserRole, run.run_id)
                 item.setToolTip(f"run {run.run_id} ({run.backbone})\n{run.message}")
                 if c == 2:
-                    item.setForeground(QColor({"done": "#5cc26a", "failed": "#ff7b72", "cancelled": "#e8a33c"}
+                    item.setForeground(QColor({"done": "#5cc26a", "failed": "#ff7b72", "cancelled": "#e8a33c",
+                                               "interrupted": "#e8a33c"}
                                               .get(run.status, "#c8ccd0")))
                 self.runs.setItem(r, c, item)
             if run.run_id == self.ctrl.current_run:
