@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import PathPTError
-from .base import Backbone
+from .base import Backbone, Preprocess
+from .fast_preprocess import FastPreprocess
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +171,20 @@ class TileEncoder:
         return self.device.type == "cuda"
 
     def host_transform(self, tiles: np.ndarray) -> torch.Tensor:
-        """What the batcher thread does to a stacked uint8 batch [B, H, W, 3] before it is queued."""
+        """What the batcher thread does to a stacked uint8 batch [B, H, W, 3] before it is queued.
+
+        On CPU: `FastPreprocess` (the backbone's `Preprocess` maths, computed as strided convolutions and one fused
+        normalisation; equal to it within float rounding) when the backbone uses a plain `Preprocess`.
+        """
         if self.preprocess_on_device:
             return torch.from_numpy(tiles)
-        return self.backbone.preprocess(tiles)
+        return self._host_preprocess(tiles)
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
             raise ValueError(f"TileEncoder: batch_size must be positive, got {self.batch_size}")
+        pre = getattr(self.backbone, "preprocess", None)
+        self._host_preprocess = FastPreprocess(pre) if type(pre) is Preprocess else pre
         self.channels_last = self.device.type == "cuda"
         if self.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
