@@ -89,7 +89,7 @@ def test_cancel_stops_joins_threads_and_writes_nothing(env: dict, tmp_path: Path
         run_job(extract_slides([env["slide"]], tmp_path, _opts(env, batch_size=2), cancel=cancel), on_progress,
                 cancel)
     assert not feature_path(tmp_path, "keep", "s1").exists()
-    assert not [t for t in threading.enumerate() if t.name.startswith(("pathpt-batcher", "pathpt-tiles"))]
+    assert not [t for t in threading.enumerate() if t.name.startswith(("pathpt-batcher", "pathpt-tiles", "pathpt-encode"))]
 
 
 class _FakeOOM(torch.nn.Module):

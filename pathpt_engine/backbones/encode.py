@@ -66,20 +66,23 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 class BatchPrefetcher:
     """Background thread: (index, tile) pairs -> (indices, preprocessed batch) in a bounded queue.
 
-    Use as a context manager and iterate; leaving the block (normally, by error or by cancel) stops and joins the
+    `thread_init` runs first in the thread (e.g. `encode_streams.one_torch_thread`). Use as a context manager and
+    iterate; leaving the block (normally, by error or by cancel) stops and joins the
     thread and closes the tile iterator in that thread.
     """
 
     _DONE = object()
 
     def __init__(self, tiles: Iterable[tuple[int, np.ndarray]], batch_size: int,
-                 transform: Callable[[np.ndarray], torch.Tensor], depth: int = 3, pin: bool = False) -> None:
+                 transform: Callable[[np.ndarray], torch.Tensor], depth: int = 3, pin: bool = False,
+                 thread_init: Callable[[], None] | None = None) -> None:
         if batch_size <= 0 or depth <= 0:
             raise ValueError("BatchPrefetcher: batch_size and depth must be positive")
         self._tiles = tiles
         self._batch_size = batch_size
         self._transform = transform
         self._pin = pin
+        self._thread_init = thread_init
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pathpt-batcher", daemon=True)
@@ -117,6 +120,8 @@ class BatchPrefetcher:
     def _run(self) -> None:
         it = iter(self._tiles)
         try:
+            if self._thread_init is not None:
+                self._thread_init()
             idx: list[int] = []
             tiles: list[np.ndarray] = []
             for i, tile in it:

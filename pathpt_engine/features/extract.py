@@ -30,6 +30,12 @@ from ..backbones.encode import (
     resolve_device,
     resolve_precision,
 )
+from ..backbones.encode_streams import (
+    encode_batches,
+    one_torch_thread,
+    resolve_streams,
+    torch_threads_restored,
+)
 from ..jobs import Eta, Job, Progress, check_cancel, run_job
 from ..slides.grid import GridParams, TileGrid
 from ..slides.tissue import TissueParams
@@ -55,6 +61,8 @@ class ExtractOptions:
         min_tissue: minimum tissue fraction of a kept tile.
         assume_mpp: level-0 um/px for slides that do not state it.
         force: redo slides whose features are up to date.
+        encoder_streams: forward passes run side by side on CPU, each on one torch thread (None: one per torch
+            thread on CPU, 1 on CUDA; see `pathpt_engine.backbones.encode_streams`).
     """
 
     backbone: str = "demo"
@@ -69,10 +77,13 @@ class ExtractOptions:
     min_tissue: float = 0.5
     assume_mpp: float | None = None
     force: bool = False
+    encoder_streams: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0 or self.prefetch_batches <= 0 or self.workers < 0:
             raise ValueError("ExtractOptions: batch_size and prefetch_batches must be > 0, workers >= 0")
+        if self.encoder_streams is not None and self.encoder_streams <= 0:
+            raise ValueError(f"ExtractOptions: encoder_streams must be > 0, got {self.encoder_streams}")
         if self.tile_size is not None and self.tile_size < 8:
             raise ValueError(f"ExtractOptions: tile_size must be >= 8, got {self.tile_size}")
         if self.target_mpp is not None and not self.target_mpp > 0:
@@ -202,7 +213,12 @@ def _extract_one(path: Path, out: Path, model: Backbone, encoder: TileEncoder, o
 
 def encode_grid(reader: object, grid: TileGrid, model: Backbone, encoder: TileEncoder, opts: ExtractOptions,
                 cancel: threading.Event | None = None, message: str = "") -> Job[np.ndarray]:
-    """Job: encode every tile of `grid` (reader threads + batcher thread + encoder); returns float32 [N, D]."""
+    """Job: encode every tile of `grid`; returns float32 [N, D].
+
+    Reader threads decode tiles, one batcher thread stacks and preprocesses them, and the batches are encoded in
+    this thread (CUDA) or by parallel single-threaded encoder streams (CPU). On CPU the batcher also runs torch on
+    one thread, so no two OpenMP teams share the cores; the caller's torch thread count is restored after.
+    """
     from ..slides.tiles import iter_tiles
 
     n = len(grid)
@@ -210,17 +226,20 @@ def encode_grid(reader: object, grid: TileGrid, model: Backbone, encoder: TileEn
     if n == 0:
         return feats
     eta, done = Eta(), 0
+    cpu = encoder.device.type == "cpu"
+    streams = resolve_streams(encoder.device, opts.encoder_streams)
     tiles = iter_tiles(reader, grid, num_threads=opts.workers, prefetch=opts.batch_size * opts.prefetch_batches)
-    pin = encoder.device.type == "cuda"
-    with closing(tiles), BatchPrefetcher(tiles, opts.batch_size, encoder.host_transform, opts.prefetch_batches,
-                                         pin=pin) as batches:
+    with torch_threads_restored(), closing(tiles), BatchPrefetcher(
+            tiles, opts.batch_size, encoder.host_transform, opts.prefetch_batches, pin=encoder.device.type == "cuda",
+            thread_init=one_torch_thread if cpu else None) as batches:
         yield Progress("extract", 0, n, message=message)
-        for idx, x in batches:
-            check_cancel(cancel)
-            feats[idx] = encoder.encode(x)
-            done += len(idx)
-            yield Progress("extract", done, n, message=message,
-                           metrics={"tiles_per_s": eta.rate(done), "eta_s": eta.eta_s(done, n) or 0.0})
+        with closing(encode_batches(encoder, batches, streams)) as encoded:
+            for idx, f in encoded:
+                check_cancel(cancel)
+                feats[idx] = f
+                done += len(idx)
+                yield Progress("extract", done, n, message=message,
+                               metrics={"tiles_per_s": eta.rate(done), "eta_s": eta.eta_s(done, n) or 0.0})
     return feats
 
 
