@@ -175,3 +175,24 @@ def test_fast_spatial_module_equals_reference_order_in_float32():
     assert rel(grad_f, grad_r) < 1e-5
     assert rel(out_f, out_t) < 2 * rel(out_r, out_t) + 1e-7
     assert rel(grad_f, grad_t) < 2 * rel(grad_r, grad_t) + 1e-7
+
+
+@pytest.mark.parametrize(("b", "n", "d"), [(1, 256, 16), (1, 1216, 8), (2, 256, 4), (1, 5, 3), (3, 70, 6)])
+def test_value_convolution_gradients_match_float64(b, n, d):
+    """Kernel and input gradients of the value convolution against a float64 shift-and-add reference, at lengths
+    where torch 2.13's own CPU kernel gradient is wrong (256, 1216) and at ordinary ones."""
+    from pathpt_engine.pathpt.nystrom import sequence_depthwise_conv
+
+    torch.manual_seed(n)
+    h, k = 4, 33
+    v = torch.randn(b, h, n, d, requires_grad=True)
+    w = torch.randn(h, 1, k, 1, requires_grad=True)
+    g = torch.randn(b, h, n, d)
+    (sequence_depthwise_conv(v, w) * g).sum().backward()
+
+    v64, w64 = v.detach().double().requires_grad_(True), w.detach().double().requires_grad_(True)
+    vp = torch.nn.functional.pad(v64, (0, 0, k // 2, k // 2))
+    ref = sum(vp[:, :, t : t + n] * w64[None, :, 0, t, 0, None, None] for t in range(k))
+    (ref * g.double()).sum().backward()
+    torch.testing.assert_close(w.grad.double(), w64.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(v.grad.double(), v64.grad, rtol=1e-5, atol=1e-5)

@@ -27,6 +27,55 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 
+class _SequenceDepthwiseConv(torch.autograd.Function):
+    """Depthwise convolution along the sequence, [B, h, N, d] with a [h, 1, k, 1] kernel, zero 'same' padding.
+
+    Forward and input gradient use torch's grouped conv2d. The kernel gradient is computed here as k dot
+    products, because torch 2.13's CPU kernel-gradient of this convolution is wrong at some lengths (N = 256 +
+    960·i: 256, 1216, 2176, 3136, 4096...; 1-5 % relative error against float64, with or without oneDNN;
+    tests/test_spatial.py checks it). TransMIL bags padded to 256 and the demo model's m = 64 hit those lengths.
+    """
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(v, weight)
+        return F.conv2d(v, weight, padding=(weight.shape[2] // 2, 0), groups=weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
+        v, weight = ctx.saved_tensors
+        heads, k, half = weight.shape[0], weight.shape[2], weight.shape[2] // 2
+        grad_v = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_v = F.conv2d(grad, weight.flip(2), padding=(half, 0), groups=heads)
+        if ctx.needs_input_grad[1]:
+            grad_w = _kernel_grad(v, grad, k).reshape(weight.shape).to(weight.dtype)
+        return grad_v, grad_w
+
+
+def _kernel_grad(v: torch.Tensor, grad: torch.Tensor, k: int, block: int = 32) -> torch.Tensor:
+    """dW[h, t] = Σ_{b,n,d} grad[b,h,n,d] · v_pad[b,h,n+t,d]  ([h, k]), as one batched GEMM over blocks of rows.
+
+    Each block of `block` output rows meets its `block + k - 1` padded input rows in a small GEMM; the k
+    diagonals of each block product are the block's share of the k taps.
+    """
+    b, h, n, d = v.shape
+    half, nb = k // 2, -(-n // block)
+    rows = nb * block
+    vp = F.pad(v, (0, 0, half, half + rows - n)).reshape(b * h, rows + k - 1, d)
+    g = F.pad(grad, (0, 0, 0, rows - n)).reshape(b * h * nb, block, d)
+    width = block + k - 1
+    windows = vp.as_strided((b * h, nb, width, d), (vp.stride(0), block * d, d, 1)).reshape(b * h * nb, width, d)
+    prod = torch.bmm(g, windows.transpose(1, 2))  # [b·h·nb, block, width]
+    diag = prod.as_strided((prod.shape[0], block, k), (block * width, width + 1, 1))
+    return diag.sum(dim=1).reshape(b, h, nb, k).sum(dim=(0, 2))
+
+
+def sequence_depthwise_conv(v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Zero-padded depthwise convolution of [B, h, N, d] along N with `weight` [h, 1, k, 1] (correct gradients)."""
+    return _SequenceDepthwiseConv.apply(v, weight)
+
+
 def moore_penrose_pinv(x: torch.Tensor, iters: int = 6) -> torch.Tensor:
     """Iterative pseudo-inverse of the last two dims of `x` (computed in float32 at least)."""
     orig_dtype = x.dtype
@@ -119,7 +168,7 @@ class NystromAttention(nn.Module):
         else:
             out = (attn1 @ attn2_inv) @ (attn3 @ v)
         if self.res_conv is not None:
-            out = out + self.res_conv(v)
+            out = out + sequence_depthwise_conv(v, self.res_conv.weight)
         b, h, n_pad, d = out.shape
         out = self.to_out(out.transpose(1, 2).reshape(b, n_pad, h * d))
         return out[:, :n] if self.misaligned else out[:, n_pad - n :]
