@@ -40,10 +40,10 @@ CASES = [
 
 @pytest.mark.parametrize(("pre", "size"), CASES)
 def test_fast_preprocess_equals_reference(pre: Preprocess, size: tuple[int, int]) -> None:
-    tiles = _tiles(6, *size)
+    tiles = _tiles(11, *size)  # more than one chunk of 8
     ref = pre(tiles)
     fast = FastPreprocess(pre)(tiles)
-    assert fast.shape == ref.shape == (6, 3, pre.crop, pre.crop) and fast.dtype == torch.float32
+    assert fast.shape == ref.shape == (11, 3, pre.crop, pre.crop) and fast.dtype == torch.float32
     np.testing.assert_allclose(fast.numpy(), ref.numpy(), rtol=0, atol=1e-5)
     single = FastPreprocess(pre)(tiles[4])  # one tile [H, W, 3]
     np.testing.assert_allclose(single.numpy(), ref[4:5].numpy(), rtol=0, atol=1e-5)

@@ -34,7 +34,8 @@ from .base import Preprocess
 
 log = logging.getLogger(__name__)
 
-_WEIGHT_ATOL = 1e-6  # how close the strided-kernel plan must be to interpolate's own weights
+_WEIGHT_ATOL = 1e-6
+_CHUNK = 8  # tiles per pass: whole batches of float intermediates (tens of MB) cost page faults on every batch  # how close the strided-kernel plan must be to interpolate's own weights
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,12 @@ class FastPreprocess:
         tab = self._table(h, w)
         if tab is None:
             return self.pre(tiles)
-        torch.addcmul(self._add, _resize_crop(x8.contiguous(), tab), tab.mul, out=out)
-        if self.pre.interpolation == "bicubic":
-            out.clamp_(min=self._add, max=self._hi)
+        x8 = x8.contiguous()
+        for i in range(0, b, _CHUNK):  # a few tiles at a time: intermediates stay small, memory is reused
+            part = out[i : i + _CHUNK]
+            torch.addcmul(self._add, _resize_crop(x8[i : i + _CHUNK], tab), tab.mul, out=part)
+            if self.pre.interpolation == "bicubic":
+                part.clamp_(min=self._add, max=self._hi)
         return out
 
     def _table(self, h: int, w: int) -> _Tables | None:
