@@ -47,9 +47,9 @@ class _SequenceDepthwiseConv(torch.autograd.Function):
         heads, k, half = weight.shape[0], weight.shape[2], weight.shape[2] // 2
         grad_v = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_v = F.conv2d(grad, weight.flip(2), padding=(half, 0), groups=heads)
+            grad_v = F.conv2d(grad, weight.flip(2).to(grad.dtype), padding=(half, 0), groups=heads).to(v.dtype)
         if ctx.needs_input_grad[1]:
-            grad_w = _kernel_grad(v, grad, k).reshape(weight.shape).to(weight.dtype)
+            grad_w = _kernel_grad(v.float(), grad.float(), k).reshape(weight.shape).to(weight.dtype)
         return grad_v, grad_w
 
 
