@@ -142,11 +142,13 @@ class FastPreprocess:
         if tab is None:
             return self.pre(tiles)
         x8 = x8.contiguous()
+        bounds = [(float(a), float(z)) for a, z in zip(self._add.flatten(), self._hi.flatten(), strict=True)]
         for i in range(0, b, _CHUNK):  # a few tiles at a time: intermediates stay small, memory is reused
             part = out[i : i + _CHUNK]
-            torch.addcmul(self._add, _resize_crop(x8[i : i + _CHUNK], tab), tab.mul, out=part)
-            if self.pre.interpolation == "bicubic":
-                part.clamp_(min=self._add, max=self._hi)
+            torch.add(_resize_crop(x8[i : i + _CHUNK], tab), self._add, out=part)
+            if self.pre.interpolation == "bicubic":  # the reference's clamp to [0, 1], in normalised units
+                for ch, (lo, hi) in enumerate(bounds):
+                    part[:, ch].clamp_(lo, hi)
         return out
 
     def _table(self, h: int, w: int) -> _Tables | None:
@@ -165,8 +167,21 @@ class _Tables:
     left: int
     crop: int
     k_rows: torch.Tensor  # depthwise weights [W * 3, 1, K, 1] (input rows, channels = columns x RGB)
-    k_cols: torch.Tensor  # depthwise weights [3, 1, 1, K]
-    mul: torch.Tensor  # normalisation x border renormalisation [1, 3, crop, crop]
+    k_cols: torch.Tensor  # depthwise weights [3, 1, 1, K], times each channel's 1 / (255 std)
+    row_fix: tuple[tuple[int, int, torch.Tensor], ...]  # (start, stop, scale) runs of renormalised crop rows
+    col_fix: tuple[tuple[int, int, torch.Tensor], ...]  # the same for crop columns
+
+
+def _runs(scale: torch.Tensor) -> tuple[tuple[int, int, torch.Tensor], ...]:
+    """Maximal runs of positions whose scale is not exactly 1, with their scales."""
+    runs, start = [], None
+    for i, v in enumerate([*scale.tolist(), 1.0]):
+        if v != 1.0 and start is None:
+            start = i
+        elif v == 1.0 and start is not None:
+            runs.append((start, i, scale[start:i].clone()))
+            start = None
+    return tuple(runs)
 
 
 def _tables(pre: Preprocess, h: int, w: int, mul: torch.Tensor) -> _Tables | None:
@@ -176,23 +191,28 @@ def _tables(pre: Preprocess, h: int, w: int, mul: torch.Tensor) -> _Tables | Non
     ph, pw = plans
     c = pre.crop
     top, left = (ph.n_out - c) // 2, (pw.n_out - c) // 2
-    scale = ph.scale[top : top + c, None] * pw.scale[None, left : left + c]
     k_rows = ph.kernel.view(1, 1, -1, 1).repeat(w * 3, 1, 1, 1)
-    k_cols = pw.kernel.view(1, 1, 1, -1).repeat(3, 1, 1, 1)
-    return _Tables(ph, pw, top, left, c, k_rows, k_cols, (mul * scale).contiguous())
+    k_cols = pw.kernel.view(1, 1, 1, -1) * mul.view(3, 1, 1, 1)
+    return _Tables(ph, pw, top, left, c, k_rows, k_cols, _runs(ph.scale[top : top + c]),
+                   _runs(pw.scale[left : left + c]))
 
 
 def _resize_crop(x8: torch.Tensor, t: _Tables) -> torch.Tensor:
-    """Contiguous uint8 [B, H, W, 3] -> resized and cropped float [B, 3, crop, crop] (not yet renormalised).
+    """Contiguous uint8 [B, H, W, 3] -> resized, cropped, scaled float [B, 3, crop, crop] (mean not yet added).
 
     Rows first, as a depthwise convolution whose channels are the W x 3 (column, colour) values of a row (they
-    are contiguous in memory, so the convolution vectorises over them); then columns, per colour.
+    are contiguous in memory, so the convolution vectorises over them); then columns, per colour, with the
+    1 / (255 std) of each colour in the kernel. The renormalised border rows and columns are rescaled in place.
     """
     b, h, w, _ = x8.shape
     ph, pw, c = t.rows, t.cols, t.crop
     x = x8.view(b, h, 1, w * 3).permute(0, 3, 1, 2).float()  # [B, W*3, H, 1], channels-last memory
     y = F.conv2d(x, t.k_rows, stride=(ph.stride, 1), padding=(ph.pad, 0), groups=w * 3)
     y = y[:, :, t.top : t.top + c]  # [B, W*3, crop, 1]: memory [B, crop, W, 3]
+    for lo, hi, scale in t.row_fix:
+        y[:, :, lo:hi] *= scale.view(1, 1, -1, 1)
     y = y.permute(0, 2, 3, 1).reshape(b, c, w, 3).permute(0, 3, 1, 2)  # [B, 3, crop, W], channels-last
-    z = F.conv2d(y, t.k_cols, stride=(1, pw.stride), padding=(0, pw.pad), groups=3)
-    return z[..., t.left : t.left + c]
+    z = F.conv2d(y, t.k_cols, stride=(1, pw.stride), padding=(0, pw.pad), groups=3)[..., t.left : t.left + c]
+    for lo, hi, scale in t.col_fix:
+        z[..., lo:hi] *= scale
+    return z
