@@ -55,8 +55,10 @@ def test_resolve_streams() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     with torch_threads_restored():
         torch.set_num_threads(3)
-        assert resolve_streams(cpu) == 3 and resolve_streams(cuda) == 1
-        assert resolve_streams(cpu, 2) == 2 and resolve_streams(cuda, 4) == 1
+        assert resolve_streams(cpu) == 2 and resolve_streams(cuda) == 1
+        assert resolve_streams(cpu, 3) == 3 and resolve_streams(cuda, 4) == 1
+        torch.set_num_threads(1)
+        assert resolve_streams(cpu) == 1
     with pytest.raises(ValueError, match="positive"):
         resolve_streams(cpu, 0)
     with pytest.raises(ValueError, match="encoder_streams"):
@@ -78,6 +80,35 @@ def test_encode_batches_keeps_order_and_values_and_restores_threads(env: dict) -
     for (_, a), (_, b) in zip(single, multi, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     assert not _leftover_threads()
+
+
+class _ThreadProbe(torch.nn.Module):
+    """Backbone stand-in that records the torch threads each forward pass runs with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.seen: list[tuple[str, int]] = []
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return x.flatten(1)[:, :2] * self.w
+
+
+def test_streams_share_the_callers_torch_threads() -> None:
+    probe = _ThreadProbe()
+    enc = TileEncoder(probe, torch.device("cpu"), None, 2)
+    batches = [(np.arange(2 * i, 2 * i + 2), torch.full((2, 3, 2, 2), float(i))) for i in range(6)]
+    with torch_threads_restored():
+        torch.set_num_threads(4)
+        out = list(encode_batches(enc, batches, 2))
+    assert [float(f[0, 0]) for _, f in out] == [float(i) for i in range(6)]
+    assert {n for _, n in probe.seen} == {2} and all(t.startswith("pathpt-encode") for t, _ in probe.seen)
+    probe.seen.clear()
+    with torch_threads_restored():
+        torch.set_num_threads(3)
+        list(encode_batches(enc, batches, 1))  # one stream: the calling thread, all its threads
+    assert probe.seen == [(threading.current_thread().name, 3)] * 6
 
 
 def test_extraction_with_streams_equals_single_stream(env: dict, tmp_path: Path) -> None:

@@ -2,9 +2,12 @@
 
 On a CPU with T torch threads, one forward pass with T intra-op (OpenMP) threads synchronises them at every
 operator; while tile reading and preprocessing run on the same cores, a descheduled OpenMP thread stalls its team
-and the others spin at the barrier. Running T forward passes side by side, each on its own thread with one
-intra-op thread (`encode_batches` with ``streams=T``), has no barriers: reading and preprocessing fill the gaps.
-The extraction benchmark measures the encoder alone both ways and takes the better one as its baseline.
+and the others spin at the barrier. Running S forward passes side by side, each on its own thread with T // S
+intra-op threads (`encode_batches` with ``streams=S``), has smaller teams or, with S = T, no barriers at all:
+reading and preprocessing fill the gaps. The default is S = min(T, 2) (2 single-threaded streams on the 2-core
+machine this was measured on; on bigger CPUs, two half-size teams, so that memory stays at a few batches).
+The extraction benchmark measures the encoder alone with one stream and with S streams and takes the faster as
+its baseline.
 
 Torch's intra-op thread count is per thread once a thread has used it, and `torch.set_num_threads` also sets the
 default of threads that have not yet; `torch_threads_restored` puts the caller's count back as the default after.
@@ -39,12 +42,12 @@ def torch_threads_restored() -> Iterator[int]:
 
 
 def resolve_streams(device: torch.device, requested: int | None = None) -> int:
-    """Encoder streams: `requested`, or by default one per torch thread on CPU and a single stream on CUDA."""
-    if requested is not None:
-        if requested <= 0:
-            raise ValueError(f"encoder streams must be positive, got {requested}")
-        return requested if device.type == "cpu" else 1
-    return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
+    """Encoder streams: `requested`, or by default min(torch threads, 2) on CPU; always 1 on CUDA."""
+    if requested is not None and requested <= 0:
+        raise ValueError(f"encoder streams must be positive, got {requested}")
+    if device.type != "cpu":
+        return 1
+    return requested if requested is not None else max(1, min(torch.get_num_threads(), 2))
 
 
 def encode_batches(encoder: TileEncoder, batches: Iterable[tuple[np.ndarray, torch.Tensor]],
@@ -52,14 +55,17 @@ def encode_batches(encoder: TileEncoder, batches: Iterable[tuple[np.ndarray, tor
     """(indices, batch) -> (indices, float32 embeddings), in input order.
 
     ``streams == 1``: encoded in the calling thread with its torch threads. ``streams > 1``: that many worker
-    threads with one torch thread each encode batches concurrently (one more is queued so none waits); call
-    inside `torch_threads_restored`. Closing the iterator early waits for the batches in flight.
+    threads, each with (calling thread's torch threads) // streams torch threads (at least 1), encode batches
+    concurrently (one more is queued so none waits); call inside `torch_threads_restored`. Closing the iterator
+    early waits for the batches in flight.
     """
     if streams <= 1:
         for idx, x in batches:
             yield idx, encoder.encode(x)
         return
-    pool = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="pathpt-encode", initializer=one_torch_thread)
+    per_stream = max(1, torch.get_num_threads() // streams)
+    pool = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="pathpt-encode",
+                              initializer=torch.set_num_threads, initargs=(per_stream,))
     pending: collections.deque[tuple[np.ndarray, Future[np.ndarray]]] = collections.deque()
     try:
         for idx, x in batches:

@@ -61,8 +61,8 @@ class ExtractOptions:
         min_tissue: minimum tissue fraction of a kept tile.
         assume_mpp: level-0 um/px for slides that do not state it.
         force: redo slides whose features are up to date.
-        encoder_streams: forward passes run side by side on CPU, each on one torch thread (None: one per torch
-            thread on CPU, 1 on CUDA; see `pathpt_engine.backbones.encode_streams`).
+        encoder_streams: forward passes run side by side on CPU, sharing the torch threads (None: min(threads, 2)
+            on CPU; always 1 on CUDA; see `pathpt_engine.backbones.encode_streams`).
     """
 
     backbone: str = "demo"
@@ -216,7 +216,7 @@ def encode_grid(reader: object, grid: TileGrid, model: Backbone, encoder: TileEn
     """Job: encode every tile of `grid`; returns float32 [N, D].
 
     Reader threads decode tiles, one batcher thread stacks and preprocesses them, and the batches are encoded in
-    this thread (CUDA) or by parallel single-threaded encoder streams (CPU). On CPU the batcher also runs torch on
+    this thread (CUDA) or by parallel encoder streams (CPU, single-threaded on 2 cores). On CPU the batcher also runs torch on
     one thread, so no two OpenMP teams share the cores; the caller's torch thread count is restored after.
     """
     from ..slides.tiles import iter_tiles
