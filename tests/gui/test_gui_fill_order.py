@@ -96,3 +96,23 @@ def test_loader_delivers_finished_reads_in_one_batch(qtbot) -> None:
         assert loader.is_idle()
     finally:
         loader.close()
+
+
+def test_cold_view_shows_the_backdrop_while_its_tiles_are_read(make_view, settle, qtbot) -> None:
+    reader = FakeReader()
+    view = make_view(reader, size=(800, 600))
+    settle(view)
+    view.cache.clear()  # no tiles of other levels to fall back on: only the pinned backdrop can show
+    reader.gate.clear()  # every tile read blocks: nothing of the new view can land
+    n0 = len(reader.tile_calls)
+    view.model.set_view(3000, 1000, 1.0)
+    qtbot.waitUntil(lambda: len(reader.tile_calls) >= n0 + 2, timeout=3000)
+    try:
+        assert view.pending_visible() and not view.is_settled()
+        img = view.grab().toImage()
+        c = img.pixelColor(400, 300)  # slide (3000, 1000) of the gradient: red ~ 187, green ~ 83, blue 90
+        assert abs(c.red() - 187) < 25 and abs(c.green() - 83) < 25 and abs(c.blue() - 90) < 25
+    finally:
+        reader.gate.set()
+    settle(view)
+    assert set(view.layout.visible_tiles(view.model.state)) <= view.painted_keys
