@@ -68,8 +68,9 @@ def test_view_change_requests_once_and_before_the_repaint(qtbot, settle) -> None
         assert view.paint_generations[0] == g0 + 1  # the readers were started before the first repaint
         visible = view.layout.visible_tiles(view.model.state)
         assert all(view.loader.is_wanted(k) or k in view.cache for k in visible)
-        skipped = view.layout.visible_tiles(ViewState((1000, 1000), 1.0, view.model.state.view_size))
-        assert not any(view.loader.is_wanted(k) for k in skipped)  # the intermediate view was never requested
+        skipped = set(view.layout.visible_tiles(ViewState((1000, 1000), 1.0, view.model.state.view_size)))
+        skipped -= set(view.layout.plan(view.model.state))  # (the final view's ring may be requested by now)
+        assert skipped and not any(view.loader.is_wanted(k) for k in skipped)  # the intermediate view: never
     finally:
         view.shutdown()
 
