@@ -101,18 +101,18 @@ def encoder_only(encoder: TileEncoder, model: Backbone, n: int, batch: int, tile
 
 
 def reader_only(reader: object, grid: object, encoder: TileEncoder, opts: ExtractOptions) -> float:
-    """Tiles/s of reading + preprocessing alone (reader threads + batcher thread, no encoding)."""
+    """Tiles/s of reading + preprocessing alone (the pipeline's tile source and batcher thread, no encoding)."""
     from contextlib import closing
 
     from pathpt_engine.backbones.encode import BatchPrefetcher
-    from pathpt_engine.slides.tiles import iter_tiles
+    from pathpt_engine.features.extract import tile_source
 
     t0, n = time.perf_counter(), 0
-    tiles = iter_tiles(reader, grid, num_threads=opts.workers, prefetch=opts.batch_size * opts.prefetch_batches)
+    source, batched = tile_source(reader, grid, opts)
     cpu = encoder.device.type == "cpu"
-    with torch_threads_restored(), closing(tiles), BatchPrefetcher(
-            tiles, opts.batch_size, encoder.host_transform, opts.prefetch_batches, pin=not cpu,
-            thread_init=one_torch_thread if cpu else None) as batches:
+    with torch_threads_restored(), closing(source), BatchPrefetcher(
+            source, opts.batch_size, encoder.host_transform, opts.prefetch_batches, pin=not cpu,
+            thread_init=one_torch_thread if cpu else None, batched=batched) as batches:
         for idx, _ in batches:
             n += len(idx)
     return n / (time.perf_counter() - t0)

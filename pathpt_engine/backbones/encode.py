@@ -66,7 +66,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 class BatchPrefetcher:
     """Background thread: (index, tile) pairs -> (indices, preprocessed batch) in a bounded queue.
 
-    `thread_init` runs first in the thread (e.g. `encode_streams.one_torch_thread`). Use as a context manager and
+    With ``batched=True`` the iterable yields (indices, stacked uint8 tiles [B, H, W, 3]) instead of single tiles
+    (`batch_size` is then the source's business). `thread_init` runs first in the thread (e.g.
+    `encode_streams.one_torch_thread`). Use as a context manager and
     iterate; leaving the block (normally, by error or by cancel) stops and joins the
     thread and closes the tile iterator in that thread.
     """
@@ -75,7 +77,7 @@ class BatchPrefetcher:
 
     def __init__(self, tiles: Iterable[tuple[int, np.ndarray]], batch_size: int,
                  transform: Callable[[np.ndarray], torch.Tensor], depth: int = 3, pin: bool = False,
-                 thread_init: Callable[[], None] | None = None) -> None:
+                 thread_init: Callable[[], None] | None = None, batched: bool = False) -> None:
         if batch_size <= 0 or depth <= 0:
             raise ValueError("BatchPrefetcher: batch_size and depth must be positive")
         self._tiles = tiles
@@ -83,6 +85,7 @@ class BatchPrefetcher:
         self._transform = transform
         self._pin = pin
         self._thread_init = thread_init
+        self._batched = batched
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pathpt-batcher", daemon=True)
@@ -111,8 +114,8 @@ class BatchPrefetcher:
                 continue
         return False
 
-    def _emit(self, idx: list[int], tiles: list[np.ndarray]) -> bool:
-        x = self._transform(np.stack(tiles))
+    def _emit(self, idx: list[int] | np.ndarray, tiles: list[np.ndarray] | np.ndarray) -> bool:
+        x = self._transform(tiles if isinstance(tiles, np.ndarray) else np.stack(tiles))
         if self._pin:
             x = x.pin_memory()
         return self._put((np.asarray(idx, dtype=np.int64), x))
@@ -122,6 +125,12 @@ class BatchPrefetcher:
         try:
             if self._thread_init is not None:
                 self._thread_init()
+            if self._batched:
+                for idx_b, batch in it:
+                    if self._stop.is_set() or not self._emit(np.asarray(idx_b, dtype=np.int64), batch):
+                        return
+                self._put(self._DONE)
+                return
             idx: list[int] = []
             tiles: list[np.ndarray] = []
             for i, tile in it:
