@@ -98,3 +98,20 @@ def test_decode_errors_surface_and_threads_are_joined(slide: Path) -> None:
         next(early)
         early.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("pathpt-tiles")]
+
+
+def test_reused_batch_array_is_never_seen_twice(slide: Path) -> None:
+    """A transform that returns a view of its input must still get each batch's own pixels (the prefetcher
+    copies such a result, since the source overwrites its array for the next batch)."""
+    import torch
+
+    from pathpt_engine.backbones.encode import BatchPrefetcher
+
+    with open_slide(slide) as reader:
+        grid = make_grid(reader, tissue_mask(reader), GridParams(target_mpp=0.5, tile_size=64, min_tissue=0))
+        ref = np.stack([read_tile(reader, grid, i) for i in range(len(grid))])
+        source = native_tile_batches(reader, grid, 3, 1, reuse=True)
+        with BatchPrefetcher(source, 3, torch.from_numpy, depth=4, batched=True) as batches:
+            got = [(idx, x.numpy()) for idx, x in batches]
+    np.testing.assert_array_equal(np.concatenate([i for i, _ in got]), np.arange(len(grid)))
+    np.testing.assert_array_equal(np.concatenate([x for _, x in got]), ref)

@@ -115,9 +115,12 @@ class BatchPrefetcher:
         return False
 
     def _emit(self, idx: list[int] | np.ndarray, tiles: list[np.ndarray] | np.ndarray) -> bool:
-        x = self._transform(tiles if isinstance(tiles, np.ndarray) else np.stack(tiles))
+        arr = tiles if isinstance(tiles, np.ndarray) else np.stack(tiles)
+        x = self._transform(arr)
         if self._pin:
             x = x.pin_memory()
+        elif self._batched and _shares_memory(x, arr):  # the source may reuse its array for the next batch
+            x = x.clone()
         return self._put((np.asarray(idx, dtype=np.int64), x))
 
     def _run(self) -> None:
@@ -160,6 +163,14 @@ class BatchPrefetcher:
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+
+def _shares_memory(x: torch.Tensor, arr: np.ndarray) -> bool:
+    """Whether CPU tensor `x` lies (partly) in the memory of `arr`."""
+    if x.device.type != "cpu" or arr.nbytes == 0:
+        return False
+    x0, a0 = x.untyped_storage().data_ptr(), arr.ctypes.data
+    return x0 < a0 + arr.nbytes and a0 < x0 + x.untyped_storage().nbytes()
 
 
 @dataclass

@@ -251,20 +251,22 @@ def tile_source(reader: object, grid: TileGrid, opts: ExtractOptions) -> tuple[I
     from ..slides.tiles import iter_tiles
 
     ahead = opts.batch_size * opts.prefetch_batches
-    batches = native_tile_batches(reader, grid, opts.batch_size, opts.workers, ahead)
+    batches = native_tile_batches(reader, grid, opts.batch_size, opts.workers, ahead, reuse=True)
     if batches is not None:
         return batches, True
     return iter_tiles(reader, grid, num_threads=opts.workers, prefetch=ahead), False
 
 
-def native_tile_batches(reader: object, grid: TileGrid, batch_size: int, workers: int = 1,
-                        ahead: int = 96) -> Iterator[tuple[np.ndarray, np.ndarray]] | None:
+def native_tile_batches(reader: object, grid: TileGrid, batch_size: int, workers: int = 1, ahead: int = 96,
+                        reuse: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]] | None:
     """(indices, uint8 tiles [B, S, S, 3]) for the whole grid, composed straight from the level's native tiles.
 
     The same pixels as `slides.tiles.read_tile` (i.e. `read_region` composing native tiles), without its per-tile
     costs: each native tile is decoded once (by `workers` threads, up to about `ahead` grid tiles in advance),
-    copied into the batch array where the grid tiles overlap it, and dropped after its last use. None when the
-    grid does not allow it (no fast path at the level, tiles resized after reading, off-grid coordinates).
+    copied into the batch array where the grid tiles overlap it, and dropped after its last use. With `reuse`
+    every batch is written into the same array (no page faults for a fresh one per batch): the consumer must be
+    done with a batch before it asks for the next (`BatchPrefetcher` is). None when the grid does not allow it
+    (no fast path at the level, tiles resized after reading, off-grid coordinates).
     """
     size = grid.tile_size
     native = getattr(reader, "native_tile_size", None)
@@ -276,7 +278,7 @@ def native_tile_batches(reader: object, grid: TileGrid, batch_size: int, workers
     tw, th = native(grid.level)
     lxy = np.rint(grid.coords / ds).astype(np.int64)
     lw, lh = grid.level_dimensions
-    return _compose_batches(reader, grid.level, lxy, size, (tw, th), (lw, lh), batch_size, workers, ahead)
+    return _compose_batches(reader, grid.level, lxy, size, (tw, th), (lw, lh), batch_size, workers, ahead, reuse)
 
 
 def _native_keys(x: int, y: int, size: int, tw: int, th: int, lw: int, lh: int) -> list[tuple[int, int]]:
@@ -288,8 +290,8 @@ def _native_keys(x: int, y: int, size: int, tw: int, th: int, lw: int, lh: int) 
 
 
 def _compose_batches(reader: object, level: int, lxy: np.ndarray, size: int, tile: tuple[int, int],
-                     dims: tuple[int, int], batch_size: int, workers: int,
-                     ahead: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                     dims: tuple[int, int], batch_size: int, workers: int, ahead: int,
+                     reuse: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     (tw, th), (lw, lh) = tile, dims
     keys = [_native_keys(int(x), int(y), size, tw, th, lw, lh) for x, y in lxy]
     last_use: dict[tuple[int, int], int] = {}
@@ -303,6 +305,7 @@ def _compose_batches(reader: object, level: int, lxy: np.ndarray, size: int, til
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pathpt-tiles") if workers > 0 else None
     live: dict[tuple[int, int], Future[np.ndarray]] = {}
     nxt = 0
+    buf = np.empty((batch_size, size, size, 3), np.uint8) if reuse else None
 
     def fetch(until: int) -> None:  # start decoding every native tile first needed by grid tile < until
         nonlocal nxt
@@ -315,7 +318,7 @@ def _compose_batches(reader: object, level: int, lxy: np.ndarray, size: int, til
         for start in range(0, len(keys), batch_size):
             stop = min(start + batch_size, len(keys))
             fetch(stop + ahead)
-            out = np.empty((stop - start, size, size, 3), np.uint8)
+            out = buf[: stop - start] if buf is not None else np.empty((stop - start, size, size, 3), np.uint8)
             for i in range(start, stop):
                 _compose_one(out[i - start], int(lxy[i, 0]), int(lxy[i, 1]), keys[i], live, tw, th)
                 for k in keys[i]:
