@@ -70,7 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--methods", default="zeroshot,abmil,clam,transmil,pathpt-paper,pathpt-clean")
     e.add_argument("--test-fraction", type=float, default=0.3, help="fixed test share per class (--labels)")
     e.add_argument("--pool-per-class", type=int, default=15)
-    e.add_argument("--mil-epochs", type=int, default=50)
+    e.add_argument("--mil-epochs", type=int, default=200,
+                   help="MIL training budget (default 200, the reference recipes' budget; 50 is a fast CPU preset: "
+                        "label such results as a preset)")
     e.add_argument("--masks", type=Path, default=None,
                    help="tumour masks <slide_id>_tumour_ds<D>.png (e.g. a synthetic cohort's masks/): adds tile "
                         "AUROC and Dice")

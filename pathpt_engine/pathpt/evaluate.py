@@ -54,7 +54,7 @@ class EvalConfig:
 
     methods: tuple[str, ...] = ("zeroshot", "abmil", "clam", "transmil", "pathpt-paper", "pathpt-clean")
     pathpt: PathPTConfig = PathPTConfig()
-    mil_epochs: int = 50
+    mil_epochs: int = 200
     mil_selection: str = "last"
 
     def __post_init__(self) -> None:
