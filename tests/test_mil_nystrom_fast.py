@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pathpt_engine.baselines.dgrmil import DGRMIL
-from pathpt_engine.baselines.lumped_nystrom import LumpedNystromAttention, lumped_pinv, use_lumped_nystrom
 from pathpt_engine.baselines.models import TransMIL
+from pathpt_engine.pathpt.lumped_nystrom import LumpedNystromAttention, lumped_pinv, use_lumped_nystrom
 from pathpt_engine.pathpt.nystrom import NystromAttention, TransLayer, moore_penrose_pinv
 
 
@@ -105,12 +105,12 @@ def test_dgrmil_outputs_and_gradients_equal_reference(mode):
             torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-3, atol=1e-5, msg=name)
 
 
-def test_value_conv_weight_gradient_is_exact():
+def test_value_conv_weight_gradient_is_exact(monkeypatch):
     """The fast path's value-convolution weight gradient equals a float64 computation (default backends)."""
     torch.manual_seed(3)
     layer = use_lumped_nystrom(TransLayer(512, dropout=0.0)).eval()
     x = torch.randn(1, 20, 512)
-    grad_out = _conv_output_grad(layer, x)  # also leaves the parameter gradients of that backward
+    grad_out = _conv_output_grad(layer, x, monkeypatch)  # also leaves the parameter gradients of that backward
     with torch.no_grad():
         attn = layer.attn
         v = attn._split(attn.to_qkv(layer.norm(x)).chunk(3, dim=-1)[2]).double()  # [1, 8, 20, 64]
@@ -121,13 +121,20 @@ def test_value_conv_weight_gradient_is_exact():
     torch.testing.assert_close(attn.res_conv.weight.grad[:, 0, :, 0].double(), want, rtol=1e-4, atol=1e-4)
 
 
-def _conv_output_grad(layer: TransLayer, x: torch.Tensor) -> torch.Tensor:
-    """d loss / d res_conv(v) for loss = layer(x).square().sum(), via a hook (float64)."""
+def _conv_output_grad(layer: TransLayer, x: torch.Tensor, monkeypatch) -> torch.Tensor:
+    """d loss / d (value convolution output) for loss = layer(x).square().sum(), via a tensor hook (float64)."""
+    from pathpt_engine.pathpt import lumped_nystrom
+
     store: list[torch.Tensor] = []
-    handle = layer.attn.res_conv.register_full_backward_hook(lambda mod, gin, gout: store.append(gout[0]))
-    try:
-        layer.zero_grad()
-        layer(x).square().sum().backward()
-    finally:
-        handle.remove()
+    original = lumped_nystrom.sequence_depthwise_conv
+
+    def hooked(v, w):
+        out = original(v, w)
+        out.register_hook(store.append)
+        return out
+
+    monkeypatch.setattr(lumped_nystrom, "sequence_depthwise_conv", hooked)
+    layer.zero_grad()
+    layer(x).square().sum().backward()
+    assert len(store) == 1, "the value convolution did not run through sequence_depthwise_conv"
     return store[0].double()

@@ -196,3 +196,24 @@ def test_value_convolution_gradients_match_float64(b, n, d):
     (ref * g.double()).sum().backward()
     torch.testing.assert_close(w.grad.double(), w64.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(v.grad.double(), v64.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 40, 127])
+def test_fast_spatial_module_on_short_sequences_equals_reference(n):
+    """Fewer tiles than landmarks (D/2 = 128): the fast module takes the exact lumped path and still equals the
+    reference operations, forward and parameter gradients."""
+    from pathpt_engine.pathpt.lumped_nystrom import LumpedNystromAttention
+
+    torch.manual_seed(n)
+    fast, ref = SpatialAwareModule(256, fast=True).eval(), SpatialAwareModule(256, fast=False).eval()
+    ref.load_state_dict(fast.state_dict())
+    assert type(fast.trans.attn) is LumpedNystromAttention and type(ref.trans.attn) is NystromAttention
+    x = torch.nn.functional.normalize(torch.randn(1, n, 256), dim=-1)
+    outs, grads = [], []
+    for mod in (fast, ref):
+        out = mod(x)
+        (out * torch.linspace(-1, 1, 256)).sum().backward()
+        outs.append(out.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in mod.parameters()]))
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    assert float((grads[0] - grads[1]).norm() / grads[1].norm()) < 1e-4

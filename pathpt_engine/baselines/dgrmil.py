@@ -37,8 +37,8 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from ..jobs import Job, Progress, check_cancel
+from ..pathpt.lumped_nystrom import use_lumped_nystrom
 from ..pathpt.nystrom import TransLayer
-from .lumped_nystrom import use_lumped_nystrom
 
 EXTRA_LOSS_EPOCH = 10  # 1-based epoch from which L_div and L_align are added
 EXTRA_LOSS_WEIGHT = 0.1

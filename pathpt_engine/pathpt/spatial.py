@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .lumped_nystrom import use_lumped_nystrom
 from .nystrom import TransLayer
 
 
@@ -17,8 +18,9 @@ class SpatialAwareModule(nn.Module):
         dropout: dropout of the Nyström output projection (reference 0.1).
         misaligned: reproduce nystrom-attention 0.0.9's row shift (comparisons only).
         identity: ablation switch: return X unchanged (no parameters are used).
-        fast: reassociate the Nyström product (same parameters and maths, float rounding aside; see
-            `nystrom.NystromAttention`); False keeps the reference's order, for side-by-side benchmarks.
+        fast: reassociate the Nyström product and, for sequences shorter than the landmark count, use the exact
+            lumped path (`lumped_nystrom`); same parameters and maths, float rounding aside. False keeps the
+            reference's operations, for side-by-side benchmarks.
     """
 
     def __init__(self, dim: int, dropout: float = 0.1, misaligned: bool = False, identity: bool = False,
@@ -30,6 +32,8 @@ class SpatialAwareModule(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.act = nn.ReLU()
         self.trans = TransLayer(dim, dropout=dropout, misaligned=misaligned, reassociate=fast)
+        if fast:  # slides with fewer tiles than landmarks (D/2): the exact lumped path, no m x m pinv on pad rows
+            use_lumped_nystrom(self.trans)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, N, D] or [N, D] -> same shape."""

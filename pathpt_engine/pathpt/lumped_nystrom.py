@@ -1,4 +1,4 @@
-"""Exact fast path of the shared Nyström attention for short sequences (n < m landmarks), used by the MIL baselines.
+"""Exact fast path of the shared Nyström attention for short sequences (n < m landmarks): MIL baselines and PathPT.
 
 Why: TransMIL and DGRMIL use m = 256 landmarks. A bag of ~20 tiles is zero-padded at the front to 256 rows, so
 every layer runs the 6-iteration Moore-Penrose pseudo-inverse (5 batched 256x256 matmuls per iteration, 8 heads)
@@ -18,9 +18,8 @@ Mathematically identical to `NystromAttention.forward` / `row_attention`; equal 
 (tests/test_mil_nystrom_fast.py). Every other case (n > m, n a multiple of m, `misaligned`, fp16/bf16, a qkv bias)
 falls back to the shared implementation. The parameters and state-dict keys are those of `NystromAttention`.
 
-Found on the way (torch 2.13 CPU): oneDNN's depthwise-conv weight gradient is wrong by ~5-10% at sequence length
-256 (also 2176, 4096; right at 255, 384, 512...), so the shared path's value-convolution weight gradient is wrong
-for every bag padded to 256. The lumped path convolves n < 256 rows and is exact (checked against float64).
+The value convolution goes through `nystrom.sequence_depthwise_conv`, whose kernel gradient is exact (torch 2.13's
+own CPU kernel gradient is wrong at lengths 256 + 960·i, which a KEEP slide of exactly 256 tiles would hit here).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..pathpt.nystrom import NystromAttention
+from .nystrom import NystromAttention, sequence_depthwise_conv
 
 
 def _lumped_softmax(q: torch.Tensor, k: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
@@ -63,8 +62,9 @@ class LumpedNystromAttention(NystromAttention):
 
     def _fast_ok(self, x: torch.Tensor) -> bool:
         n = x.shape[1]
+        # under autocast the lumped pseudo-inverse would run in half precision; the shared path keeps it in fp32
         return (not self.misaligned and n < self.num_landmarks and x.dtype == torch.float32
-                and self.to_qkv.bias is None)
+                and self.to_qkv.bias is None and not torch.is_autocast_enabled(x.device.type))
 
     def _lumped(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Real-row q, k, v [B,h,n,d], lumped A and pinv(A) [B,h,n+1,n+1] and the weights w [n+1]."""
@@ -84,7 +84,7 @@ class LumpedNystromAttention(NystromAttention):
         left = _wmm(a[:, :, 1:], w, a_inv)  # real rows of attn1 @ pinv(attn2)
         out = _wmm(left, w, a[:, :, :, 1:] @ v)  # @ (attn3 @ v); pad v rows are zero
         if self.res_conv is not None:
-            out = out + self.res_conv(v)  # conv over [zeros; v] == zero-padded conv over v
+            out = out + sequence_depthwise_conv(v, self.res_conv.weight)  # == zero-padded conv over v
         b, h, n, d = out.shape
         return self.to_out(out.transpose(1, 2).reshape(b, n, h * d))
 
