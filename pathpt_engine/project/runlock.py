@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".running.lock"
 
 
-class RunLock:
+class RunOwnerLock:
     """The lock a live run's owner holds; `release()` when the run reaches a final status."""
 
     def __init__(self, folder: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ProjectError
 from ..results import SlidePrediction
 from .db import Database, now_iso
-from .runlock import RunLock, owner_alive
+from .runlock import RunOwnerLock, owner_alive
 
 log = logging.getLogger(__name__)
 STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
@@ -68,7 +68,7 @@ class RunStore:
     def __init__(self, db: Database, runs_dir: Path) -> None:
         self._db = db
         self._runs_dir = runs_dir
-        self._locks: dict[str, RunLock] = {}
+        self._locks: dict[str, RunOwnerLock] = {}
 
     def create(self, recipe: str, backbone: str, settings: Mapping[str, Any] | None = None) -> RunRecord:
         """Start a run in status `running`, with a fresh id and folder `runs/<run_id>/` for its checkpoint."""
@@ -80,7 +80,7 @@ class RunStore:
             raise ProjectError(f"run settings are not JSON-serialisable: {exc}") from exc
         folder = self._runs_dir / run_id
         folder.mkdir(parents=True, exist_ok=False)
-        self._locks[run_id] = RunLock(folder)
+        self._locks[run_id] = RunOwnerLock(folder)
         with self._db.transaction() as conn:
             conn.execute("INSERT INTO runs(run_id, created, recipe, backbone, settings, status, checkpoint) "
                          "VALUES (?,?,?,?,?,?,?)",
