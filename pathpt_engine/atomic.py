@@ -9,15 +9,29 @@ and a reader never sees one. The temp name starts with a dot, names the process 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# The one temp-name rule: `.<stem>.<pid>.<8 hex>.tmp<suffix>` (see `temp_name`); `is_temp` recognises it.
+_TEMP_RE = re.compile(r"^\..*\.\d+\.[0-9a-f]{8}\.tmp(\.[^.]*)?$")
+
 
 def temp_name(path: Path) -> Path:
     """A unique hidden temp path next to `path`, with the same suffix."""
     return path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+
+
+def is_temp(path: str | os.PathLike[str]) -> bool:
+    """True if `path`'s name is one that `temp_name` makes (an unfinished or interrupted atomic write)."""
+    return _TEMP_RE.match(Path(path).name) is not None
+
+
+def find_temp(folder: str | os.PathLike[str]) -> list[Path]:
+    """Every temp file (`is_temp`) under `folder`, recursively, sorted."""
+    return sorted(p for p in Path(folder).rglob(".*") if p.is_file() and is_temp(p))
 
 
 @contextmanager

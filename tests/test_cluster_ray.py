@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from tempfiles import assert_no_temp
 
 from pathpt_engine.cluster.netns import can_unshare, loopback_only, namespace_command
 
@@ -110,10 +111,6 @@ def _run(paths: list[Path], out: Path, cohort: dict, copts: ClusterOptions, on_p
     return summary, events
 
 
-def _temp_files(out: Path) -> list[Path]:
-    return [p for p in out.rglob("*") if p.name.endswith(".tmp")]
-
-
 def _same_h5(a: Path, b: Path) -> None:
     """Datasets bit-for-bit equal, attributes equal except the timing `extract_s`."""
     with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
@@ -138,7 +135,8 @@ def test_outputs_match_single_process_bad_slide_fails_rerun_skips(ray_session, c
     assert len({r.extra["pid"] for r in summary.results if r.extra}) == 2
     done = [e.done for e in events if e.stage == "extract"]
     assert done == sorted(done) and done[-1] == events[-1].total == 5
-    assert not _temp_files(out) and not any((tmp_path / "stage").rglob("*.tiff"))
+    assert_no_temp(out)
+    assert not any((tmp_path / "stage").rglob("*.tiff"))
 
     single, _ = collect(extract_slides(slides, ref, _opts(cohort)))
     for s in single.slides:
@@ -172,7 +170,7 @@ def test_killed_worker_restarts_and_slide_is_retried(ray_session, cohort: dict, 
     for p in slides:
         ff = read_features(feature_path(out, "keep", p.stem))
         assert len(ff.features) == len(read_coords(out / "coords" / f"{p.stem}.h5").coords) > 0
-    assert not _temp_files(out)
+    assert_no_temp(out)
 
 
 def test_slide_crashing_every_time_is_crashed_and_hang_times_out(ray_session, cohort: dict, tmp_path: Path) -> None:
@@ -207,7 +205,7 @@ def test_cancel_after_two_results_stops_fast_and_rerun_completes(ray_session, co
     status = {r.slide: r.status for r in summary.results}
     assert all(status[p.stem] == "skipped" for p in finished)
     assert sorted(status.values()).count("done") == len(slides) - len(finished)
-    assert not _temp_files(out)
+    assert_no_temp(out)
 
 
 @pytest.fixture(scope="module")

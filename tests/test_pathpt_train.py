@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from tempfiles import assert_no_temp
 
 from pathpt_engine.errors import ConfigError, JobCancelled
 from pathpt_engine.jobs import collect, run_job
@@ -122,7 +123,7 @@ def test_checkpoint_integrity(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ConfigError, match="checksum"):
         load_checkpoint(tmp_path)
-    assert not list(tmp_path.glob(".*tmp"))
+    assert_no_temp(tmp_path)
 
 
 def test_amp_settings_and_bf16_cpu_step(setup):

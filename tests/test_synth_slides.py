@@ -11,6 +11,7 @@ import numpy as np
 import openslide
 import pytest
 from PIL import Image
+from tempfiles import assert_no_temp
 
 from pathpt_engine.cli import main
 from pathpt_engine.errors import ConfigError, JobCancelled, PathPTError
@@ -118,7 +119,7 @@ def test_streamed_writer_levels_and_pixels(tmp_path, fmt):
     assert np.abs(got - img[700:1000, 600:900]).mean() < 3
     ref = img.reshape(275, 4, 325, 4, 3).mean(axis=(1, 3))
     assert np.abs(low - ref).mean() < 3
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert_no_temp(tmp_path)
 
 
 def test_streamed_writer_rejects_bad_strips(tmp_path):
@@ -189,7 +190,8 @@ def test_cancel_stops_and_leaves_no_partial_files(tmp_path):
     cancel.set()
     with pytest.raises(JobCancelled):
         next(job)
-    assert not list((tmp_path / "c").rglob("*.tiff")) and not list((tmp_path / "c").rglob("*.tmp"))
+    assert not list((tmp_path / "c").rglob("*.tiff"))
+    assert_no_temp(tmp_path / "c")
     assert not (tmp_path / "c" / "labels.csv").exists()
 
 

@@ -14,12 +14,12 @@ import socket
 import time
 from pathlib import Path
 
+from ..atomic import find_temp
 from .base import ClusterError
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".pathpt-run.lock"
-TEMP_GLOBS = (".*.h5.*.tmp", ".*.stage.tmp")
 
 
 class RunLock:
@@ -68,16 +68,13 @@ class RunLock:
 
 
 def clean_temp_files(out_dir: str | Path) -> list[Path]:
-    """Remove temp files (`.<name>.h5.<pid>.tmp`) under `out_dir` that an interrupted run left; returns them.
+    """Remove the temp files (`atomic.is_temp`) under `out_dir` that an interrupted run left; returns them.
 
     Call only while holding the run lock: then no writer of this folder is alive.
     """
-    removed = []
-    for pattern in TEMP_GLOBS:
-        for path in Path(out_dir).rglob(pattern):
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed.append(path)
+    removed = find_temp(out_dir)
+    for path in removed:
+        path.unlink(missing_ok=True)
     if removed:
         log.info("removed %d temp files left by an interrupted run under %s", len(removed), out_dir)
     return removed

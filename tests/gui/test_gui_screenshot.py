@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtGui import QImage
+from tempfiles import assert_no_temp
 
 from pathpt_gui.app import main
 from pathpt_gui.screenshot import ViewSpec, parse_size
@@ -27,7 +28,7 @@ def test_screenshot_writes_png_of_size_with_slide_content(qapp, slide_file, tmp_
     assert abs(r - 128) < 10 and abs(g - 128) < 10 and abs(b - 90) < 10
     r2, _, _ = pixel(img, 600, 200)  # 280 px to the right: red grows with x (255 per 2048 px)
     assert r2 - r == pytest.approx(280 * 255 / 2048, abs=6)
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert_no_temp(tmp_path)
 
 
 def test_screenshot_fit_shows_background_around_slide(qapp, slide_file, tmp_path) -> None:
