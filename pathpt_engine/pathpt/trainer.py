@@ -91,7 +91,7 @@ def _prepare(backbone: Backbone, classset: ClassSet, train: list[SlideData], con
              ensemble_seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     embs = encode_class_prompts(backbone, classset)
     ens = select_prompt_ensemble(embs, [(s.features, s.label) for s in train], config.n_prompts_random,
-                                 config.n_prompts_keep, seed=ensemble_seed)
+                                 config.n_prompts_keep, seed=ensemble_seed, recipe=config.recipe)
     labels = [tile_labels(torch.as_tensor(s.features), ens.classifier, s.label) for s in train]
     return ens.classifier, labels
 
