@@ -245,7 +245,9 @@ def main() -> None:
     args = ap.parse_args()
     from PySide6.QtWidgets import QApplication
 
-    import pathpt_gui  # noqa: F401  (PySide6 refcount guard)
+    from pathpt_gui._none_guard import protect_none
+
+    protect_none()
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     path = Path(args.cache_dir) / "viewer_40000x30000.tif"

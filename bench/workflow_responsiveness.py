@@ -63,6 +63,9 @@ def main() -> None:
     from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
 
+    from pathpt_gui._none_guard import protect_none
+
+    protect_none()
     app = QApplication([])
     from pathpt_engine.pathpt.model import PathPTConfig
     from pathpt_engine.prompts.classsets import synth_classset

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from pathpt_engine.errors import PathPTError
 
+from ._none_guard import protect_none
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pathpt-gui", description="PathPT Studio: whole-slide viewer and few-shot "
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    protect_none()  # PySide6 6.12 on Python 3.11 leaks references to None; before any Qt work
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

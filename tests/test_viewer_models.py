@@ -10,8 +10,6 @@ from pathpt_gui.viewer.model import ViewportModel, ViewState
 from pathpt_gui.viewer.overlay import OverlayModel, lookup_table
 from pathpt_gui.viewer.tiles import LevelInfo, TileKey, TileLayout
 
-pytestmark = pytest.mark.gui
-
 
 def layout_4_levels() -> TileLayout:
     sizes = [(4096, 3072), (2048, 1536), (1024, 768), (512, 384)]
@@ -163,3 +161,32 @@ def test_viewport_refits_on_resize_until_the_user_moves() -> None:
     m.fit()
     m.set_view_size(1600, 1000)
     assert m.scale == pytest.approx(m.fit_scale())
+
+
+def test_viewer_models_and_the_gui_package_load_no_qt() -> None:
+    """The viewer's state models are Qt-free, and importing pathpt_gui changes nothing process-wide."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "refs = sys.getrefcount(None)\n"
+            "import pathpt_gui, pathpt_gui.app\n"
+            "import pathpt_gui.viewer.cache, pathpt_gui.viewer.model, pathpt_gui.viewer.overlay, "
+            "pathpt_gui.viewer.tiles\n"
+            "qt = sorted(k for k in sys.modules if k.split('.')[0] in ('PySide6', 'shiboken6', 'pyqtgraph'))\n"
+            "print(','.join(qt))\n"
+            "print(sys.getrefcount(None) - refs < 10**6)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    qt, refs_unchanged = out.stdout.split("\n")[:2]
+    assert qt == "", f"importing pathpt_gui loaded Qt: {qt}"
+    assert refs_unchanged == "True", "importing pathpt_gui changed None's reference count (the guard ran)"
+
+
+def test_app_main_applies_the_none_guard_before_anything_else(monkeypatch) -> None:
+    import pathpt_gui.app as app
+
+    calls = []
+    monkeypatch.setattr(app, "protect_none", lambda: calls.append("guard") or False)
+    with pytest.raises(SystemExit):
+        app.main(["--help"])
+    assert calls == ["guard"]

@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 from gui_fakes import FakeReader, gradient_image
 
+from pathpt_gui._none_guard import protect_none
+
+protect_none()  # as pathpt_gui.app.main does, before any Qt work in this process
+
 
 @pytest.fixture
 def fake_reader() -> FakeReader:
