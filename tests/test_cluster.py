@@ -20,6 +20,8 @@ from pathpt_engine.cluster.netns import interfaces, loopback_only, namespace_com
 from pathpt_engine.cluster.staging import Stager
 from pathpt_engine.errors import ConfigError
 
+pytestmark = pytest.mark.cluster
+
 torch.set_num_threads(1)
 
 _HEAD = ("Inter-|   Receive                                                |  Transmit\n"

@@ -32,7 +32,7 @@ from pathpt_engine.features.extract import ExtractOptions, extract_slides, featu
 from pathpt_engine.features.store import read_coords, read_features  # noqa: E402
 from pathpt_engine.jobs import collect, run_job  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 REPO = Path(__file__).resolve().parents[1]
 INNER_ENV = "PATHPT_CLUSTER_NETNS"
 
