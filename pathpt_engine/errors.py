@@ -31,5 +31,21 @@ class ProjectError(PathPTError):
     """A project folder or database cannot be used."""
 
 
+class ExportError(PathPTError):
+    """An export cannot be written or an export/score file cannot be read."""
+
+
+class ClusterError(PathPTError):
+    """Ray is missing, cannot start, the network is not private, or every worker died."""
+
+
+class DeviceMemoryError(PathPTError):
+    """The device ran out of memory even after halving the batch."""
+
+
+class ImageWriteError(PathPTError):
+    """An image (screenshot, exported view) could not be written."""
+
+
 class JobCancelled(PathPTError):
     """A job stopped because the user cancelled it."""

@@ -8,11 +8,9 @@ from pathlib import Path
 from PySide6.QtGui import QImage, QPixmap
 
 from pathpt_engine.atomic import atomic_path
-from pathpt_engine.errors import PathPTError
+from pathpt_engine.errors import ImageWriteError
 
-
-class ImageWriteError(PathPTError):
-    """An image could not be written."""
+__all__ = ["ImageWriteError", "save_png_atomic"]
 
 
 def save_png_atomic(image: QImage | QPixmap, path: str | os.PathLike[str]) -> Path:

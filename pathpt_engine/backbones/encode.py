@@ -19,17 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import PathPTError
+from ..errors import DeviceMemoryError, PathPTError
 from .base import Backbone, Preprocess
 from .fast_preprocess import FastPreprocess
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-class DeviceMemoryError(PathPTError):
-    """The device ran out of memory even after halving the batch."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -7,13 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from ..errors import PathPTError
+from ..errors import ClusterError
+
+__all__ = ["FAULTS", "ClusterError", "ClusterOptions", "import_ray", "ray_available"]
 
 FAULTS = ("crash", "hang", "slow")
-
-
-class ClusterError(PathPTError):
-    """Ray is missing, cannot start, the network is not private, or every worker died."""
 
 
 def ray_available() -> bool:

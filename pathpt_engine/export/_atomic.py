@@ -8,11 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import atomic
-from ..errors import PathPTError
+from ..errors import ExportError
 
-
-class ExportError(PathPTError):
-    """An export cannot be written or an export/score file cannot be read."""
+__all__ = ["ExportError", "atomic_path", "write_text_atomic"]
 
 
 @contextmanager
