@@ -2,7 +2,14 @@
 
 OpenSlide's `read_region` pays for cairo compositing, ARGB conversion and a PIL round trip on every call. For
 JPEG-tiled TIFF levels we read a tile's bytes at its file offset (`os.pread`, thread-safe, no shared file
-position) and decode them with libjpeg-turbo (`imagecodecs.jpeg_decode`) using the page's shared JPEG tables.
+position) and decode them with libjpeg-turbo (`simplejpeg`, strict) after the page's shared JPEG tables.
+
+Damaged data: OpenSlide turns every libjpeg warning ("Corrupt JPEG data: premature end of data segment", "bad
+Huffman code", "Premature end of JPEG file") into an error, so a damaged tile is refused instead of being returned
+as partial garbage. The fast path does the same (`decode_jpeg_strict`): the decoder stops on its first warning.
+OpenSlide never finishes the decompression (it stops after the last scanline), so the one warning only emitted
+at that step ("N extraneous bytes before marker", junk between the scan and EOI) is not an error there; it is
+not one here either (logged), so both paths refuse exactly the same tiles.
 
 Level mapping: an OpenSlide level maps to the one tiled TIFF page of the same width and height (top-level IFDs
 only, as OpenSlide uses). Colour space follows the TIFF Photometric tag, as tifffile does: YCbCr (6) decodes to RGB
@@ -19,8 +26,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagecodecs
 import numpy as np
+import simplejpeg
 import tifffile
 
 from ..errors import SlideError
@@ -29,6 +36,41 @@ logger = logging.getLogger(__name__)
 
 FAST_VENDORS = ("generic-tiff", "aperio")
 _JPEG, _RGB, _YCBCR = 7, 2, 6
+_SOI, _EOI = b"\xff\xd8", b"\xff\xd9"
+# Adobe APP14 segment with transform 0: tells libjpeg the three components are RGB, not YCbCr.
+_ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
+_EXTRANEOUS = "extraneous bytes before marker"
+
+
+def decode_jpeg_strict(data: bytes, tables: bytes | None = None, rgb_components: bool = False) -> np.ndarray:
+    """Decode one JPEG tile to RGB uint8, refusing damaged data as OpenSlide does.
+
+    Args:
+        data: the tile's JPEG stream (possibly abbreviated: no tables).
+        tables: the TIFF JPEGTables stream (SOI, DQT/DHT segments, EOI) the tile needs, if any.
+        rgb_components: the components are R, G, B (TIFF Photometric RGB without JFIF), not YCbCr.
+
+    Raises:
+        ValueError: the stream is not a JPEG, or libjpeg reports corrupt data (any warning during decoding).
+    """
+    if not data.startswith(_SOI):
+        raise ValueError(f"not a JPEG stream (starts with {data[:2].hex()})")
+    head = _SOI
+    if tables:
+        if not (tables.startswith(_SOI) and tables.endswith(_EOI)):
+            raise ValueError("JPEGTables is not an SOI ... EOI stream")
+        head += tables[2:-2]
+    if rgb_components:
+        head += _ADOBE_RGB
+    stream = head + data[2:]
+    try:
+        return simplejpeg.decode_jpeg(stream, colorspace="RGB", strict=True)
+    except ValueError as exc:
+        if _EXTRANEOUS not in str(exc):
+            raise
+        # Only emitted after the last scanline, where OpenSlide has stopped reading: same pixels as OpenSlide.
+        logger.warning("JPEG tile with junk after its scan data (%s); decoded as OpenSlide does", exc)
+        return simplejpeg.decode_jpeg(stream, colorspace="RGB", strict=False)
 
 
 @dataclass(frozen=True)
@@ -162,7 +204,7 @@ class TiffTileSource:
         if len(data) != count:
             raise SlideError(f"{self.path}: truncated file, {where} needs {count} bytes at offset {offset}")
         try:
-            arr = imagecodecs.jpeg_decode(data, tables=lv.tables, colorspace=lv.colorspace, outcolorspace=_RGB)
+            arr = decode_jpeg_strict(data, lv.tables, lv.colorspace == _RGB)
         except (RuntimeError, ValueError) as exc:
             raise SlideError(f"{self.path}: cannot decode {where}: {exc}") from exc
         if arr.shape != (lv.tile_h, lv.tile_w, 3):
