@@ -175,3 +175,73 @@ def test_registry_and_weight_resolution(tmp_path: Path, monkeypatch: pytest.Monk
     assert resolve_weights("keep", tmp_path / "x") == tmp_path / "x"
     with pytest.raises(BackboneError, match="known backbones"):
         resolve_weights("nope")
+
+
+# vocab.txt with the lines that used to shift ids: an empty line, a duplicate, U+2028 / U+2029 / U+0085 / a lone
+# "\r" inside a line, a token with trailing spaces, a CRLF line; real words after them must keep their line number.
+_ODD_LINES = ["", "zyzzyva", "a\u2028b", "\u2029", "x\ry", "\x85", "tail  ", "crlf\r", "", "zyzzyva"]
+
+
+def _odd_vocab_folder(tmp_path: Path, keep_dir: Path) -> tuple[Path, list[str]]:
+    folder = _copy(keep_dir, tmp_path / "odd")
+    words = (keep_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    lines = words[:5] + _ODD_LINES + words[5:]
+    (folder / "vocab.txt").write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["text_config"]["vocab_size"] = len(lines)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    key = "text.embeddings.word_embeddings.weight"
+    _edit_weights(folder, lambda sd: sd.__setitem__(key, torch.cat([sd[key], torch.randn(len(_ODD_LINES), 32)])))
+    return folder, lines
+
+
+def test_vocab_ids_are_line_numbers_as_transformers_assigns_them(tmp_path: Path, keep_dir: Path) -> None:
+    from transformers import BertTokenizer, BertTokenizerFast
+
+    from pathpt_engine.backbones.keep import load_keep_tokenizer
+
+    folder, lines = _odd_vocab_folder(tmp_path, keep_dir)
+    ours = load_keep_tokenizer(folder)
+    texts = ["an image of carcinosarcoma.", "zyzzyva tail crlf xy", "normal 12 tissue, h&e"]
+    for cls in (BertTokenizer, BertTokenizerFast):
+        ref = cls.from_pretrained(str(folder), local_files_only=True)
+        assert ours.get_vocab() == ref.get_vocab(), cls.__name__
+        assert ours(texts)["input_ids"] == ref(texts)["input_ids"], cls.__name__
+    vocab = ours.get_vocab()
+    # every real word after the odd lines keeps its line number; the later "zyzzyva" owns the token
+    for i, tok in enumerate(lines):
+        if i >= 5 + len(_ODD_LINES):
+            assert vocab[tok] == i, tok
+    assert vocab["zyzzyva"] == 5 + len(_ODD_LINES) - 1
+    assert vocab["carcinosarcoma"] == lines.index("carcinosarcoma")
+    assert ours.vocab_rows == len(lines)
+
+
+def test_odd_vocab_folder_loads_and_vocab_size_counts_lines(tmp_path: Path, keep_dir: Path) -> None:
+    folder, lines = _odd_vocab_folder(tmp_path, keep_dir)
+    model = load_backbone("keep", folder)
+    ids = model.tokenize(["carcinosarcoma"], max_length=4)["input_ids"][0].tolist()
+    assert ids[1] == lines.index("carcinosarcoma")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["text_config"]["vocab_size"] = len(lines) - 1  # one row short of the last line's id
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BackboneError, match=f"vocab.txt: {len(lines)} lines but text_config.vocab_size is"):
+        load_backbone("keep", folder)
+
+
+@pytest.mark.parametrize("ls_key", ["weight", "gamma"])
+def test_missing_layerscale_key_is_named_as_the_file_spells_it(tmp_path: Path, ls_key: str) -> None:
+    folder = make_tiny_keep_folder(tmp_path / ls_key, ls_key=ls_key)
+    _edit_weights(folder, lambda sd: sd.pop(f"visual.blocks.0.ls2.{ls_key}"))
+    with pytest.raises(BackboneError) as err:
+        load_backbone("keep", folder)
+    assert f"miss key 'visual.blocks.0.ls2.{ls_key}'" in str(err.value) and str(folder) in str(err.value)
+    other = "gamma" if ls_key == "weight" else "weight"
+    assert f"ls2.{other}" not in str(err.value)
+
+
+def test_layerscale_shape_error_is_named_as_the_file_spells_it(tmp_path: Path) -> None:
+    folder = make_tiny_keep_folder(tmp_path / "k")
+    _edit_weights(folder, lambda sd: sd.__setitem__("visual.blocks.1.ls1.weight", torch.zeros(3)))
+    with pytest.raises(BackboneError, match=r"key 'visual\.blocks\.1\.ls1\.weight' has shape \(3,\)"):
+        load_backbone("keep", folder)

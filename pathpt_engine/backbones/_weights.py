@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -110,20 +110,25 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_strict(module: nn.Module, sd: Mapping[str, torch.Tensor], folder: Path,
-                optional: Iterable[str] = ()) -> None:
-    """Load `sd` into `module` with every key and shape checked; `optional` keys may be absent or extra."""
+                optional: Iterable[str] = (), spell: Callable[[str], str] | None = None) -> None:
+    """Load `sd` into `module` with every key and shape checked; `optional` keys may be absent or extra.
+
+    `spell` turns a key of `sd` (the module's name) back into the key as the weights file spells it, for the
+    error messages (a loader that renames keys passes it; the default is the name itself).
+    """
     optional = set(optional)
+    name = spell or (lambda k: k)
     expected = module.state_dict()
     sd = {k: v for k, v in sd.items() if not (k in optional and k not in expected)}
     missing = [k for k in expected if k not in sd and k not in optional]
     unexpected = [k for k in sd if k not in expected]
     if missing:
-        raise BackboneError(f"{folder}: weights miss key {missing[0]!r}" + _more(missing))
+        raise BackboneError(f"{folder}: weights miss key {name(missing[0])!r}" + _more(missing))
     if unexpected:
-        raise BackboneError(f"{folder}: weights have unexpected key {unexpected[0]!r}" + _more(unexpected))
+        raise BackboneError(f"{folder}: weights have unexpected key {name(unexpected[0])!r}" + _more(unexpected))
     for k, v in sd.items():
         if tuple(v.shape) != tuple(expected[k].shape):
-            raise BackboneError(f"{folder}: key {k!r} has shape {tuple(v.shape)}, the config needs "
+            raise BackboneError(f"{folder}: key {name(k)!r} has shape {tuple(v.shape)}, the config needs "
                                 f"{tuple(expected[k].shape)}")
     module.load_state_dict(sd, strict=not optional)
 

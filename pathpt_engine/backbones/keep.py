@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 OPTIONAL_KEYS = ("text.embeddings.position_ids", "text.embeddings.token_type_ids")
 KEEP_MAX_TEXT_LEN = 256
 _LS_KEY = re.compile(r"^(visual\.blocks\.\d+\.ls[12])\.weight$")
+_LS_GAMMA = re.compile(r"^(visual\.blocks\.\d+\.ls[12])\.gamma$")
+# Unicode White_Space (Rust's `str::trim_end`, which the `tokenizers` vocab reader applies to each line)
+_UNICODE_WHITE_SPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200B))
+                        + "\u2028\u2029\u202f\u205f\u3000")
 
 
 class KeepBackbone(Backbone):
@@ -128,6 +133,46 @@ def map_keep_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def keep_key_speller(file_keys: list[str]) -> Callable[[str], str]:
+    """Our key -> the key as this checkpoint spells it, for error messages.
+
+    Keys present in the file keep their own spelling. A missing LayerScale key is named `ls*.weight` (the
+    published spelling) unless the file spells LayerScale `ls*.gamma` (timm's).
+    """
+    origin = {(f"{m.group(1)}.gamma" if (m := _LS_KEY.match(k)) else k): k for k in file_keys}
+    gamma_style = any(_LS_GAMMA.match(k) for k in file_keys) and not any(_LS_KEY.match(k) for k in file_keys)
+
+    def spell(key: str) -> str:
+        if key in origin:
+            return origin[key]
+        m = _LS_GAMMA.match(key)
+        return f"{m.group(1)}.weight" if m and not gamma_style else key
+
+    return spell
+
+
+def read_wordpiece_vocab(path: Path) -> dict[str, int]:
+    """`vocab.txt` -> {token: id}, the id being the token's line number (0-based), as transformers assigns it.
+
+    Lines are split at "\n" only (a U+2028, U+0085 or lone "\r" inside a line does not start a new line);
+    trailing Unicode white space is trimmed, as the `tokenizers` WordPiece file reader (transformers 5) does;
+    empty lines and duplicates keep their line (a later duplicate owns the token), so they shift no later id.
+    transformers 4's Python reader differs only for tokens ending in white space or holding a lone "\r"; the
+    published KEEP vocabulary has neither.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BackboneError(f"{path}: cannot read the vocabulary ({exc})") from exc
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline after the last token
+    vocab: dict[str, int] = {}
+    for i, line in enumerate(lines):
+        vocab[line.rstrip(_UNICODE_WHITE_SPACE)] = i
+    return vocab
+
+
 def load_keep_tokenizer(folder: Path) -> Any:
     """BERT WordPiece tokenizer from `vocab.txt` (passed as a dict: `vocab_file=` is ignored by transformers 5)."""
     from transformers import BertTokenizer
@@ -135,16 +180,14 @@ def load_keep_tokenizer(folder: Path) -> Any:
     path = folder / "vocab.txt"
     if not path.is_file():
         raise BackboneError(f"{folder}: missing file vocab.txt")
-    vocab: dict[str, int] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        token = line.rstrip("\n")
-        if token and token not in vocab:
-            vocab[token] = len(vocab)
+    vocab = read_wordpiece_vocab(path)
     for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]"):
         if special not in vocab:
             raise BackboneError(f"{path}: vocabulary lacks the special token {special}")
     tcfg = W.read_json(folder, "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
-    return BertTokenizer(vocab=vocab, do_lower_case=bool(tcfg.get("do_lower_case", True)))
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=bool(tcfg.get("do_lower_case", True)))
+    tokenizer.vocab_rows = max(vocab.values()) + 1  # ids run to the last line, whatever len(tokenizer) says
+    return tokenizer
 
 
 def load_keep(folder: Path, name: str = "keep") -> KeepBackbone:
@@ -155,11 +198,11 @@ def load_keep(folder: Path, name: str = "keep") -> KeepBackbone:
     tokenizer = load_keep_tokenizer(folder)
     model = KeepBackbone(config, folder, name=name)
     vocab_rows = model.token_embedding().num_embeddings
-    if len(tokenizer) > vocab_rows:
-        raise BackboneError(f"{folder}/vocab.txt: {len(tokenizer)} tokens but text_config.vocab_size is "
+    if tokenizer.vocab_rows > vocab_rows:
+        raise BackboneError(f"{folder}/vocab.txt: {tokenizer.vocab_rows} lines but text_config.vocab_size is "
                             f"{vocab_rows}")
-    sd = map_keep_keys(W.load_state_dict(weights))
-    W.load_strict(model, sd, folder, optional=OPTIONAL_KEYS)
+    raw = W.load_state_dict(weights)
+    W.load_strict(model, map_keep_keys(raw), folder, optional=OPTIONAL_KEYS, spell=keep_key_speller(list(raw)))
     model.tokenizer = tokenizer
     model.weights_hash = W.file_hash(weights)
     log.info("loaded %s from %s (%s, hash %s)", name, folder, weights.name, model.weights_hash)
