@@ -133,3 +133,25 @@ def test_iter_tiles_raises_slide_error_for_bad_tile(slide: Path, tmp_path: Path)
 def test_grid_params_validate(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         GridParams(**kwargs)
+
+
+def test_pixel_size_outside_plausible_range_counts_as_unknown(tmp_path) -> None:
+    from slide_fixtures import blob_image, write_plain_tiff
+
+    from pathpt_engine.errors import SlideError
+    from pathpt_engine.slides import open_slide
+    from pathpt_engine.slides.grid import slide_mpp
+    from pathpt_engine.slides.reader import plausible_mpp
+
+    assert plausible_mpp(0.05) and plausible_mpp(20.0) and not plausible_mpp(0.049) and not plausible_mpp(20.1)
+    for mpp, known in ((0.25, True), (19.0, True), (0.01, False), (352.78, False)):
+        path = write_plain_tiff(tmp_path / f"s{mpp}.tif", blob_image(300, 200), resolution=(1e4 / mpp, 1e4 / mpp))
+        with open_slide(path) as r:
+            assert r.reported_mpp is not None and abs(r.reported_mpp[0] - mpp) < 1e-6
+            assert (r.mpp is not None) == known
+            if known:
+                assert slide_mpp(r, None) == (pytest.approx(mpp), "slide")
+            else:
+                with pytest.raises(SlideError, match=rf"s{mpp}\.tif: pixel size {mpp:.4g} µm/px is implausible"):
+                    slide_mpp(r, None)
+                assert slide_mpp(r, 0.5) == (0.5, "assumed")

@@ -1,4 +1,9 @@
-"""CLI commands `pathpt info` (slide metadata) and `pathpt tile` (tissue + tile grid -> coords h5 files)."""
+"""CLI commands `pathpt info` (slide metadata) and `pathpt tile` (tissue + tile grid -> coords h5 files).
+
+`pathpt tile` goes on past a slide it cannot read, lists it in `tiling.json` ("failed") and on stderr, and exits
+with status 1 once the others are done; a re-run reuses the slides already tiled, so only the failed ones are
+tried again.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 from ..atomic import write_text_atomic
 from ..errors import ConfigError
 from ..slides import GridParams, TissueParams, open_slide
+from ..slides.reader import MPP_PLAUSIBLE
 from ._progress import run_with_bar
 
 
@@ -29,13 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     tile.add_argument("--min-tissue", type=float, default=0.5,
                       help="keep tiles with at least this tissue fraction (default 0.5)")
     tile.add_argument("--assume-mpp", type=float, default=None,
-                      help="level-0 µm/px for slides that do not state one (e.g. 0.5 for 20x, 0.25 for 40x); "
-                           "without it such slides are an error")
+                      help="level-0 µm/px for slides whose pixel size is missing or implausible (outside "
+                           "0.05-20 µm/px, e.g. a 72-dpi default); e.g. 0.5 for 20x, 0.25 for 40x; without it "
+                           "such slides fail")
     tile.add_argument("--thumb-size", type=int, default=TissueParams.thumb_size,
                       help=f"thumbnail size for the tissue mask (default {TissueParams.thumb_size})")
     tile.add_argument("--no-reuse", action="store_true", help="recompute even if a matching coords file exists")
     tile.add_argument("--skip-errors", action="store_true",
-                      help="go on past slides that cannot be read (listed in the summary; exit status 1)")
+                      help="(the default now) slides that cannot be read are listed in the summary and on "
+                           "stderr after the others are done; exit status 1")
     tile.set_defaults(func=_tile)
 
 
@@ -49,6 +57,7 @@ def slide_info(path: Path) -> dict[str, Any]:
             "levels": [{"dimensions": list(d), "downsample": ds, "native_tile": r.native_tile_size(i)}
                        for i, (d, ds) in enumerate(zip(r.level_dimensions, r.level_downsamples, strict=True))],
             "mpp": None if r.mpp is None else list(r.mpp),
+            "mpp_reported": None if getattr(r, "reported_mpp", None) is None else list(r.reported_mpp),
             "objective_power": r.objective_power,
             "associated_images": list(r.associated_image_names),
             "quickhash": r.quickhash,
@@ -62,6 +71,9 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     mpp = "unknown" if info["mpp"] is None else "{:.4f} x {:.4f} µm/px".format(*info["mpp"])
+    if info["mpp"] is None and info["mpp_reported"] is not None:
+        mpp += " (the file states {:.4g} µm/px, outside the plausible {:g}-{:g}; pass --assume-mpp)".format(
+            info["mpp_reported"][0], *MPP_PLAUSIBLE)
     w, h = info["dimensions"]
     print(f"{info['path']}\n  format:     {info['format']}\n  dimensions: {w} x {h}\n  mpp:        {mpp}")
     print(f"  objective:  {info['objective_power'] or 'unknown'}")
@@ -86,7 +98,7 @@ def _tile(args: argparse.Namespace) -> int:
 
     grid_params, tissue_params = _params(args)
     job = tile_slides(args.slides, args.out, grid_params, tissue_params, reuse=not args.no_reuse,
-                      skip_errors=args.skip_errors)
+                      skip_errors=True)
     summary = run_with_bar(job, quiet=args.quiet)
     out = Path(args.out) / "tiling.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +109,9 @@ def _tile(args: argparse.Namespace) -> int:
               f"{s.slide_mpp:.4f} µm/px {s.mpp_source}), tissue {s.tissue_fraction:.1%}{note}"
               + (f"  -- {s.message}" if s.message else ""))
     print(f"{summary.total_tiles} tiles from {len(summary.slides)} slides; summary: {out}")
+    if summary.failed:
+        print(f"pathpt: {len(summary.failed)} of {len(args.slides)} slides failed (listed in {out}); "
+              "re-run to retry only those", file=sys.stderr)
     for _path, error in summary.failed:
         print(f"pathpt: error: {error}", file=sys.stderr)
     return 1 if summary.failed else 0

@@ -35,7 +35,8 @@ class SlideReader(Protocol):
 
     @property
     def mpp(self) -> tuple[float, float] | None:
-        """Level-0 microns per pixel (x, y), or None when the file does not say."""
+        """Level-0 microns per pixel (x, y), or None when the file does not say or states an implausible value
+        (outside 0.05-20 µm/px; `reported_mpp`, where a reader has it, keeps the file's value)."""
 
     @property
     def objective_power(self) -> float | None: ...

@@ -9,6 +9,11 @@ the tissue mask) is at least `min_tissue`.
 Slides without a resolution: the grid needs µm/px to know how big a tile is. We do not guess silently:
 `GridParams.assume_mpp` (CLI `--assume-mpp`) supplies it, and the grid records `mpp_source="assumed"`;
 without it such a slide raises SlideError naming the flag. (0.5 µm/px is a typical 20x scan; 0.25 µm/px 40x.)
+A stated value outside the plausible 0.05-20 µm/px (e.g. a 72-dpi default: 352.78 µm/px) counts as unknown: the
+error names the file and the value, and `assume_mpp` overrides it.
+
+Upsampling: a tile read at fewer pixels than it is handed on (`TileGrid.upsample` > 1) is blurred; more than
+`MAX_SILENT_UPSAMPLE` (2x) is logged as a warning and reported by the tiling job.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ import numpy as np
 
 from ..errors import SlideError
 from .base import SlideReader
+from .reader import MPP_PLAUSIBLE
 from .tissue import TissueMask
 
 logger = logging.getLogger(__name__)
 
 LEVEL_TOLERANCE = 0.01  # a level up to 1% coarser than the target still counts as "at the target"
+MAX_SILENT_UPSAMPLE = 2.0  # tiles upsampled more than this are reported
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,19 @@ class TileGrid:
     def tile_size(self) -> int:
         return self.params.tile_size
 
+    @property
+    def upsample(self) -> float:
+        """How much each tile is enlarged from the pixels read (1.0: none; < 1: reduced)."""
+        return self.params.tile_size / self.read_size
+
+    def upsample_note(self) -> str:
+        """A one-line warning when tiles are upsampled more than `MAX_SILENT_UPSAMPLE`, else ""."""
+        if self.upsample <= MAX_SILENT_UPSAMPLE:
+            return ""
+        return (f"tiles upsampled {self.upsample:.1f}x ({self.read_size}px -> {self.tile_size}px): the slide "
+                f"({self.slide_mpp:.4g} µm/px, {self.mpp_source}) is coarser than the target "
+                f"{self.params.target_mpp:g} µm/px")
+
 
 def slide_mpp(reader: SlideReader, assume_mpp: float | None) -> tuple[float, str]:
     """The level-0 µm/px to tile with and where it came from ("slide" or "assumed")."""
@@ -101,10 +121,17 @@ def slide_mpp(reader: SlideReader, assume_mpp: float | None) -> tuple[float, str
         if abs(mx - my) > 0.01 * mx:
             logger.warning("%s: non-square pixels (%.4f x %.4f µm); tiling with the x resolution", reader.path, mx, my)
         return float(mx), "slide"
+    reported = getattr(reader, "reported_mpp", None)
     if assume_mpp is None:
+        if reported is not None:
+            raise SlideError(f"{reader.path}: pixel size {reported[0]:.4g} µm/px is implausible (outside "
+                             f"{MPP_PLAUSIBLE[0]:g}-{MPP_PLAUSIBLE[1]:g} µm/px, e.g. a 72-dpi default); pass "
+                             "--assume-mpp with the real level-0 µm/px (0.5 for a 20x scan, 0.25 for 40x)")
         raise SlideError(f"{reader.path}: the slide does not state its resolution (µm/px); "
                          "pass --assume-mpp (e.g. 0.5 for a 20x scan, 0.25 for 40x)")
-    logger.warning("%s: no resolution in the file; assuming %.4f µm/px", reader.path, assume_mpp)
+    logger.warning("%s: %s; assuming %.4f µm/px", reader.path,
+                   "no resolution in the file" if reported is None else f"implausible {reported[0]:.4g} µm/px in the file",
+                   assume_mpp)
     return float(assume_mpp), "assumed"
 
 
@@ -138,6 +165,8 @@ def make_grid(reader: SlideReader, mask: TissueMask, params: GridParams = GridPa
     grid = TileGrid(coords=coords[keep], tissue=fraction[keep], params=params, slide_mpp=mpp, mpp_source=source,
                     level=level, level_downsample=float(level_ds), read_size=read_size, size_level0=size0,
                     slide_dimensions=(width, height), level_dimensions=tuple(reader.level_dimensions[level]))
+    if note := grid.upsample_note():
+        logger.warning("%s: %s", reader.path, note)
     if len(grid) == 0:
         logger.warning("%s: no tiles with at least %.0f%% tissue (tissue covers %.1f%% of the slide)",
                        reader.path, 100 * params.min_tissue, 100 * mask.fraction)

@@ -28,6 +28,14 @@ T = TypeVar("T")
 
 _WHOLE_LEVEL_PIXELS = 64 * 2**20  # thumbnails read a level whole up to this size, in bands above it
 _MM_PER_UNIT = {"centimeter": 10.0, "inch": 25.4, "millimeter": 1.0, "micrometer": 1e-3}
+# A microscope scan's level-0 pixel size lies well inside this range; outside it the file's value is a default
+# (e.g. 72 dpi = 352.78 µm/px) or nonsense, and the slide counts as having no known pixel size.
+MPP_PLAUSIBLE = (0.05, 20.0)
+
+
+def plausible_mpp(value: float) -> bool:
+    """Whether a level-0 µm/px value is a plausible microscope pixel size (`MPP_PLAUSIBLE`, inclusive)."""
+    return MPP_PLAUSIBLE[0] <= value <= MPP_PLAUSIBLE[1]
 
 
 def open_slide(path: str | os.PathLike[str], fast_path: bool = True) -> OpenSlideReader:
@@ -122,7 +130,12 @@ class OpenSlideReader:
         self._level_dims = tuple(tuple(int(v) for v in d) for d in self._osr.level_dimensions)
         self._downsamples = tuple(float(d) for d in self._osr.level_downsamples)
         self._assoc_names = tuple(self._osr.associated_images.keys())
-        self._mpp = self._read_mpp(props)
+        self._reported_mpp = self._read_mpp(props)
+        self._mpp = self._reported_mpp
+        if self._mpp is not None and not all(plausible_mpp(v) for v in self._mpp):
+            logger.warning("%s: pixel size %.4g µm/px is outside the plausible %g-%g µm/px; treated as unknown",
+                           self.path, self._mpp[0], *MPP_PLAUSIBLE)
+            self._mpp = None
         self._tiles: TiffTileSource | None = None
         if fast_path:
             self._tiles = open_tile_source(self.path, self.format, self._level_dims, props)
@@ -150,7 +163,13 @@ class OpenSlideReader:
 
     @property
     def mpp(self) -> tuple[float, float] | None:
+        """Level-0 µm/px, or None when the file does not state a plausible one (see `reported_mpp`)."""
         return self._mpp
+
+    @property
+    def reported_mpp(self) -> tuple[float, float] | None:
+        """The µm/px the file states, plausible or not (None when it states none)."""
+        return self._reported_mpp
 
     @property
     def objective_power(self) -> float | None:

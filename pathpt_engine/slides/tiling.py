@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ConfigError, SlideError
 from ..features.store import is_valid, read_coords, write_coords
 from ..jobs import Job, Progress, check_cancel
-from .grid import GridParams, make_grid
+from .grid import MAX_SILENT_UPSAMPLE, GridParams, make_grid
 from .reader import open_slide
 from .tissue import TissueParams, tissue_mask
 
@@ -91,7 +91,8 @@ def tile_slide(path: Path, out_dir: Path, grid_params: GridParams = GridParams()
     return SlideTiling(slide_name=name, path=str(path), slide_id=attrs["slide_id"], output=str(out),
                        n_tiles=len(grid), level=grid.level, read_size=grid.read_size, size_level0=grid.size_level0,
                        slide_mpp=grid.slide_mpp, mpp_source=grid.mpp_source, tissue_fraction=mask.fraction,
-                       tissue_s=t1 - t0, grid_s=t2 - t1, message=_message(len(grid), grid_params, mask.fraction))
+                       tissue_s=t1 - t0, grid_s=t2 - t1,
+                       message=_join(_message(len(grid), grid_params, mask.fraction), grid.upsample_note()))
 
 
 def _from_file(path: Path, out: Path, grid_params: GridParams) -> SlideTiling:
@@ -101,7 +102,20 @@ def _from_file(path: Path, out: Path, grid_params: GridParams) -> SlideTiling:
                        output=str(out), n_tiles=len(c.coords), level=int(a["patch_level"]),
                        read_size=int(a["patch_size"]), size_level0=int(a["patch_size_level0"]),
                        slide_mpp=float(a["slide_mpp"]), mpp_source=str(a["mpp_source"]), tissue_fraction=fraction,
-                       tissue_s=0.0, grid_s=0.0, cached=True, message=_message(len(c.coords), grid_params, fraction))
+                       tissue_s=0.0, grid_s=0.0, cached=True,
+                       message=_join(_message(len(c.coords), grid_params, fraction),
+                                     _upsample_note(int(a["patch_size"]), grid_params.tile_size)))
+
+
+def _upsample_note(read_size: int, tile_size: int) -> str:
+    factor = tile_size / read_size
+    if factor <= MAX_SILENT_UPSAMPLE:
+        return ""
+    return f"tiles upsampled {factor:.1f}x ({read_size}px -> {tile_size}px)"
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
 
 
 def _message(n_tiles: int, grid_params: GridParams, fraction: float) -> str:
