@@ -38,22 +38,56 @@ class LossConfig:
 def balanced_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, balanced: bool = True) -> torch.Tensor:
     """CE per tile, averaged within each class present, then across those classes (plain mean if not balanced)."""
     per_tile = F.cross_entropy(logits.float(), labels.long(), reduction="none")
+    return _class_balanced_mean(per_tile, labels.long(), torch.ones_like(per_tile), logits.shape[-1], balanced)
+
+
+def _class_balanced_mean(values: torch.Tensor, classes: torch.Tensor, keep: torch.Tensor, n_classes: int,
+                         balanced: bool) -> torch.Tensor:
+    """Mean of `values` over the kept entries (`keep` 0/1), per class then across the classes present; no host
+    sync (no boolean indexing, no `unique`): 0 when nothing is kept."""
+    kept = values * keep
     if not balanced:
-        return per_tile.mean()
-    classes = torch.unique(labels)
-    means = torch.stack([per_tile[labels == c].mean() for c in classes])
-    return means.mean()
+        return kept.sum() / keep.sum().clamp(min=1)
+    counts = values.new_zeros(n_classes).scatter_add_(0, classes, keep)
+    sums = values.new_zeros(n_classes).scatter_add_(0, classes, kept)
+    return (sums / counts.clamp(min=1)).sum() / (counts > 0).sum().clamp(min=1)
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """One slide's tile labels split once, on the labels' device, so that a loss step never syncs with the host.
+
+    Tile labels never change during a run: the trainer builds one plan per slide before the first step.
+    """
+
+    known_idx: torch.Tensor  # long [K]: tiles with a confident class
+    known_labels: torch.Tensor  # long [K]
+    cand_idx: torch.Tensor  # long [M]: candidate tiles ("Normal or k")
+    cand_k: torch.Tensor  # long [M]: k >= 1
+    n_known: int
+    n_cand: int
+
+    @classmethod
+    def build(cls, labels: torch.Tensor) -> LabelPlan:
+        """Split int [N] tile labels (c >= 0 confident, -k candidate); syncs once (here, not per step)."""
+        labels = labels.reshape(-1).long()
+        known = labels >= 0
+        known_idx = known.nonzero().flatten()
+        cand_idx = (~known).nonzero().flatten()
+        return cls(known_idx, labels[known_idx], cand_idx, -labels[cand_idx], int(known_idx.numel()),
+                   int(cand_idx.numel()))
 
 
 def pathpt_loss(
-    scores: torch.Tensor, labels: torch.Tensor, epoch: int, config: LossConfig = LossConfig()
+    scores: torch.Tensor, labels: torch.Tensor | LabelPlan, epoch: int, config: LossConfig = LossConfig()
 ) -> dict[str, torch.Tensor]:
     """The three-term loss for one slide.
 
     Args:
         scores: [N, C] what goes into cross-entropy: P = softmax(10·cos) for the paper recipe (double softmax),
             or the logits 10·cos for the clean recipe.
-        labels: int [N] tile labels: c >= 0 confident class; -k candidate "Normal or k" (k >= 1).
+        labels: int [N] tile labels: c >= 0 confident class; -k candidate "Normal or k" (k >= 1); or their
+            `LabelPlan` (built once per slide: then the loss needs no host sync).
         epoch: 0-based epoch (the pseudo term is on for epoch >= config.pseudo_from_epoch).
         config: weights.
 
@@ -61,25 +95,25 @@ def pathpt_loss(
         dict with ``loss`` (differentiable), ``labelled``, ``candidate``, ``pseudo`` terms (0-d tensors) and
         ``pseudo_ratio`` (fraction of candidate tiles given a pseudo-label, as a 0-d tensor).
     """
+    plan = labels if isinstance(labels, LabelPlan) else LabelPlan.build(labels.to(scores.device))
     scores = scores.reshape(-1, scores.shape[-1]).float()
-    labels = labels.reshape(-1).long()
     zero = scores.new_zeros(())
     out = {"labelled": zero, "candidate": zero, "pseudo": zero, "pseudo_ratio": zero}
-    known = labels >= 0
-    if known.any():
-        out["labelled"] = balanced_cross_entropy(scores[known], labels[known], config.balanced)
-    cand = ~known
-    if cand.any():
-        k = -labels[cand]
-        q = scores[cand].softmax(dim=-1)
-        rows = torch.arange(k.numel(), device=k.device)
-        out["candidate"] = -torch.log(q[:, 0] + q[rows, k] + 1e-8).mean()
+    if plan.n_known:
+        s = scores.index_select(0, plan.known_idx)
+        per_tile = F.cross_entropy(s, plan.known_labels, reduction="none")
+        out["labelled"] = _class_balanced_mean(per_tile, plan.known_labels, torch.ones_like(per_tile),
+                                               scores.shape[-1], config.balanced)
+    if plan.n_cand:
+        s = scores.index_select(0, plan.cand_idx)
+        q = s.softmax(dim=-1)
+        out["candidate"] = -torch.log(q[:, 0] + q.gather(1, plan.cand_k[:, None])[:, 0] + 1e-8).mean()
         if config.pseudo and epoch >= config.pseudo_from_epoch:
-            top = q.argmax(dim=-1)
-            ok = (top == 0) | (top == k)
-            out["pseudo_ratio"] = ok.float().mean()
-            if ok.any():
-                out["pseudo"] = balanced_cross_entropy(scores[cand][ok], top[ok].detach(), config.balanced)
+            top = q.argmax(dim=-1).detach()
+            ok = ((top == 0) | (top == plan.cand_k)).float()
+            out["pseudo_ratio"] = ok.mean()
+            per_tile = F.cross_entropy(s, top, reduction="none")
+            out["pseudo"] = _class_balanced_mean(per_tile, top, ok, scores.shape[-1], config.balanced)
     out["loss"] = (config.w_labelled * out["labelled"] + config.w_pseudo * out["pseudo"]
                    + config.w_candidate * out["candidate"])
     return out

@@ -15,8 +15,10 @@ identity only ever appears multiplied by such a matrix (I - Y is expanded). So e
 zero-padded convolution over v. Only the real rows are kept (the aligned output), so the pad rows are never formed.
 
 Mathematically identical to `NystromAttention.forward` / `row_attention`; equal to ~1e-6 in float32
-(tests/test_mil_nystrom_fast.py). Every other case (n > m, n a multiple of m, `misaligned`, fp16/bf16, a qkv bias)
-falls back to the shared implementation. The parameters and state-dict keys are those of `NystromAttention`.
+(tests/test_mil_nystrom_fast.py). Under autocast it runs too: the lumped softmax and pseudo-inverse stay in float32
+(autocast off, as `moore_penrose_pinv` on the shared path), the products around them follow autocast. Every other case
+(n > m, n a multiple of m, `misaligned`, half-precision inputs outside autocast, a qkv bias) falls back to the shared
+implementation. The parameters and state-dict keys are those of `NystromAttention`.
 
 The value convolution goes through `nystrom.sequence_depthwise_conv`, whose kernel gradient is exact (torch 2.13's
 own CPU kernel gradient is wrong at lengths 256 + 960·i, which a KEEP slide of exactly 256 tiles would hit here).
@@ -27,13 +29,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .nystrom import NystromAttention, sequence_depthwise_conv
+from .nystrom import NystromAttention, no_autocast, sequence_depthwise_conv
 
 
 def _lumped_softmax(q: torch.Tensor, k: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
     """Lumped softmax(Q Kᵀ) over [pad; real] rows/keys: q, k [B,h,n,d] real rows -> [B,h,n+1,n+1]."""
     b, h, n, _ = q.shape
-    scores = q.new_zeros(b, h, n + 1, n + 1)
+    scores = q.new_zeros(b, h, n + 1, n + 1, dtype=log_w.dtype)  # float32 even when q @ kᵀ ran in half
     scores[:, :, 1:, 1:] = q @ k.transpose(-1, -2)
     # softmax over the full keys: each pad key (score 0) counted p times; entry = exp(s_j) / sum_full exp(s)
     return (scores + log_w).softmax(dim=-1) / log_w.exp()
@@ -45,7 +47,14 @@ def _wmm(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def lumped_pinv(a: torch.Tensor, w: torch.Tensor, iters: int) -> torch.Tensor:
-    """`moore_penrose_pinv` of the full matrix represented by lumped `a` [..., n+1, n+1] with weights `w`."""
+    """`moore_penrose_pinv` of the full matrix represented by lumped `a` [..., n+1, n+1] with weights `w`.
+
+    Runs in float32 with autocast off (half inputs are promoted), like `moore_penrose_pinv`."""
+    with no_autocast(a.device):
+        return _lumped_pinv_fp32(a.float() if a.dtype in (torch.float16, torch.bfloat16) else a, w.to(a.dtype), iters)
+
+
+def _lumped_pinv_fp32(a: torch.Tensor, w: torch.Tensor, iters: int) -> torch.Tensor:
     col = (a.abs() * w).sum(dim=-1)  # full row sums (each pad column counted w_0 times)
     row = (a.abs() * w[:, None]).sum(dim=-2)  # full column sums
     z = a.transpose(-1, -2) / (col.max() * row.max())
@@ -62,9 +71,9 @@ class LumpedNystromAttention(NystromAttention):
 
     def _fast_ok(self, x: torch.Tensor) -> bool:
         n = x.shape[1]
-        # under autocast the lumped pseudo-inverse would run in half precision; the shared path keeps it in fp32
+        # the lumped softmax and pseudo-inverse run in float32 under autocast too (see lumped_pinv)
         return (not self.misaligned and n < self.num_landmarks and x.dtype == torch.float32
-                and self.to_qkv.bias is None and not torch.is_autocast_enabled(x.device.type))
+                and self.to_qkv.bias is None)
 
     def _lumped(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Real-row q, k, v [B,h,n,d], lumped A and pinv(A) [B,h,n+1,n+1] and the weights w [n+1]."""

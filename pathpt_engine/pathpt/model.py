@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 
 import torch
@@ -9,9 +10,14 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from ..backbones.base import Backbone
+from ..backbones.encode import DeviceMemoryError
+from .gpu import bytes_per_tile, free_bytes, is_oom, plan_chunk, release_cached
 from .losses import RECIPES
 from .prompt_learner import CTX_INIT_TEXT, PromptLearner
 from .spatial import SpatialAwareModule
+
+log = logging.getLogger(__name__)
+_MIN_CHUNK = 256  # tiles per sequence below which an out-of-memory error is not retried
 
 AMP_MODES = ("auto", "fp16", "bf16", "off")
 
@@ -28,7 +34,8 @@ class PathPTConfig:
         ctx_init: "template" or "rand".
         temperature: logit scale on cosine similarities (10).
         seed: global seed (42).
-        amp: "auto" (fp16 + GradScaler on CUDA, off on CPU), "fp16", "bf16" or "off".
+        amp: "auto" (on CUDA bf16 where the GPU supports it, else fp16 with one GradScaler for the run; off on
+            CPU), "fp16", "bf16" or "off".
         device: torch device string.
         truncate_text: run the text tower on the longest real prompt length only (§9 speed lever).
         spatial: use the spatial-aware module (False = identity ablation).
@@ -41,6 +48,9 @@ class PathPTConfig:
         n_prompts_random / n_prompts_keep: prompt-ensemble selection sizes (200 / 100).
         text_dropout: keep the frozen text tower's dropout on while training (None = the recipe's choice:
             on for "paper", as the reference's model.train() does; off for "clean").
+        tf32: CUDA only: allow TF32 matmuls/convolutions (faster, ~1e-3 relative error per product); False keeps
+            strict fp32 (parity, evaluation). See `pathpt.gpu`.
+        deterministic: CUDA only: deterministic cuDNN/torch algorithms, so seeded runs repeat (see `pathpt.gpu`).
     """
 
     recipe: str = "paper"
@@ -62,6 +72,8 @@ class PathPTConfig:
     n_prompts_random: int = 200
     n_prompts_keep: int = 100
     text_dropout: bool | None = None
+    tf32: bool = False
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -133,11 +145,33 @@ class PathPTModel(nn.Module):
                       text: torch.Tensor | None = None) -> torch.Tensor:
         """Eval-mode tile probabilities, tiles fed in chunks (each chunk its own sequence), float32 [N, C].
 
-        `text`: class embeddings from `text_features()` in eval mode, to reuse across slides.
+        `text`: class embeddings from `text_features()` in eval mode, to reuse across slides. On CUDA the chunk is
+        planned from free memory, and an out-of-memory error retries with half the chunk (a warning says so:
+        each chunk being its own sequence, the probabilities then differ slightly from one-sequence ones).
         """
         self.eval()
         t = self.text_features() if text is None else text
+        n, dev = features.shape[0], features.device
         size = chunk or self.config.chunk
+        planned = plan_chunk(size, n, bytes_per_tile(features.shape[1]), free_bytes(dev))
+        if planned < min(size, n):
+            log.warning("%d tiles: %.1f GiB free on %s holds sequences of %d tiles, not %d; predicting in "
+                        "chunks of %d", n, (free_bytes(dev) or 0) / 2**30, dev, planned, size, planned)
+        size = planned
+        while True:
+            try:
+                return self._chunked_probs(features, size, t)
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried, anything else re-raised
+                if not is_oom(exc) or size <= _MIN_CHUNK:
+                    if is_oom(exc):
+                        raise DeviceMemoryError(f"out of memory on {dev} predicting {n} tiles even in chunks "
+                                                f"of {size} tiles (use --device cpu)") from None
+                    raise
+            release_cached(dev)  # outside the except block: the failed chunk's tensors are gone by now
+            log.warning("out of memory on %s at %d tiles per sequence; retrying with %d", dev, size, size // 2)
+            size //= 2
+
+    def _chunked_probs(self, features: torch.Tensor, size: int, t: torch.Tensor) -> torch.Tensor:
         parts = [(self.temperature * self.cosine(features[i : i + size], t)).float().softmax(dim=-1)
                  for i in range(0, features.shape[0], size)]
         return torch.cat(parts) if parts else features.new_zeros((0, t.shape[0]))

@@ -20,6 +20,7 @@ relative). ``reassociate=False`` keeps the reference's order.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -72,14 +73,36 @@ def _kernel_grad(v: torch.Tensor, grad: torch.Tensor, k: int, block: int = 32) -
 
 
 def sequence_depthwise_conv(v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Zero-padded depthwise convolution of [B, h, N, d] along N with `weight` [h, 1, k, 1] (correct gradients)."""
+    """Zero-padded depthwise convolution of [B, h, N, d] along N with `weight` [h, 1, k, 1] (correct gradients).
+
+    On the CPU the kernel gradient is our own (`_SequenceDepthwiseConv`, see there); on other devices (CUDA) torch's
+    native convolution gradient is used: the wrong-gradient lengths are a CPU kernel bug, and the gpu tier checks the
+    native CUDA gradient against float64 (tests/test_gpu_path.py).
+    """
+    if v.device.type != "cpu":
+        return F.conv2d(v, weight.to(v.dtype), padding=(weight.shape[2] // 2, 0), groups=weight.shape[0])
     return _SequenceDepthwiseConv.apply(v, weight)
 
 
+def no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off for the block on `device` (a no-op context on devices autocast does not know, e.g. meta)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def moore_penrose_pinv(x: torch.Tensor, iters: int = 6) -> torch.Tensor:
-    """Iterative pseudo-inverse of the last two dims of `x` (computed in float32 at least)."""
-    orig_dtype = x.dtype
-    x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    """Iterative pseudo-inverse of the last two dims of `x`, computed in float32 at least, autocast or not.
+
+    Under autocast `.float()` alone is not enough: the `@` products would be cast back to half precision (error
+    ~1e-3 in fp16, ~1e-2 in bf16 at m = 384 against ~2e-6 in fp32), so the iteration runs with autocast off.
+    Returns `x`'s dtype (the caller's next product is autocast again).
+    """
+    with no_autocast(x.device):
+        return _pinv_fp32(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x, iters).to(x.dtype)
+
+
+def _pinv_fp32(x: torch.Tensor, iters: int) -> torch.Tensor:
     abs_x = x.abs()
     col = abs_x.sum(dim=-1)
     row = abs_x.sum(dim=-2)
@@ -88,7 +111,7 @@ def moore_penrose_pinv(x: torch.Tensor, iters: int = 6) -> torch.Tensor:
     for _ in range(iters):
         xz = x @ z
         z = 0.25 * z @ (13 * eye - (xz @ (15 * eye - (xz @ (7 * eye - xz)))))
-    return z.to(orig_dtype)
+    return z
 
 
 class NystromAttention(nn.Module):

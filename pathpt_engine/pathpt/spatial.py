@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .lumped_nystrom import use_lumped_nystrom
 from .nystrom import TransLayer
@@ -34,6 +35,9 @@ class SpatialAwareModule(nn.Module):
         self.trans = TransLayer(dim, dropout=dropout, misaligned=misaligned, reassociate=fast)
         if fast:  # slides with fewer tiles than landmarks (D/2): the exact lumped path, no m x m pinv on pad rows
             use_lumped_nystrom(self.trans)
+        # recompute activations in backward instead of keeping them (same results, RNG state preserved): the
+        # trainer switches it on to retry a step that ran out of device memory
+        self.checkpoint_activations = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, N, D] or [N, D] -> same shape."""
@@ -42,9 +46,15 @@ class SpatialAwareModule(nn.Module):
         squeeze = x.ndim == 2
         if squeeze:
             x = x[None]
+        if self.checkpoint_activations and torch.is_grad_enabled():
+            z = checkpoint(self._body, x, use_reentrant=False)
+        else:
+            z = self._body(x)
+        return z[0] if squeeze else z
+
+    def _body(self, x: torch.Tensor) -> torch.Tensor:
         xt = x.transpose(1, 2).contiguous()  # one copy for the three convolutions, not one each
         h = x
         for conv in self.convs:
             h = h + self.act(self.norm(conv(xt).transpose(1, 2)))
-        z = self.norm(self.trans(h))
-        return z[0] if squeeze else z
+        return self.norm(self.trans(h))

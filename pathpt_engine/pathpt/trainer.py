@@ -1,9 +1,19 @@
 """PathPT training as a job (method.md §4-§5).
 
 Per fold: prompt-ensemble selection W* on the training slides -> tile labels -> Adam over ctx + spatial module,
-one slide per step, lr schedule stepped per epoch (epoch 0 at lr 0), fp16 autocast + GradScaler (re-created per
-epoch) on CUDA. Events: stage "prompts" while encoding prompts; stage "train" once per step (metrics: loss
-terms, lr) and once per epoch (metrics include "epoch" and "train_acc", plus "val_bacc" for the clean recipe).
+one slide per step, lr schedule stepped per epoch (epoch 0 at lr 0). On CUDA `amp="auto"` trains under bf16
+autocast where the GPU supports it, else fp16 with ONE GradScaler for the whole run (the reference re-creates it
+every epoch, which resets the scale to 65,536 and silently skips the first steps of each epoch; we do not
+reproduce that). Skipped steps are counted per epoch ("skipped_steps" in the history) and logged.
+
+Host syncs: tile labels are split once per run (`LabelPlan`), the vote and loss terms stay on the device, and each
+step reads its metrics with one transfer (plus the GradScaler's own found-inf check with a non-fused optimiser; on
+CUDA Adam is fused and needs none). A non-finite loss stops training at once (`NonFiniteLossError`); so do
+non-finite weights at the end: no checkpoint is written either way. An out-of-memory step is retried once with
+activation checkpointing in the spatial module (same results, less memory), then fails with a clear message.
+
+Events: stage "prompts" while encoding prompts; stage "train" once per step (metrics: loss terms, lr) and once
+per epoch (metrics include "epoch", "train_acc", "skipped_steps", plus "val_bacc" for the clean recipe).
 Cancellation is checked between steps; a cancelled run writes no checkpoint.
 """
 
@@ -12,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +32,19 @@ import numpy as np
 import torch
 
 from ..backbones.base import Backbone
+from ..backbones.encode import DeviceMemoryError
+from ..errors import PathPTError
 from ..jobs import Job, Progress, check_cancel
 from ..metrics import balanced_accuracy
 from ..prompts.classsets import ClassSet
 from ..prompts.zeroshot import encode_class_prompts, select_prompt_ensemble
 from .checkpoint import save_checkpoint
-from .losses import LossConfig, pathpt_loss
+from .gpu import cuda_numerics, is_oom, release_cached
+from .losses import LabelPlan, LossConfig, pathpt_loss
 from .model import PathPTConfig, PathPTModel
 from .pseudo import tile_labels
 from .schedule import lr_factor
-from .vote import tile_vote
+from .vote import tile_vote, tile_vote_tensor
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +72,23 @@ class TrainResult:
     best_epoch: int
 
 
+class NonFiniteLossError(PathPTError):
+    """Training produced a non-finite loss or weights (no run is saved)."""
+
+
+_TERMS = ("loss", "labelled", "candidate", "pseudo")
+
+
 def amp_settings(amp: str, device: torch.device) -> tuple[bool, torch.dtype, bool]:
-    """(autocast on, dtype, GradScaler on) for a config amp mode and device."""
+    """(autocast on, dtype, GradScaler on) for a config amp mode and device.
+
+    "auto": off on CPU; on CUDA bf16 (no scaler needed) where the GPU supports it, else fp16 with a GradScaler.
+    """
     cuda = device.type == "cuda"
     if amp == "auto":
-        return (True, torch.float16, True) if cuda else (False, torch.float32, False)
+        if not cuda:
+            return False, torch.float32, False
+        return (True, torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (True, torch.float16, True)
     if amp == "fp16":
         if not cuda:
             raise ValueError("amp='fp16' needs a CUDA device; use 'bf16' or 'off' on CPU")
@@ -97,17 +123,20 @@ def _prepare(backbone: Backbone, classset: ClassSet, train: list[SlideData], con
 
 
 class _Fitter:
-    """The epoch/step loop (state shared between steps: optimiser, AMP, schedule, best validation state)."""
+    """The epoch/step loop (state shared between steps: optimiser, one GradScaler, schedule, best validation state)."""
 
     def __init__(self, model: PathPTModel, train: list[SlideData], labels: list[torch.Tensor],
                  config: PathPTConfig, val: list[SlideData] | None, n_subtypes: int) -> None:
         self.model, self.train, self.config, self.n_sub = model, train, config, n_subtypes
         self.dev = torch.device(config.device)
-        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(params, lr=config.lr, fused=True if self.dev.type == "cuda" else None)
         self.loss_cfg = LossConfig(pseudo=config.pseudo_loss)
-        self.amp_on, self.amp_dtype, self.use_scaler = amp_settings(config.amp, self.dev)
+        self.amp_on, self.amp_dtype, use_scaler = amp_settings(config.amp, self.dev)
+        self.scaler = torch.amp.GradScaler(self.dev.type) if use_scaler else None  # one for the whole run
         self.feats = [torch.as_tensor(s.features, dtype=torch.float32, device=self.dev) for s in train]
-        self.labels = [lab.to(self.dev) for lab in labels]
+        self.plans = [LabelPlan.build(lab.to(self.dev)) for lab in labels]  # tile labels never change
+        self.targets = torch.tensor([s.label for s in train], device=self.dev)
         self.val = val if config.recipe == "clean" and val else None
         if config.recipe == "clean" and not val:
             log.warning("clean recipe without held-out pool slides: keeping the last epoch")
@@ -115,23 +144,53 @@ class _Fitter:
         self.history: list[dict[str, float]] = []
         self.best: tuple[float, int, dict | None] = (-1.0, -1, None)  # (val bacc, epoch, state)
 
-    def step(self, i: int, epoch: int, scaler: torch.amp.GradScaler | None) -> tuple[dict[str, float], bool]:
-        """One optimiser step on slide i: (loss terms, slide vote correct)."""
+    def step(self, i: int, epoch: int) -> tuple[dict[str, float], bool]:
+        """One optimiser step on slide i: (loss terms, slide vote correct); out of memory retries once with
+        activation checkpointing."""
+        spatial = self.model.spatial
+        while True:
+            try:
+                return self._step(i, epoch)
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried, anything else re-raised
+                if not is_oom(exc):
+                    raise
+                if spatial.checkpoint_activations:
+                    raise DeviceMemoryError(f"out of memory on {self.dev} training on slide "
+                                            f"{self.train[i].slide_id} ({len(self.train[i].features)} tiles) even "
+                                            "with activation checkpointing (use --device cpu)") from None
+            self.opt.zero_grad(set_to_none=True)
+            release_cached(self.dev)  # outside the except block: the failed step's tensors are gone by now
+            log.warning("out of memory on %s training on slide %s (%d tiles); retrying with activation "
+                        "checkpointing", self.dev, self.train[i].slide_id, len(self.train[i].features))
+            spatial.checkpoint_activations = True
+
+    def _step(self, i: int, epoch: int) -> tuple[dict[str, float], bool]:
         with _autocast(self.dev, self.amp_on, self.amp_dtype):
             cos = self.model.cosine(self.feats[i])
         logits = self.config.temperature * cos.float()
         probs = logits.softmax(dim=-1)
-        out = pathpt_loss(probs if self.config.recipe == "paper" else logits, self.labels[i], epoch, self.loss_cfg)
+        out = pathpt_loss(probs if self.config.recipe == "paper" else logits, self.plans[i], epoch, self.loss_cfg)
         self.opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(out["loss"]).backward()
-            scaler.step(self.opt)
-            scaler.update()
+        if self.scaler is not None:
+            self.scaler.scale(out["loss"]).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
         else:
             out["loss"].backward()
             self.opt.step()
-        correct = tile_vote(probs.detach().cpu().numpy())[0] == self.train[i].label
-        return {k: float(out[k].detach()) for k in ("loss", "labelled", "candidate", "pseudo")}, bool(correct)
+        correct = tile_vote_tensor(probs.detach()) == self.targets[i]
+        values = torch.stack([*(out[k].detach() for k in _TERMS), correct.float()]).tolist()  # the step's one read
+        terms = dict(zip(_TERMS, values[:4], strict=True))
+        if not math.isfinite(terms["loss"]):
+            raise NonFiniteLossError(f"training stopped at epoch {epoch + 1}, slide {self.train[i].slide_id}: the "
+                                     f"loss is {terms['loss']}; no run was saved (check the features for huge or "
+                                     f"non-finite values and the learning rate, {self.config.lr})")
+        return terms, values[4] > 0.5
+
+    def adam_steps(self) -> int:
+        """Optimiser steps taken so far (a GradScaler-skipped step does not count); read once per epoch."""
+        state = self.opt.state.get(self.opt.param_groups[0]["params"][0], {})
+        return int(state["step"]) if "step" in state else 0
 
     def fit(self, cancel: threading.Event | None) -> Job[int]:
         """Run all epochs; returns the selected epoch (its weights are loaded)."""
@@ -141,28 +200,23 @@ class _Fitter:
             lr = cfg.lr * lr_factor(epoch, cfg.epochs)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            scaler = torch.amp.GradScaler(self.dev.type) if self.use_scaler else None  # re-created per epoch
             self.model.train()
-            sums = dict.fromkeys(("loss", "labelled", "candidate", "pseudo"), 0.0)
-            correct = 0
+            sums = dict.fromkeys(_TERMS, 0.0)
+            correct, steps0 = 0, self.adam_steps()
             for i in torch.randperm(n, generator=self.gen).tolist():
                 check_cancel(cancel)
-                terms, ok = self.step(i, epoch, scaler)
+                terms, ok = self.step(i, epoch)
                 correct += ok
                 sums = {k: sums[k] + terms[k] for k in sums}
                 done += 1
                 yield Progress("train", done, cfg.epochs * n, message=f"epoch {epoch + 1}/{cfg.epochs}",
                                metrics={**terms, "lr": lr})
             record = {"epoch": float(epoch), **{k: v / n for k, v in sums.items()}, "train_acc": correct / n,
-                      "lr": lr}
-            if self.val:
-                record["val_bacc"] = validation_bacc(self.model, self.val, self.n_sub)
-                if record["val_bacc"] > self.best[0]:  # ties keep the earlier epoch
-                    self.best, stale = (record["val_bacc"], epoch, copy.deepcopy(self.model.state_dict())), 0
-                else:
-                    stale += 1
-            self.history.append(record)
-            yield Progress("train", done, cfg.epochs * n, message=f"epoch {epoch + 1} done", metrics=record)
+                      "lr": lr, "skipped_steps": float(n - (self.adam_steps() - steps0))}
+            if record["skipped_steps"]:
+                log.warning("epoch %d: %d of %d optimiser steps skipped by the GradScaler (inf/nan gradients in "
+                            "fp16)", epoch + 1, int(record["skipped_steps"]), n)
+            stale = yield from self._end_epoch(epoch, record, stale, done)
             if self.val and cfg.early_stop and stale >= cfg.early_stop:
                 log.info("early stop after epoch %d (best %d)", epoch, self.best[1])
                 break
@@ -170,6 +224,27 @@ class _Fitter:
             self.model.load_state_dict(self.best[2])
             return self.best[1]
         return len(self.history) - 1
+
+    def _end_epoch(self, epoch: int, record: dict[str, float], stale: int, done: int) -> Job[int]:
+        if self.val:
+            record["val_bacc"] = validation_bacc(self.model, self.val, self.n_sub)
+            if record["val_bacc"] > self.best[0]:  # ties keep the earlier epoch
+                self.best, stale = (record["val_bacc"], epoch, copy.deepcopy(self.model.state_dict())), 0
+            else:
+                stale += 1
+        self.history.append(record)
+        cfg = self.config
+        yield Progress("train", done, cfg.epochs * len(self.train), message=f"epoch {epoch + 1} done",
+                       metrics=record)
+        return stale
+
+
+def check_finite_weights(model: PathPTModel) -> None:
+    """Raise `NonFiniteLossError` if a learned tensor holds NaN or inf (one host read for all of them)."""
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise NonFiniteLossError(f"training produced non-finite weights ({', '.join(bad[:3])}); no run was saved "
+                                 "(check the learning rate and the features)")
 
 
 def train_pathpt(
@@ -201,9 +276,12 @@ def train_pathpt(
     model = PathPTModel(backbone, classset.learnable_names(), config, backbone.embed_dim).to(config.device)
     fitter = _Fitter(model, train, labels, config, val, classset.n_classes - 1)
     try:
-        best_epoch = yield from fitter.fit(cancel)
+        with cuda_numerics(fitter.dev, config.tf32, config.deterministic):
+            best_epoch = yield from fitter.fit(cancel)
     finally:
         model.eval()  # also the backbone (train mode turned its dropout on)
+        model.spatial.checkpoint_activations = False
+    check_finite_weights(model)
     path = None
     if out_dir is not None:
         info = dict(meta or {}, backbone=backbone.describe(), classes=classset.to_dict(), config=config.to_dict(),

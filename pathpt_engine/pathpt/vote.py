@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def tile_vote(probs: np.ndarray) -> tuple[int, np.ndarray]:
@@ -28,3 +29,14 @@ def tile_vote(probs: np.ndarray) -> tuple[int, np.ndarray]:
     if top == 0 or int((counts == top).sum()) > 1:
         counts = np.bincount(probs[:, 1:].argmax(axis=1), minlength=n_sub)
     return int(counts.argmax()), counts / counts.sum()
+
+
+def tile_vote_tensor(probs: torch.Tensor) -> torch.Tensor:
+    """`tile_vote`'s subtype index as a 0-d long tensor on `probs`' device, without a host sync (training steps)."""
+    n, c = probs.shape
+    ones = probs.new_ones(n)
+    counts = probs.new_zeros(c).scatter_add_(0, probs.argmax(dim=1), ones)[1:]
+    top = counts.max()
+    fallback = (top == 0) | ((counts == top).sum() > 1)
+    sub_counts = probs.new_zeros(c - 1).scatter_add_(0, probs[:, 1:].argmax(dim=1), ones)
+    return torch.where(fallback, sub_counts, counts).argmax()
