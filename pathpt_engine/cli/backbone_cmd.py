@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..backbones.registry import available_backbones, resolve_weights
@@ -76,4 +77,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     for s in summary.slides:
         state = "skipped (up to date)" if s.skipped else f"{s.n_tiles} tiles, {s.tiles_per_s:.1f} tiles/s"
         print(f"{s.slide_name}: {state} -> {s.output}")
-    return 0
+    if summary.failed:
+        from ..cluster.ledger import ledger_path
+
+        print(f"pathpt: {len(summary.failed)} of {len(args.slides)} slides failed (recorded in "
+              f"{ledger_path(args.out)}); re-run to retry only those", file=sys.stderr)
+    for _path, error in summary.failed:
+        print(f"pathpt: error: {error}", file=sys.stderr)
+    return 1 if summary.failed else 0

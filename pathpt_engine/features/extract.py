@@ -37,6 +37,8 @@ from ..backbones.encode_streams import (
     resolve_streams,
     torch_threads_restored,
 )
+from ..cluster.ledger import Ledger, LedgerEntry
+from ..errors import FeatureFileError, SlideError
 from ..jobs import Eta, Job, Progress, check_cancel, run_job
 from ..slides.grid import GridParams, TileGrid
 from ..slides.tissue import TissueParams
@@ -117,6 +119,7 @@ class ExtractionSummary:
     backbone: str
     weights_hash: str
     slides: tuple[SlideExtraction, ...]
+    failed: tuple[tuple[str, str], ...] = ()  # (path, error) of slides that could not be read or written
 
 
 def feature_path(out_dir: Path, backbone: str, slide_name: str) -> Path:
@@ -136,8 +139,12 @@ def extract_slides(paths: Sequence[str | Path], out_dir: str | Path, opts: Extra
         cancel: set to stop at the next batch (threads are joined, nothing half-written is kept).
         backbone: an already loaded backbone to use instead of loading `opts.backbone` (tests, GUI reuse).
 
+    A slide that cannot be read or written (SlideError, FeatureFileError) does not stop the run: it is logged,
+    listed in `ExtractionSummary.failed` and appended to `OUT/extract-ledger.jsonl` as `failed` with the reason
+    (the other slides as `done`/`skipped`); a re-run skips the slides already up to date, so only failures retry.
+
     Raises:
-        BackboneError, SlideError, FeatureFileError, ConfigError, JobCancelled, DeviceMemoryError.
+        BackboneError, ConfigError, JobCancelled, DeviceMemoryError.
     """
     from ..backbones.registry import load_backbone
 
@@ -152,11 +159,23 @@ def extract_slides(paths: Sequence[str | Path], out_dir: str | Path, opts: Extra
     yield Progress("load", 1, 1, message=f"{model.name} on {dev_text}")
     out = Path(out_dir)
     done: list[SlideExtraction] = []
+    failed: list[tuple[str, str]] = []
+    ledger = Ledger(out)
     for i, path in enumerate(Path(p) for p in paths):
         check_cancel(cancel)
-        result = yield from _extract_one(path, out, model, encoder, opts, cancel, f"{i + 1}/{len(paths)}")
+        try:  # one bad slide never stops the batch: it is recorded (ledger, summary) and the rest go on
+            result = yield from _extract_one(path, out, model, encoder, opts, cancel, f"{i + 1}/{len(paths)}")
+        except (SlideError, FeatureFileError) as exc:
+            log.warning("extraction failed, going on with the other slides: %s", exc)
+            failed.append((str(path), str(exc)))
+            ledger.append(LedgerEntry(slide=path.stem, status="failed", backbone=model.name, path=str(path),
+                                      reason=str(exc)))
+            continue
+        ledger.append(LedgerEntry(slide=result.slide_name, status="skipped" if result.skipped else "done",
+                                  backbone=model.name, path=str(path), n_tiles=result.n_tiles,
+                                  seconds=result.seconds))
         done.append(result)
-    return ExtractionSummary(dev_text, model.name, model.weights_hash, tuple(done))
+    return ExtractionSummary(dev_text, model.name, model.weights_hash, tuple(done), tuple(failed))
 
 
 def extract_slide(path: str | Path, out_dir: str | Path, model: Backbone, opts: ExtractOptions,
