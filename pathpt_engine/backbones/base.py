@@ -12,6 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
+RESAMPLERS = ("torch", "pil")
+_PIL_FILTERS = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest": "NEAREST"}
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -19,6 +22,15 @@ class Preprocess:
 
     Tiles arrive as RGB uint8 [B, H, W, 3]; output is float [B, 3, crop, crop] normalised by mean/std.
     Resize makes the shorter side `resize` (interpolation `interpolation`), then a centre crop of `crop`.
+
+    `resampler` says how a tile that must be resized is resized:
+    - "torch": `interpolate` (antialiased) on float [0, 1] pixels, clamped for bicubic; the longer side is
+      rounded; the crop starts at (size - crop) // 2. Used by the models this project trains (the demo).
+    - "pil": exactly torchvision's `Resize(resize)` + `CenterCrop(crop)` on a PIL image, as KEEP's transform
+      does: Pillow resamples the uint8 tile (two passes, rounded and clamped to uint8 between and after them),
+      the longer side is truncated (`int(resize * long / short)`), the crop starts at
+      `int(round((size - crop) / 2))`. Tiles whose shorter side is already `resize` are not resampled (the
+      same as torchvision, which returns them untouched).
     """
 
     resize: int
@@ -26,28 +38,63 @@ class Preprocess:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     interpolation: str = "bicubic"
+    resampler: str = "torch"
 
     def __post_init__(self) -> None:
         if self.resize <= 0 or self.crop <= 0 or self.crop > self.resize:
             raise ValueError(f"Preprocess: need 0 < crop <= resize, got resize={self.resize} crop={self.crop}")
         if self.interpolation not in ("bicubic", "bilinear", "nearest"):
             raise ValueError(f"Preprocess: unknown interpolation {self.interpolation!r}")
+        if self.resampler not in RESAMPLERS:
+            raise ValueError(f"Preprocess: resampler must be one of {RESAMPLERS}, got {self.resampler!r}")
 
-    def __call__(self, tiles: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def crop_origin(self, h: int, w: int) -> tuple[int, int]:
+        """(top, left) of the centre crop in an image of h x w (after the resize)."""
+        if self.resampler == "pil":  # torchvision's CenterCrop
+            return int(round((h - self.crop) / 2.0)), int(round((w - self.crop) / 2.0))
+        return (h - self.crop) // 2, (w - self.crop) // 2
+
+    def resized_size(self, h: int, w: int) -> tuple[int, int]:
+        """(height, width) after the resize of an h x w tile."""
+        short, long = min(h, w), max(h, w)
+        if short == self.resize:
+            return h, w
+        if self.resampler == "pil":  # torchvision: the longer side is truncated
+            new_long = int(self.resize * long / short)
+            return (new_long, self.resize) if w <= h else (self.resize, new_long)
+        scale = self.resize / short
+        return max(self.resize, round(h * scale)), max(self.resize, round(w * scale))
+
+    def host_resize(self, tiles: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The uint8 part of the "pil" path: uint8 [B, H, W, 3] resized with Pillow (identity when no resize is
+        needed or the resampler is "torch"). Runs on the CPU; the result is on the input's device."""
         x = torch.as_tensor(tiles)
         if x.ndim == 3:
             x = x[None]
+        h, w = int(x.shape[1]), int(x.shape[2])
+        if self.resampler != "pil" or min(h, w) == self.resize:
+            return x
+        if x.dtype != torch.uint8:
+            raise ValueError(f"Preprocess: the pil resampler needs uint8 tiles, got {x.dtype}")
+        from PIL import Image
+
+        out_h, out_w = self.resized_size(h, w)
+        flt = getattr(Image.Resampling, _PIL_FILTERS[self.interpolation])
+        src = x.cpu().numpy()
+        out = np.stack([np.asarray(Image.fromarray(t, "RGB").resize((out_w, out_h), flt)) for t in src])
+        return torch.from_numpy(out).to(x.device)
+
+    def __call__(self, tiles: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = self.host_resize(tiles)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         h, w = x.shape[-2:]
         if min(h, w) != self.resize:
-            scale = self.resize / min(h, w)
-            size = (max(self.resize, round(h * scale)), max(self.resize, round(w * scale)))
             kw = {"antialias": True} if self.interpolation != "nearest" else {}
-            x = nn.functional.interpolate(x, size=size, mode=self.interpolation, **kw)
+            x = nn.functional.interpolate(x, size=self.resized_size(h, w), mode=self.interpolation, **kw)
             if self.interpolation == "bicubic":
                 x = x.clamp_(0.0, 1.0)
         h, w = x.shape[-2:]
-        top, left = (h - self.crop) // 2, (w - self.crop) // 2
+        top, left = self.crop_origin(h, w)
         x = x[..., top : top + self.crop, left : left + self.crop]
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)

@@ -197,8 +197,9 @@ class TileEncoder:
         On CPU: `FastPreprocess` (the backbone's `Preprocess` maths, computed as strided convolutions and one fused
         normalisation; equal to it within float rounding) when the backbone uses a plain `Preprocess`.
         """
-        if self.preprocess_on_device:
-            return torch.from_numpy(tiles)
+        if self.preprocess_on_device:  # a Pillow resize (the "pil" resampler) still runs here, on the host
+            pre = getattr(self.backbone, "preprocess", None)
+            return pre.host_resize(tiles) if isinstance(pre, Preprocess) else torch.from_numpy(tiles)
         return self._host_preprocess(tiles)
 
     def __post_init__(self) -> None:

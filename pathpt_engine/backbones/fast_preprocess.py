@@ -18,6 +18,11 @@ interpolation is the most expensive step of the whole tile path (about 1 ms per 
 
 The output is float32 [B, 3, crop, crop], contiguous (NCHW), equal to the reference up to float rounding (the
 tests compare them to 1e-5).
+
+A `Preprocess` with `resampler="pil"` (KEEP's transform) is not sped up: it runs as `Preprocess.__call__`,
+which resizes the uint8 tiles with Pillow exactly as the reference does and normalises with the reference's
+operations (ToTensor's /255, then Normalize), so KEEP's inputs are bit-identical to torchvision's. Tiles already
+at the model's size (224 px for KEEP) skip the resize; what is left is a few element-wise passes.
 """
 
 from __future__ import annotations
@@ -98,8 +103,7 @@ def plan_axis(matrix: torch.Tensor) -> AxisPlan | None:
 
 @lru_cache(maxsize=16)
 def _plans(pre: Preprocess, h: int, w: int) -> tuple[AxisPlan, AxisPlan] | None:
-    scale = pre.resize / min(h, w)
-    out_h, out_w = max(pre.resize, round(h * scale)), max(pre.resize, round(w * scale))
+    out_h, out_w = pre.resized_size(h, w)
     ph = plan_axis(resize_matrix(pre, h, out_h))
     pw = ph if (h, out_h) == (w, out_w) else plan_axis(resize_matrix(pre, w, out_w))
     if ph is None or pw is None:
@@ -123,13 +127,16 @@ class FastPreprocess:
 
     def supports(self, h: int, w: int) -> bool:
         """Whether tiles of h x w take the fast path (else `__call__` runs the reference)."""
+        if self.pre.resampler == "pil":  # always the exact reference (Pillow resize only when needed)
+            return False
         return min(h, w) == self.pre.resize or self._table(h, w) is not None
 
     def __call__(self, tiles: np.ndarray | torch.Tensor) -> torch.Tensor:
         x8 = torch.as_tensor(tiles)
         if x8.ndim == 3:
             x8 = x8[None]
-        if x8.dtype != torch.uint8 or x8.ndim != 4 or x8.shape[-1] != 3 or x8.device.type != "cpu":
+        if (x8.dtype != torch.uint8 or x8.ndim != 4 or x8.shape[-1] != 3 or x8.device.type != "cpu"
+                or self.pre.resampler == "pil"):
             return self.pre(tiles)
         b, h, w, _ = (int(v) for v in x8.shape)
         c = self.pre.crop
@@ -190,7 +197,7 @@ def _tables(pre: Preprocess, h: int, w: int, mul: torch.Tensor) -> _Tables | Non
         return None
     ph, pw = plans
     c = pre.crop
-    top, left = (ph.n_out - c) // 2, (pw.n_out - c) // 2
+    top, left = pre.crop_origin(ph.n_out, pw.n_out)
     k_rows = ph.kernel.view(1, 1, -1, 1).repeat(w * 3, 1, 1, 1)
     k_cols = pw.kernel.view(1, 1, 1, -1) * mul.view(3, 1, 1, 1)
     return _Tables(ph, pw, top, left, c, k_rows, k_cols, _runs(ph.scale[top : top + c]),

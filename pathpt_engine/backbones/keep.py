@@ -6,7 +6,13 @@ A KEEP folder (method.md §7.1) holds `config.json` (`model_type: keep`, `vision
 shipped demo model and the tiny test folders (same schema, small widths).
 
 Optional `config.json` fields read by this project (absent in the published KEEP config): `preprocess`
-({resize, crop, mean, std, interpolation}), `tile_size`, `target_mpp`, `max_text_len`.
+({resize, crop, mean, std, interpolation, resampler}), `tile_size`, `target_mpp`, `max_text_len`.
+
+Preprocessing: without a `preprocess` block (the published KEEP folder) the transform is KEEP's own,
+torchvision's Resize(224, bicubic) + CenterCrop(224) on a PIL image, reproduced exactly (`resampler: "pil"`:
+Pillow resizes the uint8 tile, with rounding and clamping between its passes). Tiles already at 224 px are not
+resized. A folder written by this project (the demo model) carries a `preprocess` block; its resampler defaults to
+"torch" (the float antialiased resize it was trained with) unless the block names one.
 """
 
 from __future__ import annotations
@@ -117,6 +123,7 @@ def _preprocess(config: dict[str, Any], vis: ViTConfig, folder: Path) -> Preproc
             mean=tuple(float(v) for v in pp.get("mean", (0.485, 0.456, 0.406))),
             std=tuple(float(v) for v in pp.get("std", (0.229, 0.224, 0.225))),
             interpolation=str(pp.get("interpolation", "bicubic")),
+            resampler=str(pp.get("resampler", "torch" if "preprocess" in config else "pil")),
         )
     except (TypeError, ValueError) as exc:
         raise BackboneError(f"{folder}/config.json: bad preprocess ({exc})") from exc
