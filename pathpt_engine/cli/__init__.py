@@ -1,7 +1,8 @@
 """`pathpt` command line.
 
 Each command group lives in its own module with a `register(subparsers)` function. User errors
-(`PathPTError`) print one line on stderr and exit with status 2; `--debug` shows the traceback.
+(`PathPTError`) and bad option values print one line on stderr and exit with status 2. Anything else is a bug:
+one line naming it, exit 1, and the traceback only with `--debug`.
 """
 
 from __future__ import annotations
@@ -52,9 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     except PathPTError as exc:
         if args.debug:
             raise
-        print(f"pathpt: error: {exc}", file=sys.stderr)
+        print(f"pathpt: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug, not a user error: one line unless --debug
+        if args.debug:
+            raise
+        print(f"pathpt: internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug for the "
+              "traceback and report it", file=sys.stderr)
+        return 1
     return int(rc or 0)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,7 @@ from ..export import (
     write_scores_h5,
 )
 from ..export.colors import hex_to_rgb
+from ..export.guards import require_finite, safe_child
 from ..jobs import Job, Progress, check_cancel
 from ..results import SlidePrediction, TileScores
 from ._progress import run_with_bar
@@ -113,6 +114,7 @@ def find_slide(slide: Path, slide_id: str) -> Path:
         return slide
     if not slide.is_dir():
         raise ExportError(f"{slide}: slide file or folder not found")
+    safe_child(slide, slide_id)  # an id from the data must not search outside the slide folder
     hits = sorted(p for p in slide.rglob(f"{slide_id}.*") if p.suffix.lower() in _SLIDE_EXTS)
     if not hits:
         raise ExportError(f"{slide}: no slide file named {slide_id}.* (looked for {', '.join(_SLIDE_EXTS)})")
@@ -121,7 +123,7 @@ def find_slide(slide: Path, slide_id: str) -> Path:
 
 def _output(req: ExportRequest, slide_id: str) -> Path:
     single = len(req.inputs) == 1 and req.out.suffix != ""
-    return req.out if single else req.out / f"{slide_id}{_SUFFIX[req.fmt]}"
+    return req.out if single else safe_child(req.out, slide_id, _SUFFIX[req.fmt])
 
 
 def run_export(req: ExportRequest, cancel: threading.Event | None = None) -> Job[list[Path]]:
@@ -150,6 +152,7 @@ def run_export(req: ExportRequest, cancel: threading.Event | None = None) -> Job
 
 def _export_one(req: ExportRequest, scores: TileScores, pred: SlidePrediction | None) -> Path:
     out = _output(req, scores.slide_id)
+    require_finite(out, scores, pred)
     if req.fmt == "geojson":
         return write_geojson(out, scores, pred, colors=dict(req.style.colors), include_tiles=req.include_tiles)
     if req.fmt == "h5":

@@ -11,6 +11,7 @@ from ..cluster.cli import add_evaluate_args, add_predict_args
 from ..cluster.cli import run_evaluate as run_cluster_evaluate
 from ..cluster.cli import run_predict as run_cluster_predict
 from ..errors import ConfigError
+from . import _checks as chk
 
 
 def _common(p: argparse.ArgumentParser, classes: bool = True, backbone: bool = True) -> None:
@@ -24,8 +25,8 @@ def _common(p: argparse.ArgumentParser, classes: bool = True, backbone: bool = T
 
 
 def _train_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=20, help="PathPT epochs (20)")
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--epochs", type=chk.positive_int, default=20, help="PathPT epochs (20)")
+    p.add_argument("--lr", type=chk.positive_float, default=1e-4)
     p.add_argument("--amp", default="auto", choices=("auto", "fp16", "bf16", "off"),
                    help="auto: fp16 + GradScaler on CUDA (as the paper), off on CPU")
     p.add_argument("--no-spatial", action="store_true", help="ablation: identity instead of the spatial module")
@@ -46,10 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(t)
     t.add_argument("--labels", type=Path, required=True, help="CSV slide_id,label (class name or 0-based int)")
     t.add_argument("--recipe", default="paper", choices=("paper", "clean"))
-    t.add_argument("--shots", type=int, default=None, help="draw K slides per class (rest = validation pool)")
-    t.add_argument("--seed", type=int, default=0, help="draw / prompt-selection seed (the fold index)")
+    t.add_argument("--shots", type=chk.positive_int, default=None,
+                   help="draw K slides per class (rest = validation pool)")
+    t.add_argument("--seed", type=chk.nonneg_int, default=0, help="draw / prompt-selection seed (the fold index)")
     _train_opts(t)
     t.add_argument("--out", type=Path, required=True, help="run folder (checkpoint.json + model.safetensors)")
+    t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     t.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", help="predict slides with a trained run: predictions.csv + tile score h5")
@@ -65,12 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--splits", type=Path, default=None,
                    help="reference split folder holding dataset_division.json and dataset_csv_{k}shot/")
     e.add_argument("--dataset", default=None, help="dataset key in dataset_division.json (e.g. UCS)")
-    e.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
-    e.add_argument("--folds", type=int, default=10)
+    e.add_argument("--shots", type=chk.positive_int, nargs="+", default=[1, 5, 10])
+    e.add_argument("--folds", type=chk.positive_int, default=10)
     e.add_argument("--methods", default="zeroshot,abmil,clam,transmil,pathpt-paper,pathpt-clean")
-    e.add_argument("--test-fraction", type=float, default=0.3, help="fixed test share per class (--labels)")
-    e.add_argument("--pool-per-class", type=int, default=15)
-    e.add_argument("--mil-epochs", type=int, default=200,
+    e.add_argument("--test-fraction", type=chk.open_fraction, default=0.3,
+                   help="fixed test share per class (--labels)")
+    e.add_argument("--pool-per-class", type=chk.positive_int, default=15)
+    e.add_argument("--mil-epochs", type=chk.positive_int, default=200,
                    help="MIL training budget (default 200, the reference recipes' budget; 50 is a fast CPU preset: "
                         "label such results as a preset)")
     e.add_argument("--masks", type=Path, default=None,
@@ -131,17 +135,18 @@ def _cmd_zeroshot(args: argparse.Namespace) -> int:
     )
 
     cs = load_classset(args.classes)
+    labelled = load_labelled(args.features, read_labels_csv(args.labels, cs)) if args.labels is not None else []
+    slides, empty = chk.split_empty([load_slide(path) for path in feature_files(args.features).values()])
     bb = _backbone(args)
+    chk.check_dims([*labelled, *slides], bb.embed_dim, args.features, f"backbone {bb.name}")
     embs = encode_class_prompts(bb, cs)
     w = mean_classifier(embs)
-    if args.labels is not None:
-        labelled = load_labelled(args.features, read_labels_csv(args.labels, cs))
+    if labelled:
+        labelled = chk.split_empty(labelled)[0]
         w = select_prompt_ensemble(embs, [(s.features, s.label) for s in labelled]).classifier
-    results = []
-    for path in feature_files(args.features).values():
-        slide = load_slide(path)
-        results.append(scores_from_probs(cs, slide, zeroshot_tile_probs(slide.features, w)))
+    results = [scores_from_probs(cs, slide, zeroshot_tile_probs(slide.features, w)) for slide in slides]
     _write_outputs(args.out, results, cs.subtype_names)
+    chk.report_empty(empty)
     return 0
 
 
@@ -152,18 +157,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..prompts.classsets import load_classset
     from ._progress import run_with_bar
 
+    chk.check_run_out(args.out, args.overwrite)
     cs = load_classset(args.classes)
     labels = read_labels_csv(args.labels, cs)
     train_ids, val_ids = dict(labels), {}
     if args.shots is not None:
-        fold = draw_folds(labels, {}, args.shots, args.seed + 1)[args.seed]
+        chk.warn_short_classes(labels, args.shots, cs.subtype_names)
+        fold = draw_folds(labels, {}, args.shots, 1, first=args.seed)[0]
         train_ids, val_ids = fold.train, fold.val
     missing = sorted(set(range(cs.n_classes - 1)) - set(train_ids.values()))
     if missing:
         raise ConfigError(f"{args.labels}: no labelled slide for subtype(s) {[cs.subtype_names[m] for m in missing]}")
     train = load_labelled(args.features, train_ids)
     val = load_labelled(args.features, val_ids) if val_ids and args.recipe == "clean" else None
+    chk.refuse_empty_training(train, args.labels)
+    val = chk.split_empty(val)[0] if val else None
     bb = _backbone(args)
+    chk.check_dims([*train, *(val or [])], bb.embed_dim, args.features, f"backbone {bb.name}")
     meta = {"features": str(args.features), "labels": str(args.labels), "shots": args.shots, "seed": args.seed}
     result = run_with_bar(train_pathpt(bb, cs, train, _config(args, args.recipe), out_dir=args.out, val=val,
                                        ensemble_seed=args.seed, meta=meta), quiet=args.quiet)
@@ -181,9 +191,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if (code := run_cluster_predict(args)) is not None:  # --cluster; else this process
         return code
     run = load_run(args.run, weights=args.weights, device=_device(args.device))
-    slides = [load_slide(p) for p in feature_files(args.features).values()]
+    slides, empty = chk.split_empty([load_slide(p) for p in feature_files(args.features).values()])
+    chk.check_dims(slides, run.model.backbone.embed_dim, args.features, f"run {args.run}")
     results = run_with_bar(predict_slides(run.model, run.classset, slides), quiet=args.quiet)
     _write_outputs(args.out, results, run.classset.subtype_names)
+    chk.report_empty(empty)
     return 0
 
 
@@ -199,6 +211,8 @@ def _folds(args: argparse.Namespace, cs) -> dict:  # noqa: ANN001
         raise ConfigError("evaluate needs --labels CSV or --splits DIR --dataset NAME")
     labels = read_labels_csv(args.labels, cs)
     pool, test = make_division(labels, cs.n_classes - 1, args.test_fraction, args.pool_per_class)
+    for k in args.shots:
+        chk.warn_short_classes(pool, k, cs.subtype_names)
     return {k: draw_folds(pool, test, k, args.folds) for k in args.shots}
 
 
@@ -219,7 +233,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return code
     ids = sorted({s for fs in folds.values() for f in fs for s in (*f.train, *f.val, *f.test)})
     slides = {s.slide_id: s for s in load_labelled(args.features, {}, ids)}
+    chk.refuse_empty_training(list(slides.values()), args.labels or args.splits)
     bb = _backbone(args)
+    chk.check_dims(slides.values(), bb.embed_dim, args.features, f"backbone {bb.name}")
     run_with_bar(evaluate_protocol(bb, cs, slides, folds, args.out, replace(cfg), masks_dir=args.masks),
                  quiet=args.quiet)
     print((args.out / "results.md").read_text(encoding="utf-8"), end="")

@@ -125,8 +125,11 @@ def to_geojson(scores: TileScores, prediction: SlidePrediction | None = None,
 
 def write_geojson(path: str | os.PathLike[str], scores: TileScores, prediction: SlidePrediction | None = None,
                   **kwargs: Any) -> Path:
-    """Write `to_geojson(scores, prediction, **kwargs)` to `path` atomically."""
-    text = json.dumps(to_geojson(scores, prediction, **kwargs), separators=(",", ":"))
+    """Write `to_geojson(scores, prediction, **kwargs)` to `path` atomically (NaN/inf refused: not JSON)."""
+    from .guards import require_finite
+
+    require_finite(path, scores, prediction)
+    text = json.dumps(to_geojson(scores, prediction, **kwargs), separators=(",", ":"), allow_nan=False)
     return write_text_atomic(path, text)
 
 

@@ -20,8 +20,11 @@ from ._atomic import ExportError, atomic_path
 
 def write_scores_h5(path: str | os.PathLike[str], scores: TileScores,
                     prediction: SlidePrediction | None = None) -> Path:
-    """Write `scores` (and optionally the slide prediction) to `path` atomically."""
+    """Write `scores` (and optionally the slide prediction) to `path` atomically (NaN/inf refused)."""
+    from .guards import require_finite
+
     path = Path(path)
+    require_finite(path, scores, prediction)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         coords = f.create_dataset("coords", data=np.asarray(scores.coords, dtype=np.int64))
         coords.attrs["patch_size_level0"] = int(scores.tile_size_level0)

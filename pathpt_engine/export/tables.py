@@ -23,6 +23,10 @@ def write_predictions_csv(path: str | os.PathLike[str], predictions: Sequence[Sl
         predictions: slide predictions.
         class_names: probability column order; defaults to the first prediction's order plus any new names.
     """
+    from .guards import require_finite
+
+    for p in predictions:
+        require_finite(path, None, p)
     names = list(class_names or [])
     if not names:
         for p in predictions:

@@ -61,15 +61,33 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[dict[str, torch.Te
         raise ConfigError(f"{folder}: no {META} (not a finished PathPT run; was training cancelled?)")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{meta_path}: unreadable checkpoint metadata ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ConfigError(f"{meta_path}: not a {FORMAT} file")
-    weights = folder / str(meta.get("weights_file", WEIGHTS))
+    weights = _weights_path(folder, meta.get("weights_file", WEIGHTS), meta_path)
     try:
         blob = weights.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{weights}: cannot read checkpoint weights ({exc})") from None
     if hashlib.sha256(blob).hexdigest() != meta.get("weights_sha256"):
         raise ConfigError(f"{weights}: checksum does not match {META} (incomplete or modified checkpoint)")
-    return load(blob), meta
+    try:
+        state = load(blob)
+    except Exception as exc:  # safetensors raises its own error types for a malformed header or body
+        raise ConfigError(f"{weights}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+    bad = sorted(k for k, v in state.items() if not bool(torch.isfinite(v).all()))
+    if bad:
+        raise ConfigError(f"{weights}: weights {', '.join(bad[:3])} hold NaN or infinite values (a diverged "
+                          "training run); retrain with a lower learning rate")
+    return state, meta
+
+
+def _weights_path(folder: Path, name: object, meta_path: Path) -> Path:
+    """The weights file named in the metadata; it must be a plain file name inside the run folder."""
+    text = str(name)
+    bad = "\0" in text or not text or Path(text).is_absolute()
+    path = folder / text if bad else (folder / text).resolve()
+    if bad or path.parent != folder.resolve():
+        raise ConfigError(f"{meta_path}: weights_file {text!r} is not a file inside the run folder; refused")
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from pathlib import Path
@@ -70,34 +71,48 @@ def read_labels_csv(path: str | os.PathLike[str], classset: ClassSet, skip_norma
     normal = {classset.classes[0].name.lower(), classset.classes[0].display_name.lower()}
     skipped = 0
     p = Path(path)
-    try:
-        with p.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read labels CSV ({exc})") from None
+    rows = _csv_rows(p)
     if not rows:
         raise ConfigError(f"{p}: labels CSV is empty")
     header = [h.strip().lower() for h in rows[0]]
     if header[:2] != ["slide_id", "label"]:
         raise ConfigError(f"{p}: first line must be the header 'slide_id,label', got {','.join(rows[0])!r}")
     out: dict[str, int] = {}
+    seen: dict[str, tuple[int, str, int]] = {}  # slide_id -> (first line, label text, subtype or -1)
     for line, row in enumerate(rows[1:], start=2):
         if not row or not any(cell.strip() for cell in row):
             continue
         if len(row) < 2 or not row[0].strip():
             raise ConfigError(f"{p}:{line}: need 'slide_id,label'")
-        if skip_normal and row[1].strip().lower() in normal:
-            skipped += 1
-            continue
+        sid, lab = row[0].strip(), row[1].strip()
         try:
-            out[row[0].strip()] = classset.subtype_index(row[1].strip())
+            key = -1 if lab.lower() in normal else classset.subtype_index(lab)
         except ValueError as exc:
             raise ConfigError(f"{p}:{line}: {exc}") from None
+        first = seen.setdefault(sid, (line, lab, key))
+        if first[2] != key:
+            raise ConfigError(f"{p}: slide {sid!r} has two different labels: {first[1]!r} on line {first[0]} and "
+                              f"{lab!r} on line {line}; keep one")
+        if key < 0 and skip_normal:
+            skipped += 1 if first[0] == line else 0
+        elif key < 0:
+            raise ConfigError(f"{p}:{line}: {lab!r} is the Normal class, not a subtype")
+        else:
+            out[sid] = key
     if skipped:
         log.info("%s: skipped %d slide(s) labelled as the Normal class", p, skipped)
     if not out:
         raise ConfigError(f"{p}: no labelled slides")
     return out
+
+
+def _csv_rows(p: Path) -> list[list[str]]:
+    from ..textfile import read_user_text
+
+    try:
+        return list(csv.reader(io.StringIO(read_user_text(p, "labels CSV"), newline="")))
+    except csv.Error as exc:
+        raise ConfigError(f"{p}: not a readable CSV ({exc})") from None
 
 
 def load_labelled(features_dir: str | os.PathLike[str], labels: dict[str, int],

@@ -27,6 +27,7 @@ import torch
 from ..backbones.base import Backbone
 from ..baselines.dgrmil import DGRMILConfig, train_dgrmil
 from ..baselines.train import MILConfig, predict_mil, train_mil
+from ..errors import ConfigError
 from ..jobs import Job, Progress, check_cancel
 from ..metrics import classification_report, grounding_metrics, mean_sd, tiles_in_mask
 from ..prompts.classsets import ClassSet
@@ -191,6 +192,10 @@ def evaluate_protocol(
     With `masks_dir` (tumour masks `<slide_id>_tumour_ds<D>.png`), each record also gets tile-level grounding
     (AUROC, Dice) of the tumour score: 1 - p_Normal for zero-shot/PathPT, the attention heat map for MIL.
     """
+    empty = [k for k, folds in folds_by_shots.items() if not folds]
+    if not folds_by_shots or empty:
+        raise ConfigError(f"{out_dir}: nothing to evaluate: no folds for shots {empty or 'any'} (need at least "
+                          "1 fold per shot count)")
     out = Path(out_dir)
     runner = FoldRunner(backbone, classset, cfg, cancel)
     jobs = [(m, k, f) for k, folds in folds_by_shots.items() for f in folds for m in cfg.methods]

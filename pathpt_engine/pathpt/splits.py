@@ -35,7 +35,7 @@ def make_division(labels: dict[str, int], n_subtypes: int, test_fraction: float 
                   seed: int = 0) -> tuple[dict[str, int], dict[str, int]]:
     """Split labelled slides per class into a pool (at most `pool_per_class`) and a fixed test set."""
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise ConfigError(f"test fraction must be strictly between 0 and 1, got {test_fraction}")
     pool: dict[str, int] = {}
     test: dict[str, int] = {}
     for c in range(n_subtypes):
@@ -49,11 +49,18 @@ def make_division(labels: dict[str, int], n_subtypes: int, test_fraction: float 
     return pool, test
 
 
-def draw_folds(pool: dict[str, int], test: dict[str, int], shots: int, folds: int, seed: int = 0) -> list[Fold]:
-    """`folds` independent draws of `shots` slides per class from the pool (fewer if a class has fewer)."""
+def draw_folds(pool: dict[str, int], test: dict[str, int], shots: int, folds: int, seed: int = 0,
+               first: int = 0) -> list[Fold]:
+    """`folds` independent draws of `shots` slides per class from the pool (fewer if a class has fewer).
+
+    The draws are folds `first .. first + folds - 1`; fold i is the same draw whatever `first` and `folds` are,
+    so one fold can be drawn alone (`pathpt train --seed i`) without building the ones before it.
+    """
+    if folds < 1 or shots < 1:
+        raise ConfigError(f"need at least 1 fold and 1 shot, got folds={folds}, shots={shots}")
     out = []
     classes = sorted(set(pool.values()))
-    for i in range(folds):
+    for i in range(first, first + folds):
         rng = np.random.default_rng([seed, shots, i])
         train: dict[str, int] = {}
         for c in classes:

@@ -8,6 +8,7 @@ the history keeps the last `HISTORY_LIMIT` operations.
 from __future__ import annotations
 
 import csv
+import io
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -108,7 +109,8 @@ class LabelStore:
         rows = _read_label_csv(Path(path))
         allowed, known = self._allowed_labels(), set(self._slide_ids())
         report = LabelImportReport()
-        changes: list[tuple[str, State]] = []
+        changes: dict[str, State] = {}
+        first: dict[str, int] = {}
         for line, sid, lab, row_split in rows:
             if sid not in known:
                 report.unknown_slides.append((line, sid))
@@ -117,8 +119,13 @@ class LabelStore:
             elif row_split and row_split not in SPLITS:
                 raise ConfigError(f"{path}: line {line}: split {row_split!r} is not one of {SPLITS}")
             else:
-                changes.append((sid, (_resolve(allowed, lab), row_split or split)))
-        self._apply(changes, f"import labels from {Path(path).name}")
+                state = (_resolve(allowed, lab), row_split or split)
+                if changes.setdefault(sid, state) != state:
+                    old = changes[sid]
+                    raise ConfigError(f"{path}: slide {sid!r} has two different labels: {old[0]} ({old[1]}) on "
+                                      f"line {first[sid]} and {state[0]} ({state[1]}) on line {line}; keep one")
+                first.setdefault(sid, line)
+        self._apply(list(changes.items()), f"import labels from {Path(path).name}")
         report.applied = len(changes)
         return report
 
@@ -222,10 +229,11 @@ def _write(conn: sqlite3.Connection, slide_id: str, state: State) -> None:
 
 def _read_label_csv(path: Path) -> list[tuple[int, str, str, str]]:
     """(line, slide_id, label, split-or-"") rows of a labels CSV; a `slide_id,label` header is skipped."""
+    from ..textfile import read_user_text
+
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            raw = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raw = list(csv.reader(io.StringIO(read_user_text(path, "labels CSV"), newline="")))
+    except csv.Error as exc:
         raise ConfigError(f"{path}: cannot read labels CSV ({exc})") from exc
     out = []
     for line, row in enumerate(raw, start=1):

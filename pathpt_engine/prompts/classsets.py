@@ -28,6 +28,14 @@ PLACEHOLDER = "CLASSNAME"
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
+def _check_text(value: object, what: str) -> None:
+    """A name, synonym or template must be a real string without NUL or control characters."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a text string, got {type(value).__name__} {value!r}")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError(f"{what} {value!r} contains a NUL or control character")
+
+
 @dataclass(frozen=True)
 class ClassInfo:
     """One class: machine name, display name, synonyms (first = learnable-prompt name), colour, Normal flag."""
@@ -41,6 +49,9 @@ class ClassInfo:
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("class name must be non-empty")
+        for what, text in (("name", self.name), ("display name", self.display_name), *(
+                ("synonym", t) for t in self.synonyms)):
+            _check_text(text, f"class {self.name!r}: {what}")
         if not self.synonyms or not all(isinstance(s, str) and s.strip() for s in self.synonyms):
             raise ValueError(f"class {self.name!r}: synonyms must be a non-empty list of non-empty strings")
         if not _COLOR.match(self.color):
@@ -64,6 +75,8 @@ class ClassSet:
         names = [c.name for c in self.classes]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate class names in {names}")
+        for t in self.templates:
+            _check_text(t, "template")
         if not self.templates or not all(PLACEHOLDER in t for t in self.templates):
             raise ValueError(f"templates must be non-empty and each contain {PLACEHOLDER}")
 
@@ -132,11 +145,13 @@ def classset_from_dict(data: object, source: str = "<dict>") -> ClassSet:
                 raise ValueError(f"class #{i} needs 'name' and 'synonyms'")
             if not isinstance(c["synonyms"], list):
                 raise ValueError(f"class {c['name']!r}: 'synonyms' must be a list")
-            classes.append(ClassInfo(name=str(c["name"]), display_name=str(c.get("display_name", c["name"])),
+            _check_text(c["name"], f"class #{i}: name")
+            classes.append(ClassInfo(name=c["name"], display_name=c.get("display_name", c["name"]),
                                      synonyms=tuple(c["synonyms"]), color=str(c.get("color", "#808080")),
                                      normal=bool(c.get("normal", False))))
-        return ClassSet(name=str(data["name"]), description=str(data.get("description", "")),
-                        classes=tuple(classes), templates=tuple(str(t) for t in data["templates"]))
+        _check_text(data["name"], "class set name")
+        return ClassSet(name=data["name"], description=str(data.get("description", "")),
+                        classes=tuple(classes), templates=tuple(data["templates"]))
     except ValueError as exc:
         raise ConfigError(f"{source}: invalid class set: {exc}") from None
 
