@@ -276,8 +276,20 @@ class ProjectController(QObject):
 
     def extract_features(self) -> bool:
         proj, choice = self.require(), self.backbone()
-        return self.run_job("Extract features", lambda c: pj.extract_job(proj, choice, c),
-                            lambda s: self.slides_changed.emit())
+        return self.run_job("Extract features", lambda c: pj.extract_job(proj, choice, c), self._after_extract)
+
+    def _after_extract(self, summary: Any) -> None:
+        failed = getattr(summary, "failed", ())
+        if failed:  # the other slides were extracted; these are marked red in the slide list
+            self.message.emit("error", f"feature extraction failed for {len(failed)} slide(s), marked in red in "
+                                       f"the slide list; the others are done. First: {failed[0][1]}")
+        self.slides_changed.emit()
+
+    def failed_slides(self) -> dict[str, str]:
+        """slide_id -> reason of the slides whose last feature extraction failed (current backbone)."""
+        if self.project is None:
+            return {}
+        return pj.failed_slides(self.project, self.backbone())
 
     def zero_shot(self) -> bool:
         proj, choice = self.require(), self.backbone()

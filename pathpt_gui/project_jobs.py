@@ -113,8 +113,32 @@ def _backbone(choice: BackboneChoice) -> Any:
     return load_backbone(choice.name, choice.weights, choice.torch_device()).freeze()
 
 
+def failed_slides(project: Project, choice: BackboneChoice) -> dict[str, str]:
+    """slide_id -> reason, for the project's slides whose latest extraction with this backbone failed.
+
+    Read from the extraction ledger (`features/extract-ledger.jsonl`); a later successful run clears the mark.
+    """
+    from pathpt_engine.cluster.ledger import latest, ledger_path, read_ledger
+
+    path = ledger_path(project.root / "features")
+    if not path.is_file():
+        return {}
+    try:
+        state = latest(read_ledger(path))
+    except ConfigError as exc:
+        log.warning("%s", exc)
+        return {}
+    by_stem = {rec.path.stem: rec.slide_id for rec in project.slides.list()}
+    return {by_stem[slide]: e.reason for (backbone, slide), e in state.items()
+            if backbone == choice.name and e.status == "failed" and slide in by_stem}
+
+
 def extract_job(project: Project, choice: BackboneChoice, cancel: threading.Event | None = None) -> Job[Any]:
-    """Job: tile + encode every project slide whose file exists (up-to-date features are skipped)."""
+    """Job: tile + encode every project slide whose file exists (up-to-date features are skipped).
+
+    A slide that cannot be read does not stop the others: it is in the summary's `failed` and in the ledger
+    (`failed_slides`), and the next run retries it (the slides already done are skipped as up to date).
+    """
     from pathpt_engine.features.extract import ExtractOptions, extract_slides
 
     recs = [r for r in project.slides.list() if r.exists]

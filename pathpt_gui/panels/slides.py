@@ -32,6 +32,7 @@ from ..project_controller import ProjectController
 
 log = logging.getLogger(__name__)
 THUMB = 56
+FAILED_RED = "#e5484d"
 ID_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -151,16 +152,20 @@ class SlidesPanel(QWidget):
         colors = {c.name: c.color for c in cs.classes} if cs else {}
         labels, preds = proj.labels.all(), self.ctrl.predictions()
         slides = proj.slides.list()
+        failed = self.ctrl.failed_slides()
         self.table.setRowCount(len(slides))
         for r, rec in enumerate(slides):
             self._fill_row(r, rec, labels.get(rec.slide_id), preds.get(rec.slide_id), colors)
+            if rec.slide_id in failed:
+                self._mark_failed(r, failed[rec.slide_id])
         self._reselect(keep)
         self._pending = [s.slide_id for s in slides if s.slide_id not in self._thumbs and s.exists]
         self._timer.start()
         n_lab = sum(1 for s in slides if s.slide_id in labels)
         missing = sum(1 for s in slides if not s.exists)
         self.summary.setText(f"{len(slides)} slides · {n_lab} labelled · {len(preds)} predicted"
-                             + (f" · <b style='color:#e8a33c'>{missing} missing</b>" if missing else ""))
+                             + (f" · <b style='color:#e8a33c'>{missing} missing</b>" if missing else "")
+                             + (f" · <b style='color:{FAILED_RED}'>{len(failed)} failed</b>" if failed else ""))
         self._apply_filter()
 
     def _reselect(self, ids: set[str]) -> None:
@@ -197,6 +202,13 @@ class SlidesPanel(QWidget):
         for c, item in enumerate((name, chip, split, badge)):
             item.setData(ID_ROLE, rec.slide_id)
             self.table.setItem(r, c, item)
+
+    def _mark_failed(self, r: int, reason: str) -> None:
+        """A red mark on a slide whose feature extraction failed, with the reason as its tooltip."""
+        item = self.table.item(r, 0)
+        item.setText(f"✗ {item.text()}")
+        item.setForeground(QBrush(QColor(FAILED_RED)))
+        item.setToolTip(f"{item.toolTip()}\nfeature extraction failed: {reason}")
 
     def _prediction_added(self, _run: str, _slide: str) -> None:
         self.refresh()

@@ -1,0 +1,62 @@
+"""The GUI's project extraction goes on past an unreadable slide and marks it red in the slide list."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from openslide_fixtures import openslide_fixture  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    from pathpt_gui.main_window import MainWindow
+    from pathpt_gui.panels.workflow import install_workflow
+    from pathpt_gui.settings import AppSettings
+
+    win = MainWindow(AppSettings.at(tmp_path / "settings.ini"))
+    qtbot.addWidget(win)
+    win.show()
+    wf = install_workflow(win, dialogs=False)
+    yield win, wf
+    win.close()
+    wf.ctrl.shutdown()
+
+
+def test_bad_slide_does_not_stop_project_extraction(window, qtbot, tmp_path, slide_file):
+    import torch
+
+    from pathpt_engine.backbones.testing import make_tiny_keep_folder
+    from pathpt_gui.project_jobs import BackboneChoice, failed_slides, features_folder
+
+    torch.set_num_threads(1)
+    _win, wf = window
+    ctrl = wf.ctrl
+    bad = tmp_path / "a_bad.svs"  # sorts first: the good slide comes after it
+    shutil.copy(openslide_fixture("unreadable.svs"), bad)
+    ctrl.create_project(tmp_path / "proj")
+    choice = BackboneChoice("keep", str(make_tiny_keep_folder(tmp_path / "keep")), "cpu")
+    ctrl.set_backbone(choice, validate=False)
+    ctrl.add_slides([bad, slide_file])
+    ended = []
+    ctrl.job_finished.connect(lambda *a: ended.append("finished"))
+    ctrl.job_failed.connect(lambda *a: ended.append("failed"))
+    assert ctrl.extract_features()
+    qtbot.waitUntil(lambda: bool(ended), timeout=120000)
+    assert ended == ["finished"]
+    assert (features_folder(ctrl.project, choice) / "slide.h5").is_file()  # the slide after the bad one
+    failed = failed_slides(ctrl.project, choice)
+    assert list(failed) == ["a_bad"] and "a_bad.svs: cannot decode" in failed["a_bad"]
+    rows = {wf.slides.table.item(r, 0).data(0x0100): wf.slides.table.item(r, 0) for r in
+            range(wf.slides.table.rowCount())}
+    assert rows["a_bad"].text().startswith("✗") and rows["a_bad"].foreground().color().name() == "#e5484d"
+    assert "feature extraction failed" in rows["a_bad"].toolTip()
+    assert not rows["slide"].text().startswith("✗")
+    assert "1 failed" in wf.slides.summary.text()
+    assert any(lvl == "error" and "failed for 1 slide(s)" in text for lvl, text in wf.log_panel.lines)
