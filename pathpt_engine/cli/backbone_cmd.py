@@ -70,6 +70,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(f"pathpt extract: {exc}") from exc
+    _refuse_same_ids(args.slides)
     if (code := run_cluster_extract(args, opts)) is not None:  # --status / --cluster; else single process
         return code
     summary = run_with_bar(extract_slides(args.slides, args.out, opts), quiet=args.quiet)
@@ -85,3 +86,15 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     for _path, error in summary.failed:
         print(f"pathpt: error: {error}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _refuse_same_ids(slides: list[Path]) -> None:
+    """Two slides filed under one id (a/x.tiff, b/x.tiff) would overwrite each other's feature file."""
+    from ..slides.tiling import slide_name
+
+    seen: dict[str, Path] = {}
+    for path in slides:
+        other = seen.setdefault(slide_name(path), path)
+        if other != path:
+            raise ConfigError(f"{path}: same slide id {slide_name(path)!r} as {other}; their feature files would "
+                              "overwrite each other (rename one, or extract them into different --out folders)")
