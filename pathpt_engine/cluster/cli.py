@@ -132,7 +132,8 @@ def run_predict(args: argparse.Namespace) -> int | None:
     copts = ClusterOptions(address=args.cluster, cpus_per_worker=args.cpus_per_task,
                            allow_network=args.allow_network)
     files = list(feature_files(args.features).values())
-    preds = run_with_bar(predict_cluster(args.run, files, args.out, args.weights, copts), quiet=args.quiet)
+    preds = run_with_bar(predict_cluster(args.run, files, args.out, args.weights, copts,
+                                         device=getattr(args, "device", "auto")), quiet=args.quiet)
     write_predictions_csv(Path(args.out) / "predictions.csv", preds, list(preds[0].probs) if preds else None)
     for pred in preds:
         print(f"{pred.slide_id}\t{pred.predicted}")

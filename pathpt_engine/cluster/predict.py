@@ -22,24 +22,23 @@ from .base import ClusterOptions, import_ray
 from .ledger import Ledger
 from .lock import RunLock
 from .netns import require_private_network
-from .tasks import ray_session, run_tasks, task_resources
+from .tasks import cache_key, placement, ray_session, run_tasks, task_device, task_resources
 
 log = logging.getLogger(__name__)
 
 PREDICT_LEDGER = "predict-ledger.jsonl"
-_RUNS: dict[tuple[str, str, str], Any] = {}
+_RUNS: dict[tuple[str, ...], Any] = {}
 
 
-def predict_chunk(run_dir: str, weights: str | None, paths: list[str], out_dir: str) -> dict[str, Any]:
+def predict_chunk(run_dir: str, weights: str | None, paths: list[str], out_dir: str,
+                  device: str = "auto") -> dict[str, Any]:
     """Predict some slides in this process (the body of the Ray task); returns their `SlidePrediction`s."""
-    import torch
-
     from ..export.scores import write_scores_h5
     from ..pathpt.data import load_slide
     from ..pathpt.predictor import load_run, predict_slide
 
-    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    key = (run_dir, str(weights), device)
+    device = task_device(device)
+    key = cache_key(run_dir, str(weights), device)
     if key not in _RUNS:
         _RUNS[key] = load_run(run_dir, weights=weights, device=device)
     run = _RUNS[key]
@@ -48,13 +47,14 @@ def predict_chunk(run_dir: str, weights: str | None, paths: list[str], out_dir: 
         pred, scores = predict_slide(run.model, run.classset, load_slide(path))
         write_scores_h5(Path(out_dir) / "tiles" / f"{pred.slide_id}.h5", scores, pred)
         preds.append(pred)
-    return {"predictions": preds, "summary": {"slides": len(preds), "device": device}}
+    return {"predictions": preds, "summary": {"slides": len(preds), "device": device, **placement()}}
 
 
 def predict_cluster(run_dir: str | Path, features: list[Path], out_dir: str | Path, weights: str | Path | None,
                     copts: ClusterOptions = ClusterOptions(), chunk: int = 16,
-                    cancel: threading.Event | None = None) -> Job[list[Any]]:
-    """Job: predict every feature file on Ray; returns `SlidePrediction`s in input order.
+                    cancel: threading.Event | None = None, device: str = "auto") -> Job[list[Any]]:
+    """Job: predict every feature file on Ray; returns `SlidePrediction`s in input order. `device` as `--device`
+    ("cpu" keeps every task on the CPU; see `tasks.task_device`).
 
     Raises:
         ClusterError: Ray missing or cannot start, network not private, folder locked, a task failed.
@@ -69,9 +69,10 @@ def predict_cluster(run_dir: str | Path, features: list[Path], out_dir: str | Pa
     with RunLock(out):
         yield Progress("predict", 0, len(chunks), message=f"{len(features)} slides in {len(chunks)} tasks")
         with ray_session(copts):
-            task = ray.remote(predict_chunk).options(**task_resources(copts))
+            task = ray.remote(predict_chunk).options(**task_resources(copts, device))
             w = None if weights is None else str(weights)
-            pending = {task.remote(str(run_dir), w, c, str(out)): f"chunk{i:05d}" for i, c in enumerate(chunks)}
+            pending = {task.remote(str(run_dir), w, c, str(out), device): f"chunk{i:05d}"
+                       for i, c in enumerate(chunks)}
             results = yield from run_tasks(pending, Ledger(out, name=PREDICT_LEDGER), "predict", len(chunks),
                                            "", copts, cancel)
     return [p for key in sorted(results) for p in results[key]["predictions"]]

@@ -5,6 +5,12 @@ cluster or in one process alike. A task loads the backbone once per Ray worker p
 feature files of its fold from shared storage, runs `evaluate_fold` (the same code as the single-process
 protocol) and writes `runs/<method>/<k>shot/fold<i>.json` atomically. Ray retries a task whose worker died
 (`max_attempts`); one that raised is `failed` with its message. The driver then writes the results table.
+
+Devices: the requested device (`--device`) is honoured: "cpu" runs on the CPU even where Ray assigns GPUs (and
+then no GPU is requested), "cuda" and "auto" use the GPU Ray assigned to the task. GPU tasks run with
+`max_calls=1` (Ray only defaults to that when `num_gpus` is given to the decorator, not to `.options`), so a
+worker process never carries its first GPU's CUDA context into a task assigned another GPU; the caches are keyed
+by the assigned GPU ids as well.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from .netns import require_private_network
 log = logging.getLogger(__name__)
 
 EVAL_LEDGER = "evaluate-ledger.jsonl"
-_BACKBONES: dict[tuple[str, str, str], Any] = {}
+_BACKBONES: dict[tuple[str, ...], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -46,16 +52,31 @@ class EvalInputs:
     masks: Path | None = None
 
 
-def _device() -> str:
+def task_device(requested: str) -> str:
+    """The torch device of this task for the requested one ("auto", "cpu", "cuda[:i]"): "cpu" stays on the CPU
+    even with a GPU assigned; "cuda"/"auto" take the GPU Ray assigned (CUDA_VISIBLE_DEVICES holds only it, so it
+    is cuda:0 in this process); "cuda" without an assigned GPU is an error, "auto" falls back to the CPU."""
     import torch
 
-    return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if ray.get_gpu_ids() and torch.cuda.is_available():
+        return "cuda"
+    if requested.startswith("cuda"):
+        raise ClusterError(f"--device {requested}: Ray assigned this task no GPU (ids {ray.get_gpu_ids()}, "
+                           f"torch sees {torch.cuda.device_count()} CUDA devices)")
+    return "cpu"
+
+
+def cache_key(*parts: str) -> tuple[str, ...]:
+    """A worker cache key: the given parts plus the GPU ids Ray assigned to this task."""
+    return (*parts, ",".join(str(g) for g in ray.get_gpu_ids()))
 
 
 def _backbone(name: str, weights: Path | None, device: str) -> Any:
     from ..backbones.registry import load_backbone
 
-    key = (name, str(weights), device)
+    key = cache_key(name, str(weights), device)
     if key not in _BACKBONES:
         _BACKBONES[key] = load_backbone(name, weights, device).freeze()
     return _BACKBONES[key]
@@ -68,14 +89,23 @@ def run_eval_unit(inputs: EvalInputs, cfg: Any, method: str, shots: int, fold: A
     from ..pathpt.evaluate import FoldRunner, evaluate_fold
     from ..prompts.classsets import load_classset
 
-    device = _device()
+    device = task_device(cfg.pathpt.device)
     cfg = replace(cfg, pathpt=replace(cfg.pathpt, device=device))
     cs = load_classset(inputs.classes)
     ids = sorted({*fold.train, *fold.val, *fold.test})
     slides = {s.slide_id: s for s in load_labelled(inputs.features, {}, ids)}
     runner = FoldRunner(_backbone(inputs.backbone, inputs.weights, device), cs, cfg, None)
     rep = run_job(evaluate_fold(runner, slides, method, shots, fold, out_dir, inputs.masks))
-    return {"summary": {"bacc": float(rep["bacc"]), "seconds": float(rep["seconds"]), "device": device}}
+    return {"summary": {"bacc": float(rep["bacc"]), "seconds": float(rep["seconds"]), "device": device,
+                        **placement()}}
+
+
+def placement() -> dict[str, Any]:
+    """Where this task ran: pid, CUDA_VISIBLE_DEVICES and Ray's GPU ids (the ledger and gpu_check record them)."""
+    import os
+
+    return {"pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids())}
 
 
 def evaluate_cluster(inputs: EvalInputs, folds_by_shots: Mapping[int, list[Any]], out_dir: str | Path, cfg: Any,
@@ -116,16 +146,20 @@ def ray_session(copts: ClusterOptions) -> Iterator[None]:
 
 def _run_tasks(inputs: EvalInputs, todo: list[tuple[str, int, Any]], total: int, out: Path, cfg: Any,
                copts: ClusterOptions, cancel: threading.Event | None) -> Job[dict[str, Any]]:
-    task = ray.remote(run_eval_unit).options(**task_resources(copts))
+    task = ray.remote(run_eval_unit).options(**task_resources(copts, cfg.pathpt.device))
     pending = {task.remote(inputs, cfg, m, k, f, str(out)): f"{m}/{k}shot/fold{f.index}" for m, k, f in todo}
     return (yield from run_tasks(pending, Ledger(out, name=EVAL_LEDGER), "evaluate", total, inputs.backbone,
                                  copts, cancel))
 
 
-def task_resources(copts: ClusterOptions) -> dict[str, Any]:
-    """Ray task options: a GPU per task when the cluster has GPUs, CPUs, retries after a worker crash."""
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    return {"num_gpus": 1 if gpus else 0, "num_cpus": copts.cpus_per_worker, "max_retries": copts.max_attempts - 1}
+def task_resources(copts: ClusterOptions, device: str = "auto") -> dict[str, Any]:
+    """Ray task options: a GPU per task when the cluster has GPUs and `device` is not "cpu" (then a fresh worker
+    process per task, `max_calls=1`), CPUs, retries after a worker crash."""
+    gpus = int(ray.cluster_resources().get("GPU", 0)) if device != "cpu" else 0
+    opts = {"num_gpus": 1 if gpus else 0, "num_cpus": copts.cpus_per_worker, "max_retries": copts.max_attempts - 1}
+    if gpus:
+        opts["max_calls"] = 1
+    return opts
 
 
 def run_tasks(pending: dict[Any, str], ledger: Ledger, stage: str, total: int, backbone: str,
