@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from pathpt_engine.errors import PathPTError
 from pathpt_engine.slides import open_slide
+from pathpt_engine.slides.discover import expand_paths, file_dialog_filter
 
 from .dialogs import PreferencesDialog, SlidePropertiesDialog
 from .imageio import save_png_atomic
@@ -37,7 +38,7 @@ from .viewer.view import SlideView
 
 log = logging.getLogger(__name__)
 
-SLIDE_FILTER = "Slides (*.svs *.tif *.tiff *.ndpi *.vms *.vmu *.scn *.mrxs *.svslide *.bif);;All files (*)"
+SLIDE_FILTER = file_dialog_filter()  # every extension OpenSlide reads, .dcm included
 
 
 class MainWindow(QMainWindow):
@@ -79,7 +80,16 @@ class MainWindow(QMainWindow):
         return w if isinstance(w, SlideView) else None
 
     def open_paths(self, paths: list[str | Path]) -> list[SlideView]:
-        return [v for v in (self.open_slide(p) for p in paths) if v is not None]
+        """Open the slides among `paths` (files or folders: a DICOM folder or an MRXS with its data folder is one
+        slide); files that are not slides are listed in the log and the status bar."""
+        found = expand_paths(paths)
+        for path, why in found.skipped:
+            log.warning("skipped %s: %s", path, why)
+        if found.skipped:
+            names = ", ".join(p.name for p, _ in found.skipped[:3]) + ("…" if len(found.skipped) > 3 else "")
+            self.statusBar().showMessage(f"Skipped {len(found.skipped)} file(s) that are not slides: {names} "
+                                         f"({found.skipped[0][1]})", 15000)
+        return [v for v in (self.open_slide(p) for p in found.slides) if v is not None]
 
     def open_slide(self, path: str | Path, remember: bool = True) -> SlideView | None:
         """Open a slide in a new tab (or switch to it); a bad file shows one dialog and returns None.

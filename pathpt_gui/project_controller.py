@@ -120,9 +120,15 @@ class ProjectController(QObject):
 
     # ---- slides -----------------------------------------------------------------------------------------
     def add_slides(self, paths: Iterable[str | Path]) -> list[str]:
-        """Add slide files now; files that fail are reported, the rest added."""
+        """Add slide files now (a DICOM series once, however many of its files); files that fail or are not
+        slides are reported, the rest added."""
+        from pathpt_engine.slides.discover import expand_paths
+
         proj, added = self.require(), []
-        for p in paths:
+        found = expand_paths(paths)
+        for path, why in found.skipped:
+            self.message.emit("warning", f"{path}: skipped: {why}")
+        for p in found.slides:
             try:
                 added.append(proj.slides.add(p).slide_id)
             except PathPTError as exc:
@@ -140,6 +146,10 @@ class ProjectController(QObject):
         self.info(f"added {len(report.added)} slide(s); {len(report.already)} already in the project")
         for path, why in report.failed:
             self.message.emit("error", f"{path}: {why}")
+        for path, why in report.skipped:
+            self.message.emit("warning", f"{path}: skipped: {why}")
+        if report.skipped:
+            self.info(f"skipped {len(report.skipped)} file(s) that are not slides (listed above)")
         self.slides_changed.emit()
 
     def relink(self, folder: str | Path) -> None:

@@ -12,11 +12,10 @@ from pathlib import Path
 from ..errors import ProjectError, SlideError
 from ..jobs import Job, Progress, check_cancel
 from ..slides.base import SlideReader
+from ..slides.discover import SLIDE_EXTENSIONS, discover_slides  # every extension OpenSlide reads
 from .db import Database, now_iso
 
 log = logging.getLogger(__name__)
-
-SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 
 Opener = Callable[[Path], SlideReader]
 
@@ -48,11 +47,13 @@ class SlideRecord:
 
 @dataclass
 class AddReport:
-    """Outcome of adding a folder: ids added, paths already in the project, and (path, reason) failures."""
+    """Outcome of adding a folder: ids added, paths already in the project, (path, reason) failures, and
+    (path, reason) for files that are not slides (or are part of another slide: DICOM instances)."""
 
     added: list[str] = field(default_factory=list)
     already: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -70,12 +71,21 @@ def _record(row: sqlite3.Row) -> SlideRecord:
 
 
 def find_slide_files(folder: Path, extensions: Iterable[str] = SLIDE_EXTENSIONS) -> list[Path]:
-    """Slide files under `folder` (recursive), sorted, hidden files skipped."""
+    """Slide files under `folder` (recursive), sorted, hidden files skipped (see `find_slides`)."""
+    return find_slides(folder, extensions)[0]
+
+
+def find_slides(folder: Path, extensions: Iterable[str] = SLIDE_EXTENSIONS) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(slides, skipped files with the reason) under `folder`: one path per slide (a DICOM folder or an MRXS
+    with its data folder is one slide; `pathpt_engine.slides.discover`)."""
     exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
     if not folder.is_dir():
         raise ProjectError(f"{folder}: not a folder")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts
-                  and not p.name.startswith("."))
+    found = discover_slides(folder)
+    keep = [p for p in found.slides if p.suffix.lower() in exts or (".dcm" in exts and p.suffix.lower() not in
+                                                                     SLIDE_EXTENSIONS)]
+    skipped = found.skipped + [(p, f"extension {p.suffix} not asked for") for p in found.slides if p not in keep]
+    return keep, skipped
 
 
 class SlideStore:
@@ -126,9 +136,9 @@ class SlideStore:
     def add_folder(self, folder: str | Path, extensions: Iterable[str] = SLIDE_EXTENSIONS,
                    cancel: threading.Event | None = None) -> Job[AddReport]:
         """Job: add every slide file under `folder` (recursive). Bad files are reported, not fatal."""
-        files = find_slide_files(Path(folder), extensions)
+        files, skipped = find_slides(Path(folder), extensions)
         known = {str(r.path) for r in self.list()}
-        report = AddReport()
+        report = AddReport(skipped=skipped)
         for i, p in enumerate(files):
             check_cancel(cancel)
             if str(p.resolve()) in known:

@@ -60,3 +60,21 @@ def test_bad_slide_does_not_stop_project_extraction(window, qtbot, tmp_path, sli
     assert not rows["slide"].text().startswith("✗")
     assert "1 failed" in wf.slides.summary.text()
     assert any(lvl == "error" and "failed for 1 slide(s)" in text for lvl, text in wf.log_panel.lines)
+
+
+def test_add_slide_folder_takes_dicom_once_and_reports_skipped_files(window, qtbot, tmp_path):
+    _win, wf = window
+    ctrl = wf.ctrl
+    folder = tmp_path / "in"
+    (folder / "dicom_case").mkdir(parents=True)
+    for name in ("boxes_0.dcm", "boxes_1.dcm"):
+        shutil.copy(openslide_fixture(name), folder / "dicom_case" / name)
+    shutil.copy(openslide_fixture("small.svs"), folder / "small.svs")
+    (folder / "readme.txt").write_text("hi")
+    ctrl.create_project(tmp_path / "proj")
+    with qtbot.waitSignal(ctrl.job_finished, timeout=60000):
+        ctrl.add_folder(folder)
+    assert ctrl.project.slides.ids() == ["boxes_0", "small"]
+    warnings = [text for lvl, text in wf.log_panel.lines if lvl == "warning"]
+    assert any("boxes_1.dcm: skipped: another instance of the DICOM slide" in t for t in warnings)
+    assert any("readme.txt: skipped: not a slide format (.txt" in t for t in warnings)

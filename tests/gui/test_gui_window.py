@@ -122,3 +122,32 @@ def test_drop_opens_files(window, slide_file, qtbot, dialogs) -> None:
                     Qt.KeyboardModifier.NoModifier)
     window.dropEvent(ev)
     assert window.tabs.count() == 1 and Path(window.tabs.tabToolTip(0)) == slide_file
+
+
+def test_open_filter_and_drop_take_every_openslide_format(window, tmp_path, qtbot, dialogs) -> None:
+    import shutil
+    import sys
+
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    from pathpt_gui.main_window import SLIDE_FILTER
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from openslide_fixtures import openslide_fixture
+
+    for ext in ("svs", "tif", "tiff", "ndpi", "vms", "vmu", "scn", "mrxs", "svslide", "bif", "dcm"):
+        assert f"*.{ext}" in SLIDE_FILTER.split(";;")[0]
+    dicom = tmp_path / "dicom_case"
+    dicom.mkdir()
+    for name in ("boxes_0.dcm", "boxes_1.dcm"):
+        shutil.copy(openslide_fixture(name), dicom / name)
+    (tmp_path / "notes.txt").write_text("not a slide")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(dicom)), QUrl.fromLocalFile(str(tmp_path / "notes.txt"))])
+    window.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                                Qt.KeyboardModifier.NoModifier))
+    assert window.tabs.count() == 1 and window.views()[0].reader.format == "dicom"  # one slide, not two
+    assert not dialogs  # the text file is skipped and reported, not an error dialog
+    msg = window.statusBar().currentMessage()
+    assert "Skipped 2 file(s)" in msg and "notes.txt" in msg and "boxes_1.dcm" in msg
