@@ -22,11 +22,11 @@ from pathpt_engine.jobs import collect
 from pathpt_engine.pathpt import gpu, trainer
 from pathpt_engine.pathpt import model as model_mod
 from pathpt_engine.pathpt.data import load_labelled, read_labels_csv
+from pathpt_engine.pathpt.gpu import tile_vote_tensor
 from pathpt_engine.pathpt.losses import LabelPlan, pathpt_loss
 from pathpt_engine.pathpt.model import PathPTConfig, PathPTModel
 from pathpt_engine.pathpt.nystrom import sequence_depthwise_conv
 from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
-from pathpt_engine.pathpt.vote import tile_vote_tensor
 from pathpt_engine.prompts.classsets import load_classset
 
 FAST = dict(n_prompts_random=20, n_prompts_keep=10)
@@ -347,3 +347,13 @@ def test_training_on_cuda_runs_inside_the_numerics_context(cohort, monkeypatch):
     monkeypatch.setattr(trainer, "cuda_numerics", numerics)
     collect(trainer.train_pathpt(bb, cs, slides[:2], PathPTConfig(epochs=1, tf32=True, **FAST)))
     assert seen == [("cpu", True, True)]
+
+
+def test_device_vote_equals_the_vote_rule():
+    from pathpt_engine.pathpt.vote import tile_vote
+
+    rng = np.random.default_rng(0)
+    for t in range(2000):  # integer-valued scores on even t: ties everywhere
+        n, c = int(rng.integers(1, 12)), int(rng.integers(2, 5))
+        p = rng.integers(0, 4, (n, c)).astype(np.float32) + rng.random((n, c)).astype(np.float32) * (t % 2)
+        assert tile_vote(p)[0] == int(tile_vote_tensor(torch.from_numpy(p))), p

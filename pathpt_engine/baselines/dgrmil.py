@@ -188,10 +188,11 @@ def patch_dropout(x: torch.Tensor, frac: float, gen: torch.Generator) -> torch.T
     k = int(n * frac)
     if k < 1 or k >= n:
         return x
-    perm = torch.randperm(n, generator=gen)
+    perm = torch.randperm(n, generator=gen)  # indices drawn on the CPU generator (same draws on any device)
     dropped, kept = perm[:k], perm[k:]
+    src = kept[torch.randint(len(kept), (k,), generator=gen)]
     out = x.clone()
-    out[dropped] = x[kept[torch.randint(len(kept), (k,), generator=gen)]]
+    out[dropped.to(x.device)] = x[src.to(x.device)]
     return out
 
 
@@ -218,7 +219,7 @@ def train_dgrmil(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     dev = torch.device(cfg.device)
-    bags = [(torch.as_tensor(x, dtype=torch.float32), int(y)) for x, y in train]
+    bags = [(torch.as_tensor(x, dtype=torch.float32, device=dev), int(y)) for x, y in train]  # on the device once
     vbags = [(torch.as_tensor(x, dtype=torch.float32, device=dev), int(y)) for x, y in (val or [])]
     model = DGRMIL(bags[0][0].shape[1], n_classes, dim=cfg.dim, mode=cfg.mode).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
@@ -229,18 +230,18 @@ def train_dgrmil(
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, epoch)
         model.train()
-        total = 0.0
+        total = torch.zeros((), device=dev)
         for j in rng.permutation(len(bags)):
             check_cancel(cancel)
             x, y = bags[j]
-            out = model(patch_dropout(x, cfg.patch_drop, gen).to(dev))
+            out = model(patch_dropout(x, cfg.patch_drop, gen))
             loss = model.loss(out, y, epoch)
             opt.zero_grad()
             loss.backward()
             opt.step()
             model.update_centres(out["bag_mean"], y)
-            total += loss.item()
-        metrics = {"loss": total / len(bags), "lr": lr_at(cfg, epoch)}
+            total += loss.detach()  # read once per epoch
+        metrics = {"loss": float(total) / len(bags), "lr": lr_at(cfg, epoch)}
         if use_val:
             metrics["val_ce"] = _val_ce(model, vbags)
             if metrics["val_ce"] < best_val:

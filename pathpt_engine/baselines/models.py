@@ -85,14 +85,16 @@ class CLAMSB(GatedAttentionNet):
         for c, clf in enumerate(self.instance_classifiers):
             if c == label:
                 idx = torch.cat([top, bottom])
-                tgt = torch.cat([torch.ones(k), torch.zeros(k)]).long().to(h.device)
+                tgt = (torch.arange(2 * k, device=h.device) < k).long()  # k ones then k zeros, made on the device
             else:
                 idx, tgt = top, torch.zeros(k, dtype=torch.long, device=h.device)
             total = total + smooth_top1_svm(clf(h[idx]), tgt)
         return total / self.n_classes
 
-    def loss(self, out: dict[str, torch.Tensor], label: int) -> torch.Tensor:
-        target = torch.tensor([label], device=out["logits"].device)
+    def loss(self, out: dict[str, torch.Tensor], label: int, target: torch.Tensor | None = None) -> torch.Tensor:
+        """Bag CE + instance loss; `target` is `label` as a long [1] tensor on the device, if the caller has one."""
+        if target is None:
+            target = torch.full((1,), label, dtype=torch.long, device=out["logits"].device)
         bag = F.cross_entropy(out["logits"], target)
         inst = self.instance_loss(out["attention"], out["h"], label)
         return self.bag_weight * bag + (1.0 - self.bag_weight) * inst
@@ -115,7 +117,8 @@ class PPEG(nn.Module):
 
 class TransMIL(nn.Module):
     """TransMIL: D -> 512, square padding with copies of the first rows, cls token, Nyström layer, PPEG,
-    Nyström layer, LayerNorm, cls -> C logits. Heat map: the cls row of the last layer's Nyström attention."""
+    Nyström layer, LayerNorm, cls -> C logits. Heat map: the cls row of the last layer's Nyström attention, computed
+    in eval mode only (training never reads it; "tile_scores" is absent from a training-mode output)."""
 
     def __init__(self, in_dim: int, n_classes: int, dim: int = 512, misaligned: bool = False) -> None:
         super().__init__()
@@ -141,11 +144,13 @@ class TransMIL(nn.Module):
         h = torch.cat([self.cls_token.expand(h.shape[0], -1, -1), h], dim=1)
         h = self.ppeg(self.layer1(h), side)
         normed = self.layer2.norm(h)
-        with torch.no_grad():
-            scores = self.layer2.attn.row_attention(normed.detach(), 0)[0, 1 : n + 1]
+        out = {}
+        if not self.training:
+            with torch.no_grad():
+                out["tile_scores"] = self.layer2.attn.row_attention(normed.detach(), 0)[0, 1 : n + 1]
         h = h + self.layer2.attn(normed)
         cls = self.norm(h)[:, 0]
-        return {"logits": self.classifier(cls), "tile_scores": scores}
+        return {"logits": self.classifier(cls), **out}
 
 
 MODELS = {"abmil": ABMIL, "clam": CLAMSB, "transmil": TransMIL}

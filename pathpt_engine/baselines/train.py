@@ -79,10 +79,10 @@ def _optimizer(model: nn.Module, cfg: MILConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _bag_loss(model: nn.Module, out: dict[str, torch.Tensor], label: int) -> torch.Tensor:
+def _bag_loss(model: nn.Module, out: dict[str, torch.Tensor], label: int, target: torch.Tensor) -> torch.Tensor:
     if isinstance(model, CLAMSB):
-        return model.loss(out, label)
-    return F.cross_entropy(out["logits"], torch.tensor([label], device=out["logits"].device))
+        return model.loss(out, label, target)
+    return F.cross_entropy(out["logits"], target)
 
 
 @torch.no_grad()
@@ -99,12 +99,16 @@ def train_mil(
     val: list[tuple[np.ndarray, int]] | None = None,
     cancel: threading.Event | None = None,
 ) -> Job[nn.Module]:
-    """Train one MIL model on bags (features [N, D], 0-based subtype label); returns the selected model (eval)."""
+    """Train one MIL model on bags (features [N, D], 0-based subtype label); returns the selected model (eval).
+
+    Bags and their targets go to the device once; the epoch loss is summed on the device and read once per epoch.
+    """
     if not train:
         raise ValueError("train_mil: no training bags")
     torch.manual_seed(cfg.seed)
     dev = torch.device(cfg.device)
     bags = [(torch.as_tensor(x, dtype=torch.float32, device=dev), int(y)) for x, y in train]
+    targets = [torch.full((1,), y, dtype=torch.long, device=dev) for _, y in bags]
     vbags = [(torch.as_tensor(x, dtype=torch.float32, device=dev), int(y)) for x, y in (val or [])]
     model = build_mil(cfg.model, bags[0][0].shape[1], n_classes).to(dev)
     opt = _optimizer(model, cfg)
@@ -114,19 +118,19 @@ def train_mil(
     use_val = cfg.selection == "val" and bool(vbags)
     for epoch in range(cfg.epochs):
         model.train()
-        total = 0.0
+        total = torch.zeros((), device=dev)
         opt.zero_grad()
         order = rng.permutation(len(bags))
         for i, j in enumerate(order):
             check_cancel(cancel)
             x, y = bags[j]
-            loss = _bag_loss(model, model(x), y)
+            loss = _bag_loss(model, model(x), y, targets[j])
             (loss / accum).backward()
             if (i + 1) % accum == 0 or i + 1 == len(order):
                 opt.step()
                 opt.zero_grad()
-            total += loss.item()
-        metrics = {"loss": total / len(bags)}
+            total += loss.detach()
+        metrics = {"loss": float(total) / len(bags)}
         if use_val:
             metrics["val_ce"] = _val_ce(model, vbags)
             if metrics["val_ce"] < best_val:

@@ -95,3 +95,14 @@ def set_numerics(tf32: bool, deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def tile_vote_tensor(probs: torch.Tensor) -> torch.Tensor:
+    """`vote.tile_vote`'s subtype index as a 0-d long tensor on `probs`' device, without a host sync (training)."""
+    n, c = probs.shape
+    ones = probs.new_ones(n)
+    counts = probs.new_zeros(c).scatter_add_(0, probs.argmax(dim=1), ones)[1:]
+    top = counts.max()
+    fallback = (top == 0) | ((counts == top).sum() > 1)
+    sub_counts = probs.new_zeros(c - 1).scatter_add_(0, probs[:, 1:].argmax(dim=1), ones)
+    return torch.where(fallback, sub_counts, counts).argmax()

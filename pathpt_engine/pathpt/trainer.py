@@ -39,12 +39,12 @@ from ..metrics import balanced_accuracy
 from ..prompts.classsets import ClassSet
 from ..prompts.zeroshot import encode_class_prompts, select_prompt_ensemble
 from .checkpoint import save_checkpoint
-from .gpu import cuda_numerics, is_oom, release_cached
+from .gpu import cuda_numerics, is_oom, release_cached, tile_vote_tensor
 from .losses import LabelPlan, LossConfig, pathpt_loss
 from .model import PathPTConfig, PathPTModel
-from .pseudo import tile_labels
+from .pseudo import slide_tile_labels
 from .schedule import lr_factor
-from .vote import tile_vote, tile_vote_tensor
+from .vote import tile_vote
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def _prepare(backbone: Backbone, classset: ClassSet, train: list[SlideData], con
     embs = encode_class_prompts(backbone, classset)
     ens = select_prompt_ensemble(embs, [(s.features, s.label) for s in train], config.n_prompts_random,
                                  config.n_prompts_keep, seed=ensemble_seed, recipe=config.recipe)
-    labels = [tile_labels(torch.as_tensor(s.features), ens.classifier, s.label) for s in train]
+    labels = [slide_tile_labels(s, ens.classifier) for s in train]  # annotated tiles carry their class
     return ens.classifier, labels
 
 
