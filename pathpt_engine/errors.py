@@ -31,6 +31,19 @@ class ProjectError(PathPTError):
     """A project folder or database cannot be used."""
 
 
+class ProjectDamaged(ProjectError):
+    """A project database fails SQLite's integrity check; `db_path` names it and `problems` lists what failed.
+
+    The damaged file is never written to; `pathpt_engine.project.repair.recover_copy` salvages what it can into a
+    new file beside it.
+    """
+
+    def __init__(self, message: str, db_path: object = None, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.db_path = db_path
+        self.problems = list(problems or [])
+
+
 class ExportError(PathPTError):
     """An export cannot be written or an export/score file cannot be read."""
 

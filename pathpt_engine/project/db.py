@@ -9,6 +9,7 @@ may open the same project, and writers then wait up to `busy_timeout` for each o
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from ..errors import ProjectError
+from ..errors import ProjectDamaged, ProjectError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,18 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             predicted TEXT NOT NULL, probs TEXT NOT NULL, uncertainty REAL NOT NULL,
             PRIMARY KEY (run_id, slide_id))""",
     )),
+    (2, (  # annotated regions and tile corrections (project/annotations.py)
+        """CREATE TABLE regions (
+            region_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+            slide_id TEXT NOT NULL REFERENCES slides(slide_id) ON DELETE CASCADE,
+            class_name TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL DEFAULT '', geometry TEXT NOT NULL,
+            created TEXT NOT NULL, updated TEXT NOT NULL)""",
+        "CREATE INDEX regions_by_slide ON regions(slide_id, seq)",
+        """CREATE TABLE tile_corrections (
+            slide_id TEXT NOT NULL REFERENCES slides(slide_id) ON DELETE CASCADE,
+            x INTEGER NOT NULL, y INTEGER NOT NULL, class_name TEXT NOT NULL, updated TEXT NOT NULL,
+            PRIMARY KEY (slide_id, x, y))""",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -71,8 +84,9 @@ class Database:
     Use `Database.create(path)` for a new file and `Database.open(path)` for an existing one.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._conn = conn
         self._lock = threading.RLock()
         self._depth = 0
@@ -80,8 +94,11 @@ class Database:
 
     # ---- opening -------------------------------------------------------------------------------------------
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+    def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
+        if read_only:
+            conn = connect_read_only(path)
+        else:
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 10000")
@@ -105,28 +122,41 @@ class Database:
         return cls.open(path)
 
     @classmethod
-    def open(cls, path: Path) -> Database:
+    def open(cls, path: Path, read_only: bool | None = None) -> Database:
         """Open an existing project database, applying pending migrations.
+
+        A file or folder this process cannot write is opened read-only (`read_only=None` decides; every change
+        then raises a "read-only" ProjectError). A SQLite file that fails `PRAGMA quick_check` raises
+        `ProjectDamaged` before anything is written to it.
 
         Raises:
             ProjectError: the file is missing, not SQLite, not a PathPT project, or from a newer schema.
         """
         if not path.is_file():
             raise ProjectError(f"{path.parent}: not a PathPT project folder (no {path.name}); create a project first")
+        read_only = not is_writable(path) if read_only is None else read_only
+        problems = integrity_problems(path, quick=True)
+        if problems:
+            raise ProjectDamaged(f"{path}: the project database is damaged ({problems[0]}); it was not changed",
+                                 path, problems)
         try:
-            conn = cls._connect(path)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn = cls._connect(path, read_only)
+            if not read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
             raise ProjectError(f"{path}: not a readable SQLite database ({exc})") from exc
-        db = cls(path, conn)
+        db = cls(path, conn, read_only)
         try:
             db._check_identity(tables)
             version = db.schema_version()
             if version > SCHEMA_VERSION:
                 raise ProjectError(f"{path}: project schema v{version} is newer than this PathPT Studio "
                                    f"(v{SCHEMA_VERSION}); upgrade the app to open it")
+            if version < SCHEMA_VERSION and read_only:
+                raise ProjectError(f"{path}: the project is read-only and needs an upgrade to schema "
+                                   f"v{SCHEMA_VERSION}; copy the project folder somewhere writable to open it")
             if version < SCHEMA_VERSION:
                 with db.transaction():
                     db._migrate_from(version)
@@ -165,6 +195,9 @@ class Database:
         """Hold the lock and run the body in one immediate transaction (nested calls join the outer one)."""
         with self._lock:
             self._check_open()
+            if self.read_only:
+                raise ProjectError(f"{self.path}: the project is read-only (the file or its folder cannot be "
+                                   "written), so this change cannot be saved")
             if self._depth:
                 self._depth += 1
                 try:
@@ -197,15 +230,26 @@ class Database:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read query under the lock and return all rows."""
-        with self._lock:
+        with self._lock, self._errors():
             self._check_open()
             return self._conn.execute(sql, params).fetchall()
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         """Run a read query under the lock and return the first row or None."""
-        with self._lock:
+        with self._lock, self._errors():
             self._check_open()
             return self._conn.execute(sql, params).fetchone()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A read that hits a damaged page (or any SQLite error) reaches the caller as a ProjectError."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if "malformed" in str(exc) or "corrupt" in str(exc):
+                raise ProjectDamaged(f"{self.path}: the project database is damaged ({exc})", self.path,
+                                     [str(exc)]) from exc
+            raise ProjectError(f"{self.path}: database error: {exc}") from exc
 
     def close(self) -> None:
         """Checkpoint the WAL into the main file and close the connection (a second close does nothing)."""
@@ -214,7 +258,49 @@ class Database:
                 return
             self._closed = True
             try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                if not self.read_only:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:  # another process may hold the database; the WAL stays valid
                 log.debug("%s: WAL checkpoint skipped: %s", self.path, exc)
             self._conn.close()
+
+
+def is_writable(path: Path) -> bool:
+    """Whether this process can write the database file and its folder (WAL needs both)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write `path` (`mode=ro`; `immutable=1` where a read-only folder blocks that)."""
+    uri = Path(path).resolve().as_uri()
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:  # a WAL database in a folder we cannot write: no -shm can be made
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+
+
+def integrity_problems(path: Path, quick: bool = False) -> list[str]:
+    """What SQLite's integrity check reports for a SQLite file ([] when it is fine or not SQLite at all).
+
+    Reads through a read-only connection, so the (possibly damaged) file is never written.
+    """
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\0":
+                return []  # not SQLite: `Database.open` says so
+    except OSError:
+        return []
+    try:
+        conn = connect_read_only(path)
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    try:
+        rows = conn.execute("PRAGMA quick_check" if quick else "PRAGMA integrity_check").fetchall()
+        problems = [str(r[0]) for r in rows]
+    except sqlite3.DatabaseError as exc:
+        problems = [str(exc)]
+    finally:
+        conn.close()
+    return [] if problems == ["ok"] else problems

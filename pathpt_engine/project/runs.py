@@ -25,7 +25,12 @@ INTERRUPTED_MESSAGE = "interrupted: the app stopped while this run was in progre
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run: `settings` is the JSON-decoded settings dict; `checkpoint` a folder path or None."""
+    """One run: `settings` is the JSON-decoded settings dict; `checkpoint` a folder path or None.
+
+    The database stores the checkpoint folder relative to the project (`runs/<run_id>`), so a moved or copied
+    project uses its own; `checkpoint` is that path resolved inside this project, or None when the stored path
+    points outside it (a project never silently uses another copy's files).
+    """
 
     run_id: str
     created: str
@@ -56,10 +61,33 @@ def margin_uncertainty(probs: Mapping[str, float]) -> float:
     return 1.0 - (vals[0] - second)
 
 
-def _run(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(row["run_id"], row["created"], row["recipe"], row["backbone"], json.loads(row["settings"]),
-                     row["status"], Path(row["checkpoint"]) if row["checkpoint"] else None, row["message"],
-                     row["finished"])
+def resolve_in_project(root: Path, stored: str | None, run_id: str) -> Path | None:
+    """A stored checkpoint path as a path inside the project `root` (None if it is outside).
+
+    Relative paths are relative to the project. Absolute ones (older projects) inside `root` are kept; one whose
+    tail is `runs/<run_id>/...` is taken from this project's `runs/` (the project was moved or copied).
+    """
+    if not stored:
+        return None
+    p = Path(stored)
+    if not p.is_absolute():
+        p = root / p
+        return p if _inside(p, root) else None
+    if _inside(p, root):
+        return p
+    parts = p.parts
+    for i in range(len(parts) - 1):
+        if parts[i] == "runs" and parts[i + 1] == run_id:
+            return root.joinpath(*parts[i:])
+    return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
 
 
 class RunStore:
@@ -68,6 +96,7 @@ class RunStore:
     def __init__(self, db: Database, runs_dir: Path) -> None:
         self._db = db
         self._runs_dir = runs_dir
+        self._root = runs_dir.parent
         self._locks: dict[str, RunOwnerLock] = {}
 
     def create(self, recipe: str, backbone: str, settings: Mapping[str, Any] | None = None) -> RunRecord:
@@ -84,18 +113,43 @@ class RunStore:
         with self._db.transaction() as conn:
             conn.execute("INSERT INTO runs(run_id, created, recipe, backbone, settings, status, checkpoint) "
                          "VALUES (?,?,?,?,?,?,?)",
-                         (run_id, now_iso(), recipe, backbone, settings_json, "running", str(folder)))
+                         (run_id, now_iso(), recipe, backbone, settings_json, "running", self._stored(folder)))
         return self.get(run_id)
 
     def get(self, run_id: str) -> RunRecord:
         row = self._db.query_one("SELECT * FROM runs WHERE run_id=?", (run_id,))
         if row is None:
             raise ProjectError(f"{self._db.path}: no run {run_id!r} in this project")
-        return _run(row)
+        return self._record(row)
 
     def list(self) -> list[RunRecord]:
         """All runs, newest first."""
-        return [_run(r) for r in self._db.query("SELECT * FROM runs ORDER BY created DESC, run_id DESC")]
+        return [self._record(r) for r in self._db.query("SELECT * FROM runs ORDER BY created DESC, run_id DESC")]
+
+    def _record(self, row: sqlite3.Row) -> RunRecord:
+        return RunRecord(row["run_id"], row["created"], row["recipe"], row["backbone"], json.loads(row["settings"]),
+                         row["status"], resolve_in_project(self._root, row["checkpoint"], row["run_id"]),
+                         row["message"], row["finished"])
+
+    def _stored(self, folder: str | Path) -> str:
+        """What the database keeps for a checkpoint folder: relative to the project when inside it."""
+        p = Path(folder)
+        try:
+            return p.resolve().relative_to(self._root.resolve()).as_posix()
+        except ValueError:
+            return str(p)
+
+    def missing_files(self) -> list[str]:
+        """One line per finished run whose folder is missing from this project or stored outside it."""
+        out = []
+        for row in self._db.query("SELECT run_id, checkpoint FROM runs WHERE status='done'"):
+            folder = resolve_in_project(self._root, row["checkpoint"], row["run_id"])
+            if row["checkpoint"] and folder is None:
+                out.append(f"run {row['run_id']}: its checkpoint {row['checkpoint']} is outside this project; "
+                           "not used")
+            elif folder is not None and not folder.is_dir():
+                out.append(f"run {row['run_id']}: folder {folder} is missing from this project")
+        return out
 
     def set_status(self, run_id: str, status: str, message: str = "", checkpoint: str | Path | None = None) -> None:
         """Record a run's status (and optionally its checkpoint folder); terminal statuses stamp `finished`."""
@@ -107,7 +161,7 @@ class RunStore:
             conn.execute("UPDATE runs SET status=?, message=?, finished=? WHERE run_id=?",
                          (status, message, finished, run_id))
             if checkpoint is not None:
-                conn.execute("UPDATE runs SET checkpoint=? WHERE run_id=?", (str(checkpoint), run_id))
+                conn.execute("UPDATE runs SET checkpoint=? WHERE run_id=?", (self._stored(checkpoint), run_id))
         if status != "running" and run_id in self._locks:
             self._locks.pop(run_id).release()
 
@@ -120,7 +174,7 @@ class RunStore:
         stale = []
         for row in self._db.query("SELECT run_id, checkpoint FROM runs WHERE status='running'"):
             run_id = row["run_id"]
-            folder = Path(row["checkpoint"]) if row["checkpoint"] else self._runs_dir / run_id
+            folder = resolve_in_project(self._root, row["checkpoint"], run_id) or self._runs_dir / run_id
             if run_id in self._locks or owner_alive(folder):
                 continue
             self.set_status(run_id, "interrupted", INTERRUPTED_MESSAGE)

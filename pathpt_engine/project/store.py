@@ -12,17 +12,20 @@ Qt-free and thread-safe (one shared connection behind a lock); every call commit
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import ProjectError
+from .annotations import AnnotationStore
 from .classes import ClassStore
 from .db import DB_NAME, Database
 from .labels import LabelStore
 from .runs import RunStore
 from .slides import Opener, SlideStore
 
+log = logging.getLogger(__name__)
 SUBFOLDERS = ("features", "runs", "exports")
 _SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -36,8 +39,10 @@ class Project:
         self.slides = SlideStore(db, opener)
         self.classes = ClassStore(db)
         self.labels = LabelStore(db)
+        self.annotations = AnnotationStore(db)  # regions + tile corrections
         self.runs = RunStore(db, root / "runs")
         self.interrupted_runs: list[str] = []  # runs an earlier crash left `running`, marked when opened
+        self.missing_files: list[str] = []  # files the project refers to that are not inside it (checked on open)
 
     @classmethod
     def create(cls, folder: str | Path, opener: Opener | None = None) -> Project:
@@ -57,21 +62,42 @@ class Project:
         return cls(root, db, opener)
 
     @classmethod
-    def open(cls, folder: str | Path, opener: Opener | None = None) -> Project:
+    def open(cls, folder: str | Path, opener: Opener | None = None, db_name: str = DB_NAME,
+             read_only: bool | None = None) -> Project:
         """Open an existing project folder (migrating an older schema).
 
+        Args:
+            db_name: the database file in `folder` (e.g. a recovered copy made by `repair.recover_copy`).
+            read_only: open without writing anything; None: read-only exactly when the database or its folder
+                cannot be written (then every change raises a "read-only" ProjectError).
+
         Raises:
-            ProjectError: not a project folder, a foreign or corrupt database, or a newer schema.
+            ProjectDamaged: the database fails SQLite's integrity check (nothing is written to it).
+            ProjectError: not a project folder, a foreign or unreadable database, or a newer schema.
         """
         root = Path(folder).expanduser().resolve()
         if not root.is_dir():
             raise ProjectError(f"{root}: no such project folder")
-        db = Database.open(root / DB_NAME)
-        for sub in SUBFOLDERS:
-            (root / sub).mkdir(exist_ok=True)
+        db = Database.open(root / db_name, read_only)
         project = cls(root, db, opener)
-        project.interrupted_runs = project.runs.recover_interrupted()
+        try:
+            if not db.read_only:
+                for sub in SUBFOLDERS:
+                    (root / sub).mkdir(exist_ok=True)
+                project.interrupted_runs = project.runs.recover_interrupted()
+            project.missing_files = project.runs.missing_files()
+        except BaseException:
+            db.close()
+            raise
+        if project.missing_files:
+            log.warning("%s: %d referenced file(s) not found inside the project: %s", root,
+                        len(project.missing_files), "; ".join(project.missing_files[:3]))
         return project
+
+    @property
+    def read_only(self) -> bool:
+        """True when the project was opened read-only (nothing can be changed or saved)."""
+        return self._db.read_only
 
     @property
     def db_path(self) -> Path:
