@@ -129,9 +129,10 @@ class SlideView(QWidget):
         if self._closed or name != "backdrop":
             return
         self._backdrop_done = True
-        if result is None:
+        if result is None:  # the coarsest level's tiles are now read one by one: bad ones are drawn hatched
             log.warning("%s: no overview image: %s", self.reader.path, error)
             self.tile_error.emit(error)
+            self._request_timer.start(0)
         else:
             self.backdrop, self._backdrop_full_level = result
             self.minimap.set_image(self.backdrop)
@@ -167,7 +168,7 @@ class SlideView(QWidget):
         self._request_timer.stop()
         self._ring_requested = self.is_settled()
         keys = self.layout.plan(self.model.state, prefetch=self._ring_requested)
-        skip_coarsest = self._backdrop_full_level or self.backdrop is None
+        skip_coarsest = self._backdrop_full_level or not self._backdrop_done  # the backdrop covers it, or will
         keys = tuple(k for k in keys if k not in self.cache and k not in self.missing
                      and not (skip_coarsest and k.level == self.layout.coarsest))
         self.loader.request(keys)

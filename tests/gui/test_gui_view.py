@@ -214,3 +214,33 @@ def test_unreadable_overview_still_settles_and_reports(make_view, settle, caplog
         settle(view)
     assert view.backdrop is None and view.painted_keys  # tiles still painted over the placeholder
     assert any("no overview image" in r.message for r in caplog.records)
+
+
+def test_unreadable_slide_is_drawn_hatched_not_flat_grey(make_view, settle, caplog) -> None:
+    """OpenSlide's `unreadable.svs` (one level, every tile undecodable): its tiles are drawn with the hatch,
+    the failure is logged, and the view settles."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from openslide_fixtures import openslide_fixture
+
+    from pathpt_engine.slides import open_slide
+    from pathpt_gui.viewer import decor
+
+    reader = open_slide(openslide_fixture("unreadable.svs"))
+    errors: list[str] = []
+    with caplog.at_level(logging.WARNING):
+        view = make_view(reader, size=(400, 300))
+        view.tile_error.connect(errors.append)
+        view.model.fit()
+        settle(view)
+    assert view.missing, "the unreadable tiles must be known missing"
+    assert any("unreadable tile" in r.message for r in caplog.records)
+    img = view.grab().toImage()
+    x0, y0 = view.model.state.slide_to_screen(1, 1)  # left strip: clear of the minimap and the scale bar
+    x1, y1 = view.model.state.slide_to_screen(4, 11)
+    colours = {img.pixelColor(x, y).rgb() for x in range(int(x0), int(x1)) for y in range(int(y0), int(y1))}
+    assert decor.MISSING_FILL.rgb() in colours  # the hatch: grey fill ...
+    assert len(colours) >= 2  # ... crossed by diagonal lines, not one flat colour
+    assert decor.SLIDE_PLACEHOLDER.rgb() not in colours
