@@ -12,10 +12,16 @@ from ..cluster.cli import run_evaluate as run_cluster_evaluate
 from ..cluster.cli import run_predict as run_cluster_predict
 from ..errors import ConfigError
 from . import _checks as chk
+from ._features import features_dir
+
+# pathpt_engine.pathpt.evaluate.METHODS, spelled out so `--help` does not import torch (a test keeps them equal)
+EVAL_METHODS = ("zeroshot", "ensemble", "abmil", "abmil-clean", "clam", "clam-clean", "transmil", "transmil-clean",
+                "dgrmil", "dgrmil-clean", "pathpt-paper", "pathpt-clean")
 
 
 def _common(p: argparse.ArgumentParser, classes: bool = True, backbone: bool = True) -> None:
-    p.add_argument("--features", type=Path, required=True, help="folder of <slide_id>.h5 feature files")
+    p.add_argument("--features", type=features_dir, required=True,
+                   help="folder of <slide_id>.h5 feature files, or the folder `pathpt extract --out` wrote")
     if classes:
         p.add_argument("--classes", required=True, help="class-set JSON file or shipped name (e.g. ucs, synthetic)")
     if backbone:
@@ -70,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--dataset", default=None, help="dataset key in dataset_division.json (e.g. UCS)")
     e.add_argument("--shots", type=chk.positive_int, nargs="+", default=[1, 5, 10])
     e.add_argument("--folds", type=chk.positive_int, default=10)
-    e.add_argument("--methods", default="zeroshot,abmil,clam,transmil,pathpt-paper,pathpt-clean")
+    e.add_argument("--methods", default="zeroshot,abmil,clam,transmil,pathpt-paper,pathpt-clean",
+                   help=f"comma-separated, from: {', '.join(EVAL_METHODS)} (default: %(default)s)")
     e.add_argument("--test-fraction", type=chk.open_fraction, default=0.3,
                    help="fixed test share per class (--labels)")
     e.add_argument("--pool-per-class", type=chk.positive_int, default=15)
