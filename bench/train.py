@@ -4,17 +4,21 @@ Setup: a KEEP-format folder with a random BERT-base-size text tower (12 layers, 
 vocabulary holding the UCS class-name words; tiny vision tower, unused), D = 768, the UCS class set (3 classes),
 the paper recipe loss (all three terms on), one slide of N random L2-normalised tiles per step.
 
-* ``ours``: text tower on the longest real prompt length (method.md §9), tile labels computed once, no gradient
-  w.r.t. the input features, the Nyström product evaluated as attn1 @ (pinv @ (attn3 @ v)).
+* ``ours``: text tower on the longest real prompt length (method.md §9), tile labels split once (`LabelPlan`), no
+  gradient w.r.t. the input features, the Nyström product evaluated as attn1 @ (pinv @ (attn3 @ v)); on CUDA the
+  trainer's settings: `amp="auto"` (bf16 where supported, else fp16 + one GradScaler), fused Adam, strict fp32
+  numerics (`pathpt.gpu.cuda_numerics`).
 * ``reference``: the reference's per-step work: text tower on all 256 positions, tile labels recomputed each step,
-  `features.requires_grad_(True)` as in the reference forward, and nystrom-attention's (attn1 @ pinv) @ (attn3 @ v).
+  `features.requires_grad_(True)` as in the reference forward, and nystrom-attention's (attn1 @ pinv) @ (attn3 @ v);
+  on CUDA fp16 autocast + GradScaler, as the reference trains.
 
-`spatial_fwd_bwd_s_min` times the spatial module's forward + backward alone (fast order, weight gradients only):
-no step built on this module can cost less, so `speedup_ceiling` = reference step / that time bounds what any other saving can reach.
+`spatial_fwd_bwd_s_min` times the spatial module's forward + backward alone (fast order, weight gradients only), in
+the same precision as ``ours``' steps (`floor_precision`; fp32 on the CPU): no step built on this module can cost
+less, so `speedup_ceiling` = reference step / that time bounds what any other saving can reach.
 
 Timing: per N, one process alternates reference and ours step by step (after a warm-up step each), so a shared,
 busy CPU slows both alike; min and mean over `--steps`. Peak RSS: one fresh process per (mode, N), one step. Also checks, in eval mode, that both modes give
-the same class embeddings and loss. CPU by default (2 threads, as in method.md §9); CUDA with fp16 AMP if present.
+the same class embeddings and loss. CPU by default (2 threads, as in method.md §9); `--device cuda` on a GPU.
 
     python bench/train.py [--sizes 5000 20000] [--with-50k] [--steps 2] [--threads 2]
 """
@@ -65,19 +69,30 @@ def _inputs(n: int, device: str):
     return feats, w
 
 
+def step_precision(mode: str, device: str):
+    """(autocast on, dtype, GradScaler on) of a mode's steps: the reference trains in fp16 + GradScaler on CUDA,
+    ours as the trainer's `amp="auto"`; both fp32 on the CPU."""
+    import torch
+
+    from pathpt_engine.pathpt.trainer import amp_settings
+
+    dev = torch.device(device)
+    return amp_settings("fp16" if mode == "reference" and dev.type == "cuda" else "auto", dev)
+
+
 def _stepper(model, feats, w, mode: str, device: str):
     """A closure running one paper-recipe training step of `model` in the given mode."""
     import torch
 
-    from pathpt_engine.pathpt.losses import pathpt_loss
+    from pathpt_engine.pathpt.losses import LabelPlan, pathpt_loss
     from pathpt_engine.pathpt.pseudo import tile_labels
-    from pathpt_engine.pathpt.trainer import amp_settings
 
     dev = torch.device(device)
-    amp_on, amp_dtype, use_scaler = amp_settings("auto", dev)
+    amp_on, amp_dtype, use_scaler = step_precision(mode, device)
     scaler = torch.amp.GradScaler(dev.type) if use_scaler else None
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    cached = tile_labels(feats, w, 0)
+    fused = True if mode == "ours" and dev.type == "cuda" else None
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=fused)
+    cached = LabelPlan.build(tile_labels(feats, w, 0))
 
     def step() -> float:
         x = feats.clone().requires_grad_(True) if mode == "reference" else feats
@@ -94,7 +109,7 @@ def _stepper(model, feats, w, mode: str, device: str):
         else:
             out["loss"].backward()
             opt.step()
-        return float(out["loss"])
+        return out["loss"].detach()
 
     return step
 
@@ -136,10 +151,14 @@ def worker(folder: str, mode: str, n: int, steps: int, device: str) -> dict:
     times: dict[str, list[float]] = {m: [] for m in models}
     cpu: dict[str, list[float]] = {m: [] for m in models}
     pred: dict[str, list[float]] = {m: [] for m in models}
-    def spatial_only() -> None:  # the spatial module's forward + backward: work no step can skip
+    amp_on, amp_dtype, _ = step_precision("ours", device)
+
+    def spatial_only() -> None:  # the spatial module's forward + backward: work no step can skip (ours' precision)
         ours.train()
         ours.zero_grad(set_to_none=True)
-        ours.spatial(feats[None]).sum().backward()
+        with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_on):
+            z = ours.spatial(feats[None])
+        z.float().sum().backward()
 
     for m in models:
         steps_fn[m]()  # warm-up
@@ -155,7 +174,14 @@ def worker(folder: str, mode: str, n: int, steps: int, device: str) -> dict:
                "predict_s_min": min(pred[m])}
            for m in models}
     out["spatial_fwd_bwd_s_min"] = min(floor)
+    out["floor_precision"] = str(amp_dtype).replace("torch.", "") if amp_on else "float32"
+    out["step_precision"] = {m: _precision_name(m, device) for m in models}
     return out
+
+
+def _precision_name(mode: str, device: str) -> str:
+    on, dtype, scaler = step_precision(mode, device)
+    return (str(dtype).replace("torch.", "") + (" + GradScaler" if scaler else "")) if on else "float32"
 
 
 def check(folder: str, n: int, device: str) -> dict:
@@ -208,10 +234,13 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
+    from pathpt_engine.pathpt.gpu import cuda_numerics
+
     torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.worker:
-        print(json.dumps(worker(args.folder, args.worker[0], int(args.worker[1]), args.steps, device)))
+        with cuda_numerics(torch.device(device)):  # the trainer's strict numerics
+            print(json.dumps(worker(args.folder, args.worker[0], int(args.worker[1]), args.steps, device)))
         return 0
     if args.check:
         print(json.dumps(check(args.folder, args.check, device)))
@@ -232,7 +261,7 @@ def main() -> int:
                      "step_speedup_cpu": timing["reference"]["step_cpu_s_min"] / timing["ours"]["step_cpu_s_min"],
                      "predict_speedup": timing["reference"]["predict_s_min"] / timing["ours"]["predict_s_min"],
                      # a step cannot be cheaper than the spatial module's forward + backward (same work in both
-                     # modes, float32): the largest speedup any per-step saving elsewhere could give
+                     # modes, timed in ours' precision): the largest speedup any per-step saving elsewhere could give
                      "speedup_ceiling": timing["reference"]["step_s_min"] / timing["spatial_fwd_bwd_s_min"]})
         print(json.dumps(rows[-1]), file=sys.stderr)
     same = _run_child([*common, "--check", "2000"], args.threads)

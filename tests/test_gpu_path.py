@@ -219,7 +219,7 @@ def test_predict_retries_smaller_after_out_of_memory_with_the_failed_chunk_relea
 
 
 def test_predict_gives_a_clear_error_when_even_small_chunks_do_not_fit(cohort, monkeypatch):
-    from pathpt_engine.backbones.encode import DeviceMemoryError
+    from pathpt_engine.errors import DeviceMemoryError
 
     bb, cs, _ = cohort
     m = PathPTModel(bb, cs.learnable_names(), PathPTConfig(**FAST), bb.embed_dim).eval()
@@ -357,3 +357,33 @@ def test_device_vote_equals_the_vote_rule():
         n, c = int(rng.integers(1, 12)), int(rng.integers(2, 5))
         p = rng.integers(0, 4, (n, c)).astype(np.float32) + rng.random((n, c)).astype(np.float32) * (t % 2)
         assert tile_vote(p)[0] == int(tile_vote_tensor(torch.from_numpy(p))), p
+
+
+def test_tile_encoder_empties_the_cache_only_after_the_failed_batch_is_released(monkeypatch):
+    """CUDA device faked: `_forward` holds a tensor in its frame and raises out of memory; when empty_cache runs,
+    that tensor must be gone (it used to run inside the except block, with the traceback still holding it)."""
+    from pathpt_engine.backbones.encode import TileEncoder
+
+    class Fake(torch.nn.Module):
+        name, embed_dim = "fake", 3
+
+    enc = TileEncoder(Fake(), torch.device("cuda"), None, batch_size=8)
+    held, alive_at_empty = [], []
+
+    def forward(x):
+        if len(x) > 4:
+            failed_batch = torch.empty(1000)
+            held.append(weakref.ref(failed_batch))
+            raise torch.OutOfMemoryError("CUDA out of memory (fake)")
+        return x.flatten(1)[:, :3].float()
+
+    def empty_cache():
+        gc.collect()
+        alive_at_empty.append(held[-1]() is not None)
+
+    monkeypatch.setattr(enc, "_forward", forward)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", empty_cache)
+    x = torch.randn(10, 3, 2, 2)
+    np.testing.assert_allclose(enc.encode(x), x.flatten(1)[:, :3].numpy())
+    assert alive_at_empty == [False] and enc.batch_size == 4

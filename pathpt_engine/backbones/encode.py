@@ -233,16 +233,20 @@ class TileEncoder:
             chunk = x[i : i + self.batch_size]
             try:
                 parts.append(self._forward(chunk))
-            except torch.OutOfMemoryError as exc:
+                i += len(chunk)
+                continue
+            except torch.OutOfMemoryError:
                 if self.halved or self.batch_size == 1:
                     raise DeviceMemoryError(f"out of memory on {self.device} at batch size {self.batch_size} "
-                                            "(already halved once); use a smaller --batch-size") from exc
-                self.halved = True
-                self.batch_size = max(1, self.batch_size // 2)
-                log.warning("out of memory on %s: halving the batch size to %d and continuing", self.device,
-                            self.batch_size)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                continue
-            i += len(chunk)
+                                            "(already halved once); use a smaller --batch-size") from None
+            # out of memory: handled here, after the except block, so that the traceback (and the failed batch's
+            # device tensors in its frames) is gone before the cache is emptied
+            del chunk
+            self.halved = True
+            self.batch_size = max(1, self.batch_size // 2)
+            log.warning("out of memory on %s: halving the batch size to %d and continuing", self.device,
+                        self.batch_size)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+                torch.cuda.empty_cache()
         return torch.cat(parts).numpy()

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from ..backbones.base import Backbone
-from ..backbones.encode import DeviceMemoryError
+from ..errors import DeviceMemoryError
 from .gpu import bytes_per_tile, free_bytes, is_oom, plan_chunk, release_cached
 from .losses import RECIPES
 from .prompt_learner import CTX_INIT_TEXT, PromptLearner

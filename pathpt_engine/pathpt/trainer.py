@@ -32,8 +32,7 @@ import numpy as np
 import torch
 
 from ..backbones.base import Backbone
-from ..backbones.encode import DeviceMemoryError
-from ..errors import PathPTError
+from ..errors import DeviceMemoryError, PathPTError
 from ..jobs import Job, Progress, check_cancel
 from ..metrics import balanced_accuracy
 from ..prompts.classsets import ClassSet
