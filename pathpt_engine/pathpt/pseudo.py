@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -27,3 +29,23 @@ def tile_labels(features: torch.Tensor, classifier: torch.Tensor, slide_label: i
     labels[top == 0] = 0
     labels[top == k] = k
     return labels
+
+
+OVERRIDES_KEY = "pathpt.tile_overrides"  # SlideData.attrs: int64 [N], -1 none, c >= 0 a hard class (annotations)
+
+
+def slide_tile_labels(slide: Any, classifier: torch.Tensor) -> torch.Tensor:
+    """`tile_labels` of a SlideData, with annotated tiles (`attrs[OVERRIDES_KEY]` >= 0) set to their hard class.
+
+    Without overrides this is exactly `tile_labels` (same tensor, same values).
+    """
+    labels = tile_labels(torch.as_tensor(slide.features), classifier, slide.label)
+    overrides = slide.attrs.get(OVERRIDES_KEY)
+    if overrides is None:
+        return labels
+    ov = torch.as_tensor(overrides, dtype=torch.int64).reshape(-1)
+    if ov.shape != labels.shape:
+        raise ValueError(f"slide {slide.slide_id}: {ov.numel()} tile overrides for {labels.numel()} tiles")
+    if int(ov.max()) >= classifier.shape[0]:
+        raise ValueError(f"slide {slide.slide_id}: tile override class {int(ov.max())} out of range")
+    return torch.where(ov >= 0, ov, labels)
