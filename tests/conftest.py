@@ -23,7 +23,7 @@ def _cuda_available() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _cuda_available():
+    if _cuda_available() or os.environ.get("PATHPT_GPU_DRY_RUN") == "cpu":  # bench/gpu_check.sh --cpu-dry-run
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible to torch on this machine)")
     for item in items:

@@ -184,5 +184,23 @@ def test_cuda_bf16_extraction_matches_cpu_fp32(env: dict, tmp_path: Path) -> Non
     assert gpu.device.startswith("cuda")
     a = read_features(cpu.slides[0].output).features
     b = read_features(gpu.slides[0].output).features
-    assert a.shape == b.shape and np.abs(a - b).max() < 0.1
+    assert a.shape == b.shape
+    # stated, not yet measured on a GPU: bf16 keeps ~3 significant digits, so unit-norm embeddings stay within
+    # ~1e-2 per element and their per-tile cosine above 0.999 (0.1 would let a broken preprocessing through)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert np.abs(a - b).max() < 2e-2 and cos.min() > 0.999, (np.abs(a - b).max(), cos.min())
     assert read_features(gpu.slides[0].output).attrs["precision"] == "bfloat16"
+
+
+@pytest.mark.gpu
+def test_cuda_fp32_extraction_matches_cpu_fp32(env: dict, tmp_path: Path) -> None:
+    """Strict fp32 on CUDA (TF32 off for matmuls and cuDNN convolutions) against the CPU: rounding only."""
+    from pathpt_engine.pathpt.gpu import cuda_numerics
+
+    cpu, _ = collect(extract_slides([env["slide"]], tmp_path / "cpu", _opts(env)))
+    with cuda_numerics(torch.device("cuda"), tf32=False):
+        gpu, _ = collect(extract_slides([env["slide"]], tmp_path / "gpu", _opts(env, device="cuda",
+                                                                                 precision="fp32")))
+    a = read_features(cpu.slides[0].output).features
+    b = read_features(gpu.slides[0].output).features
+    assert np.abs(a - b).max() < 1e-4
