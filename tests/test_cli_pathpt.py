@@ -32,7 +32,10 @@ def test_zeroshot_writes_predictions_and_tile_scores(cohort, tmp_path):
     assert main([*_base(cohort, "zeroshot"), "--classes", "synthetic", "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader((tmp_path / "predictions.csv").open()))
     assert len(rows) == 12 and {"slide_id", "predicted"} <= set(rows[0])
-    assert any(k.startswith("p_") for k in rows[0])
+    # zero-shot's slide numbers are tile-vote shares, and the columns say so
+    assert any(k.startswith("vote_share_") for k in rows[0]) and not any(k.startswith("p_") for k in rows[0])
+    assert {r["slide_score"] for r in rows} <= {"tumour_tile_votes", "all_tile_votes"}
+    assert all(int(r["n_voters"]) <= 24 for r in rows)
     with h5py.File(tmp_path / "tiles" / f"{rows[0]['slide_id']}.h5") as f:
         assert f["probs"].shape == (24, 4) and f["coords"].shape == (24, 2)
         assert list(f.attrs["class_names"])[0] == "normal"
@@ -70,6 +73,11 @@ def test_evaluate_protocol_resumes(cohort, tmp_path):
     rec = json.loads(files[0].read_text())
     assert {"bacc", "weighted_f1", "auc", "confusion", "predictions", "grounding"} <= set(rec)
     assert rec["grounding"]["n_tiles"] == 24 * len(rec["predictions"])
+    for f in files:  # the slide numbers are named for what they are
+        r = json.loads(f.read_text())
+        vote = r["method"] != "abmil"
+        assert r["slide_score"] == ("tile_votes" if vote else "probability")
+        assert all(("vote_shares" in p) == vote and ("probs" in p) != vote for p in r["predictions"])
     assert "tile_auroc" in table["metrics"]
     assert "± " in (tmp_path / "results.md").read_text()
     mtimes = {f: f.stat().st_mtime_ns for f in files}

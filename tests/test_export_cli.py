@@ -70,7 +70,8 @@ def test_csv_merges_stored_and_csv_predictions(cohort: Path, tmp_path: Path) -> 
     out = tmp_path / "all.csv"
     assert main(["-q", "export", "--scores", str(cohort / "preds"), "--format", "csv", "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["slide_id", "predicted", "n_tiles", "p_Normal", "p_LUAD", "p_LUSC"]
+    assert list(rows[0]) == ["slide_id", "predicted", "n_tiles", "slide_score", "n_voters", "vote_share_Normal",
+                             "vote_share_LUAD", "vote_share_LUSC"]
     assert [(r["slide_id"], r["predicted"]) for r in rows] == [("s1", "LUAD"), ("s2", "LUSC")]
 
 

@@ -69,7 +69,9 @@ def test_structure_is_qupath_v04(tmp_path: Path) -> None:
         assert np.allclose([props["measurements"][n] for n in NAMES], row)
     sp = summary["properties"]
     assert sp["objectType"] == "annotation" and sp["classification"]["name"] == "LUSC"
-    assert sp["measurements"] == {"LUAD": 0.25, "LUSC": 0.75, "n_tiles": 19}
+    assert sp["measurements"] == {"vote share: LUAD": 0.25, "vote share: LUSC": 0.75, "n_tiles": 19}
+    assert sp["metadata"]["pathpt.slide_score"] == "tile_votes"
+    assert sp["name"] == "slide-1: LUSC (tile votes: 75% of the voting tiles)"
     assert all(isinstance(v, str) for v in sp["metadata"].values())
     polys = _check_geometry(summary["geometry"])
     # union of 19 squares with one interior tile missing -> one polygon with one hole, exact area

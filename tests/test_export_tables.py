@@ -27,11 +27,12 @@ def test_predictions_csv_columns_and_round_trip(tmp_path: Path) -> None:
     path = write_predictions_csv(tmp_path / "out" / "pred.csv", PREDS, class_names=["Normal", "LUAD", "LUSC"])
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["slide_id", "predicted", "n_tiles", "p_Normal", "p_LUAD", "p_LUSC"]
-    assert rows[1] == ["a", "LUAD", "12", "", "0.7", "0.3"]
+    assert rows[0] == ["slide_id", "predicted", "n_tiles", "slide_score", "n_voters", "vote_share_Normal",
+                       "vote_share_LUAD", "vote_share_LUSC"]
+    assert rows[1] == ["a", "LUAD", "12", "tile_votes", "", "", "0.7", "0.3"]
     assert read_predictions_csv(path) == PREDS
     auto = write_predictions_csv(tmp_path / "auto.csv", PREDS)
-    assert auto.read_text().splitlines()[0] == "slide_id,predicted,n_tiles,p_LUAD,p_LUSC"
+    assert auto.read_text().splitlines()[0] == "slide_id,predicted,n_tiles,slide_score,n_voters,vote_share_LUAD,vote_share_LUSC"
     assert [p.name for p in tmp_path.rglob("*") if p.name.startswith(".")] == []  # no temp files left
 
 

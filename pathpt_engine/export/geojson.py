@@ -4,6 +4,10 @@ Export: a FeatureCollection with one `tile` object per tile (closed square Polyg
 `classification` = argmax class with its colour, `measurements` = class name -> probability) and one locked
 whole-tissue `annotation` (the union of the tile squares, or a given tissue outline) carrying the slide prediction
 in `measurements` and `metadata` (`pathpt.*` keys, so the tile columns and tile size round-trip exactly).
+The slide numbers are named for what they are: `vote share: <class>` (share of the tiles that voted, with
+`n_voters`; `pathpt.slide_score` says which tiles) or `probability: <class>`; the annotation's name reads e.g.
+"slide: glandular (tile votes: 65% of tumour tiles)". Files from earlier versions (class-name measurements, no
+`pathpt.slide_score`) read as kind `tile_votes`.
 
 Import: v0.4 and the legacy v0.2/0.3 forms (`measurements` list of {name, value}, `classification.colorRGB`
 packed int, `object_type`/`type` property keys, `"id": "PathAnnotationObject"`), a FeatureCollection, a bare list
@@ -23,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results import SlidePrediction, TileScores
+from ..results import PROBABILITY, SCORE_KINDS, TILE_VOTES, SlidePrediction, TileScores, score_text
 from ._atomic import ExportError, write_text_atomic
 from .colors import class_colors, packed_to_rgb
 from .polygons import Polygon, tile_square, tile_union
@@ -102,12 +106,19 @@ def slide_feature(scores: TileScores, prediction: SlidePrediction | None,
     props: dict[str, Any] = {"objectType": "annotation", "name": f"{scores.slide_id}: PathPT", "isLocked": True,
                              "metadata": meta}
     if prediction is not None:
-        props["name"] = f"{scores.slide_id}: {prediction.predicted}"
+        top = float(prediction.probs.get(prediction.predicted, 0.0))
+        what = "tile votes: " if prediction.is_vote else ""
+        props["name"] = (f"{scores.slide_id}: {prediction.predicted} "
+                         f"({what}{score_text(prediction.score_kind, top)})")
         rgb = colors.get(prediction.predicted, (128, 128, 128))
         props["classification"] = _classification(prediction.predicted, rgb)
-        props["measurements"] = {**{k: float(v) for k, v in prediction.probs.items()},
+        label = _score_label(prediction.score_kind)
+        props["measurements"] = {**{f"{label}{k}": float(v) for k, v in prediction.probs.items()},
                                  "n_tiles": int(prediction.n_tiles)}
+        if prediction.n_voters is not None:
+            props["measurements"]["n_voters"] = int(prediction.n_voters)
         meta["pathpt.predicted"] = prediction.predicted
+        meta["pathpt.slide_score"] = prediction.score_kind
     return {"type": "Feature", "id": str(uuid.uuid4()), "geometry": geometry(polygons), "properties": props}
 
 
@@ -288,5 +299,17 @@ def _prediction(summary: Mapping[str, Any], scores: TileScores | None, path: Pat
         return None
     m = measurements(props)
     n_tiles = int(m.pop("n_tiles", len(scores.coords) if scores else 0))
+    n_voters = int(m.pop("n_voters")) if "n_voters" in m else None
     slide_id = str(meta.get("pathpt.slide_id") or path.stem)
-    return SlidePrediction(slide_id, str(predicted), m, n_tiles)
+    kind = str(meta.get("pathpt.slide_score", TILE_VOTES))  # earlier versions: class-name keys, tile-vote shares
+    if kind not in SCORE_KINDS:
+        raise ExportError(f"{path}: unknown pathpt.slide_score {kind!r} (known: {', '.join(SCORE_KINDS)})")
+    if "pathpt.slide_score" in meta:
+        label = _score_label(kind)
+        m = {k[len(label):]: v for k, v in m.items() if k.startswith(label)}
+    return SlidePrediction(slide_id, str(predicted), m, n_tiles, score_kind=kind, n_voters=n_voters)
+
+
+def _score_label(kind: str) -> str:
+    """Measurement-name prefix of the slide numbers: "vote share: " or "probability: "."""
+    return "probability: " if kind == PROBABILITY else "vote share: "

@@ -2,7 +2,10 @@
 
 Layout (CLAM/TRIDENT-friendly): dataset `coords` int64 [N, 2] (level-0 top-left x, y) with attrs
 `patch_size_level0`; dataset `probs` float32 [N, C]; file attrs `class_names` (list of str), `tile_size_level0`,
-`slide_id`, and, when a slide prediction is known, `slide_predicted`, `slide_probs` (JSON) and `slide_n_tiles`.
+`slide_id`, and, when a slide prediction is known, `slide_predicted`, `slide_scores` (JSON class -> number),
+`slide_score_kind` (what the numbers are: `tumour_tile_votes`, `all_tile_votes` (shares of tile votes, not
+probabilities) or `probability`), `slide_n_voters` (tiles that voted, when known) and `slide_n_tiles`.
+Files from earlier versions hold the tile-vote shares as `slide_probs`; they read as kind `tile_votes`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..results import SlidePrediction, TileScores
+from ..results import TILE_VOTES, SlidePrediction, TileScores
 from ._atomic import ExportError, atomic_path
 
 
@@ -34,7 +37,10 @@ def write_scores_h5(path: str | os.PathLike[str], scores: TileScores,
         f.attrs["slide_id"] = scores.slide_id
         if prediction is not None:
             f.attrs["slide_predicted"] = prediction.predicted
-            f.attrs["slide_probs"] = json.dumps({k: float(v) for k, v in prediction.probs.items()})
+            f.attrs["slide_scores"] = json.dumps({k: float(v) for k, v in prediction.probs.items()})
+            f.attrs["slide_score_kind"] = prediction.score_kind
+            if prediction.n_voters is not None:
+                f.attrs["slide_n_voters"] = int(prediction.n_voters)
             f.attrs["slide_n_tiles"] = int(prediction.n_tiles)
     return path
 
@@ -76,12 +82,22 @@ def read_scores_h5(path: str | os.PathLike[str]) -> tuple[TileScores, SlidePredi
         scores = TileScores(slide_id, coords, probs, int(tile), _str_list(attrs["class_names"]))
     except ValueError as exc:
         raise ExportError(f"{path}: {exc}") from exc
-    pred = None
-    if "slide_predicted" in attrs:
-        try:
-            probs_map = {str(k): float(v) for k, v in json.loads(attrs["slide_probs"]).items()}
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise ExportError(f"{path}: corrupt 'slide_probs' attribute") from exc
-        pred = SlidePrediction(slide_id, str(attrs["slide_predicted"]), probs_map,
-                               int(attrs.get("slide_n_tiles", len(coords))))
+    pred = _slide_prediction(path, attrs, slide_id, len(coords)) if "slide_predicted" in attrs else None
     return scores, pred
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _slide_prediction(path: Path, attrs: dict, slide_id: str, n_tiles: int) -> SlidePrediction:
+    """The stored slide call: `slide_scores` + `slide_score_kind`, or an earlier version's `slide_probs`."""
+    key = "slide_scores" if "slide_scores" in attrs else "slide_probs"
+    kind = _text(attrs.get("slide_score_kind", TILE_VOTES))  # earlier versions stored only tile-vote shares
+    try:
+        scores_map = {str(k): float(v) for k, v in json.loads(attrs[key]).items()}
+        n_voters = int(attrs["slide_n_voters"]) if "slide_n_voters" in attrs else None
+        return SlidePrediction(slide_id, _text(attrs["slide_predicted"]), scores_map,
+                               int(attrs.get("slide_n_tiles", n_tiles)), score_kind=kind, n_voters=n_voters)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise ExportError(f"{path}: corrupt slide prediction attributes ({key}, slide_score_kind): {exc}") from exc

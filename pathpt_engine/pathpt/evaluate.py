@@ -37,6 +37,7 @@ from ..prompts.zeroshot import (
     select_prompt_ensemble,
     zeroshot_tile_probs,
 )
+from ..results import PROBABILITY, TILE_VOTES
 from .checkpoint import atomic_bytes
 from .model import PathPTConfig
 from .splits import Fold
@@ -71,20 +72,28 @@ def _atomic_json(path: Path, data: object) -> None:
     atomic_bytes(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
-def _score(slides: list[SlideData], probs: list[np.ndarray], n_sub: int, names: tuple[str, ...]) -> dict:
-    """Slide metrics and per-slide predictions."""
+def slide_score_kind(method: str) -> str:
+    """What a method's slide numbers are: shares of tile votes (zero-shot, ensemble, PathPT) or probabilities."""
+    return TILE_VOTES if method in ("zeroshot", "ensemble") or method.startswith("pathpt") else PROBABILITY
+
+
+def _score(slides: list[SlideData], probs: list[np.ndarray], n_sub: int, names: tuple[str, ...],
+           kind: str = PROBABILITY) -> dict:
+    """Slide metrics and per-slide predictions (their numbers under "vote_shares" or "probs", as `kind` says)."""
     y = np.array([s.label for s in slides])
     p = np.stack(probs)
     pred = p.argmax(axis=1)
     rep = classification_report(y, pred, p, n_sub)
+    key = "probs" if kind == PROBABILITY else "vote_shares"
+    rep["slide_score"] = kind
     rep["predictions"] = [{"slide_id": s.slide_id, "label": names[s.label], "predicted": names[int(k)],
-                           "probs": [round(float(v), 6) for v in row]}
+                           key: [round(float(v), 6) for v in row]}
                           for s, k, row in zip(slides, pred, p, strict=True)]
     return rep
 
 
 def _tile_out(tile_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(vote counts as pseudo-probabilities, tumour probability 1 - p_Normal per tile)."""
+    """(shares of tile votes: the slide call, and what slide AUC ranks; tumour probability 1 - p_Normal per tile)."""
     sub, counts = tile_vote(tile_probs)
     out = counts.astype(float).copy()
     out[sub] += 1e-9  # the vote's tie-break wins the argmax of the pseudo-probabilities too
@@ -137,7 +146,8 @@ class FoldRunner:
 
     def run(self, method: str, fold: Fold,
             slides: dict[str, SlideData]) -> Job[list[tuple[np.ndarray, np.ndarray]]]:
-        """Per test slide: (slide probabilities over subtypes, tile tumour score [N])."""
+        """Per test slide: (slide scores over subtypes: tile-vote shares or MIL probabilities, see
+        `slide_score_kind`; tile tumour score [N])."""
         train = [replace(slides[s], label=y) for s, y in fold.train.items()]
         val = [replace(slides[s], label=y) for s, y in fold.val.items()]
         test = [replace(slides[s], label=y) for s, y in fold.test.items()]
@@ -224,7 +234,7 @@ def evaluate_fold(runner: FoldRunner, slides: dict[str, SlideData], method: str,
     t0 = time.monotonic()
     test = [replace(slides[s], label=y) for s, y in fold.test.items()]
     outs = yield from runner.run(method, fold, slides)
-    rep = _score(test, [o[0] for o in outs], runner.n_sub, runner.classset.subtype_names)
+    rep = _score(test, [o[0] for o in outs], runner.n_sub, runner.classset.subtype_names, slide_score_kind(method))
     g = grounding(test, [o[1] for o in outs], Path(masks_dir) if masks_dir else None)
     if g is not None:
         rep["grounding"] = g

@@ -15,11 +15,11 @@ from ..backbones.base import Backbone
 from ..errors import ConfigError
 from ..jobs import Job, Progress, check_cancel
 from ..prompts.classsets import ClassSet, classset_from_dict
-from ..results import SlidePrediction, TileScores
+from ..results import ALL_TILE_VOTES, TUMOUR_TILE_VOTES, SlidePrediction, TileScores
 from .checkpoint import load_checkpoint
 from .model import PathPTConfig, PathPTModel
 from .trainer import SlideData
-from .vote import tile_vote
+from .vote import TUMOUR, vote_summary
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def load_run(run_dir: str | Path, backbone: Backbone | None = None, weights: str
 
 
 def predict_slide(model: PathPTModel, classset: ClassSet, slide: SlideData) -> tuple[SlidePrediction, TileScores]:
-    """Tile probabilities [N, C] (class 0 Normal) and the slide call by tile vote."""
+    """Tile probabilities [N, C] (class 0 Normal) and the slide call by tile vote (shares of tile votes)."""
     dev = next(model.parameters()).device
     probs = model.predict_probs(torch.as_tensor(slide.features, dtype=torch.float32, device=dev))
     probs = probs.cpu().numpy().astype(np.float32)
@@ -71,10 +71,12 @@ def predict_slide(model: PathPTModel, classset: ClassSet, slide: SlideData) -> t
 
 
 def _result(classset: ClassSet, slide: SlideData, probs: np.ndarray) -> tuple[SlidePrediction, TileScores]:
-    sub, counts = tile_vote(probs) if len(probs) else (0, np.full(classset.n_classes - 1, 1.0))
+    vote = vote_summary(probs if len(probs) else np.zeros((0, classset.n_classes), np.float32))
     names = classset.subtype_names
-    pred = SlidePrediction(slide.slide_id, names[sub], {n: float(v) for n, v in zip(names, counts, strict=True)},
-                           int(len(probs)))
+    kind = TUMOUR_TILE_VOTES if vote.basis == TUMOUR else ALL_TILE_VOTES
+    pred = SlidePrediction(slide.slide_id, names[vote.subtype],
+                           {n: float(v) for n, v in zip(names, vote.shares, strict=True)}, int(len(probs)),
+                           score_kind=kind, n_voters=vote.n_voters)
     scores = TileScores(slide.slide_id, np.asarray(slide.coords, dtype=np.int64).reshape(-1, 2), probs,
                         int(slide.tile_size_level0), classset.class_names)
     return pred, scores

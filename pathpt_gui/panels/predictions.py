@@ -1,5 +1,6 @@
-"""Prediction panel: the current slide's call, per-class probability bars, the overlay mode and its legend,
-tile probabilities under the mouse, the top-scoring tiles per class (click to jump), and the next slide to label.
+"""Prediction panel: the current slide's call with its tile-vote bars (shares of the tumour tiles' votes, not
+probabilities), the overlay mode and its legend, tile probabilities under the mouse, the top-scoring tiles per class
+(click to jump), and the next slide to label.
 
 It also keeps the overlay of the open slide in sync with the selected run (including while a prediction job is
 still running: each slide's heatmap appears as soon as that slide is scored).
@@ -28,6 +29,8 @@ from PySide6.QtWidgets import (
 )
 
 from pathpt_engine.errors import PathPTError
+from pathpt_engine.pathpt.vote import TUMOUR, vote_summary
+from pathpt_engine.results import ALL_TILE_VOTES, TILE_VOTES, TUMOUR_TILE_VOTES, score_heading, score_text
 
 from ..project_controller import ProjectController
 from ..viewer.overlay import lookup_table
@@ -35,11 +38,19 @@ from ..viewer.overlay import lookup_table
 log = logging.getLogger(__name__)
 TOP_K = 4
 GALLERY_PX = 72
+VOTE_BOX_TITLE = "Slide call: tile votes"
+VOTE_TOOLTIP = ("A slide is called by a vote of its tiles: every tile whose most likely class is a subtype votes "
+                "for it, and the subtype with most votes wins.\nThe bars are shares of those votes, not "
+                "probabilities. With no tumour tiles, or a tie, every tile votes for its most likely subtype.")
 
 
 def _qimage(rgb: np.ndarray) -> QImage:
     arr = np.ascontiguousarray(rgb[..., :3]).astype(np.uint8)
     return QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0], QImage.Format.Format_RGB888).copy()
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def tile_at(scores: Any, x: float, y: float) -> int | None:
@@ -65,7 +76,8 @@ class PredictionPanel(QWidget):
         self.title.setWordWrap(True)
         self.title.setStyleSheet("font-size: 15px; font-weight: 600;")
         lay.addWidget(self.title)
-        self.bars_box = QGroupBox("Slide probabilities")
+        self.bars_box = QGroupBox(VOTE_BOX_TITLE)
+        self.bars_box.setToolTip(VOTE_TOOLTIP)
         self.bars = QFormLayout(self.bars_box)
         lay.addWidget(self.bars_box)
         lay.addWidget(self._overlay_box())
@@ -209,6 +221,7 @@ class PredictionPanel(QWidget):
     def _fill_prediction(self) -> None:
         while self.bars.rowCount():
             self.bars.removeRow(0)
+        self.bars_box.setTitle(VOTE_BOX_TITLE)
         pred = self.ctrl.predictions().get(self._slide) if self._slide else None
         if pred is None:
             self.title.setText(self._slide or "No project slide open")
@@ -218,12 +231,22 @@ class PredictionPanel(QWidget):
         self.title.setText(f"{self._slide}: <span style='color:#7fc4ff'>{pred.predicted}</span>{truth}")
         cs = self.ctrl.classset()
         colors = {c.name: c.color for c in cs.classes} if cs else {}
+        kind, n_voters = self._vote_kind()
+        self.bars_box.setTitle(_capital(score_heading(kind, n_voters)))
         for name, p in sorted(pred.probs.items(), key=lambda kv: -kv[1]):
             bar = QProgressBar(minimum=0, maximum=1000, value=int(p * 1000), textVisible=True)
-            bar.setFormat(f"{p:.0%}")
+            bar.setFormat(score_text(kind, p))  # "65% of tumour tiles" (no %p/%v/%m placeholder in it)
             bar.setMaximumHeight(16)
             bar.setStyleSheet(f"QProgressBar::chunk {{ background: {colors.get(name, '#4a80c4')}; }}")
             self.bars.addRow(name, bar)
+
+    def _vote_kind(self) -> tuple[str, int | None]:
+        """Which tiles voted for the current slide (recounted from its tile scores; the store keeps the shares)."""
+        scores = self.current_scores()
+        if scores is None or not len(scores.probs) or scores.probs.shape[1] < 2:
+            return TILE_VOTES, None
+        vote = vote_summary(scores.probs)
+        return (TUMOUR_TILE_VOTES if vote.basis == TUMOUR else ALL_TILE_VOTES), vote.n_voters
 
     def _hover(self, x: float, y: float) -> None:
         scores = self.current_scores()

@@ -40,6 +40,15 @@ def _chip_color(hex_color: str | None) -> QColor:
     return QColor(hex_color) if hex_color else QColor(90, 92, 96)
 
 
+def prediction_badge(pred: Any) -> tuple[str, str]:
+    """(badge text, tooltip) of a stored slide call: its numbers are shares of tile votes, not probabilities."""
+    p = max(pred.probs.values()) if pred.probs else 0.0
+    tip = ("Tile votes (share of the voting tiles, not a probability):\n"
+           + "\n".join(f"{k}: {v:.0%}" for k, v in pred.probs.items())
+           + f"\nuncertainty {pred.uncertainty:.2f}")
+    return f"{pred.predicted} · {p:.0%} of votes", tip
+
+
 def _thumb_icon(rgb: np.ndarray) -> QIcon:
     arr = np.ascontiguousarray(rgb[..., :3])
     img = QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0], QImage.Format.Format_RGB888).copy()
@@ -192,11 +201,10 @@ class SlidesPanel(QWidget):
         split = QTableWidgetItem({"train": "train", "heldout": "held-out"}.get(lab.split, "") if lab else "")
         badge = QTableWidgetItem("")
         if pred is not None:
-            p = max(pred.probs.values()) if pred.probs else 0.0
-            badge.setText(f"{pred.predicted} {p:.0%}")
+            text, tip = prediction_badge(pred)
+            badge.setText(text)
             badge.setForeground(QBrush(_chip_color(colors.get(pred.predicted)).lighter(130)))
-            badge.setToolTip("\n".join(f"{k}: {v:.2f}" for k, v in pred.probs.items())
-                             + f"\nuncertainty {pred.uncertainty:.2f}")
+            badge.setToolTip(tip)
             if lab is not None and lab.label != pred.predicted:
                 badge.setText(badge.text() + "  ≠")
         for c, item in enumerate((name, chip, split, badge)):

@@ -271,7 +271,8 @@ def test_label_train_overlay_export(window, qtbot, tmp_path, cohort):
     with (out / "predictions.csv").open() as fh:
         rows = list(csv.reader(fh))
     names = ctrl.classset().subtype_names
-    assert rows[0] == ["slide_id", "predicted", "n_tiles", *[f"p_{n}" for n in names]]
+    assert rows[0] == ["slide_id", "predicted", "n_tiles", "slide_score", "n_voters",
+                       *[f"vote_share_{n}" for n in names]]  # PathPT's slide numbers are tile-vote shares
     assert sorted(r[0] for r in rows[1:]) == sorted(truth)
     h5_scores, _ = read_scores_h5(out / f"{sid}_scores.h5")
     np.testing.assert_allclose(h5_scores.probs, scores.probs)
