@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 
@@ -12,6 +13,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Weights a developer has (per-user folder, Hugging Face cache) must not change what the tests see.
+os.environ.setdefault("PATHPT_DATA_DIR", tempfile.mkdtemp(prefix="pathpt-test-data-"))
+os.environ.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="pathpt-test-hf-"))
 
 
 def _cuda_available() -> bool:

@@ -169,7 +169,9 @@ def test_registry_and_weight_resolution(tmp_path: Path, monkeypatch: pytest.Monk
     names = [s.name for s in available_backbones()]
     assert {"keep", "clip", "plip", "demo"} <= set(names)
     monkeypatch.delenv("PATHPT_KEEP_WEIGHTS", raising=False)
-    assert resolve_weights("keep") == Path("base_models/keep")
+    monkeypatch.setenv("PATHPT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    assert resolve_weights("keep") == tmp_path / "data" / "weights" / "keep"  # per user, not ./base_models
     monkeypatch.setenv("PATHPT_KEEP_WEIGHTS", str(tmp_path))
     assert resolve_weights("keep") == tmp_path
     assert resolve_weights("keep", tmp_path / "x") == tmp_path / "x"

@@ -31,7 +31,8 @@ def test_missing_default_folder_explains_how_to_get_weights(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PATHPT_PLIP_WEIGHTS", raising=False)
-    with pytest.raises(BackboneError, match=r"plip weights folder not found: base_models/plip .*vinid/plip"):
+    monkeypatch.setenv("PATHPT_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(BackboneError, match=r"plip weights folder not found: .*data/weights/plip .*vinid/plip"):
         load_backbone("plip")
 
 

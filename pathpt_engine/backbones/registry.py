@@ -1,8 +1,17 @@
 """The one backbone registry: names, where their weights live, and the builders (heavy imports inside).
 
-Weights are resolved as: explicit folder > environment variable (e.g. `PATHPT_KEEP_WEIGHTS`) > the default
-folder relative to the working directory (`./base_models/keep`, as in the reference README). The `demo` model
-ships inside the package (`resources/models/demo`) and needs no download.
+Weights are looked up, first match wins (`resolve_weights`), all offline:
+
+1. the explicit folder (`--weights DIR`), or `hf:OWNER/NAME[@REVISION]` read from the local Hugging Face cache;
+2. the environment variable (e.g. `PATHPT_KEEP_WEIGHTS`; a folder or an `hf:` reference);
+3. the per-user weights folder `<user data folder>/weights/<name>` (`locate.user_data_dir`), where
+   `pathpt weights get NAME` puts them with `--to-user-dir`;
+4. the model's repository in the local Hugging Face cache (`HF_HOME`/`HF_HUB_CACHE` honoured), e.g.
+   `Astaxanthin/KEEP` for keep;
+5. `./base_models/<name>` relative to the working directory (the reference README's layout), only if it exists.
+
+When none exists the per-user folder is reported. The `demo` model ships inside the package
+(`resources/models/demo`) and needs no download. Nothing is ever downloaded here (see `download.py`).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BackboneError
+from . import locate
 from .base import Backbone
 
 log = logging.getLogger(__name__)
@@ -28,11 +38,14 @@ class BackboneSpec:
         name: registry name used on the command line and in feature files.
         adapter: which loader builds it ("keep", "clip", "conch", "musk" or "quiltnet").
         description: one line for listings.
-        default_folder: default weights folder (relative to the working directory), or "" for packaged weights.
+        default_folder: the reference README's folder (relative to the working directory; looked at last), or ""
+            for packaged weights.
         env_var: environment variable that overrides the default folder.
         licence: licence / terms of the weights, in one line.
         download: how to obtain the weights, in one line.
         demo: True for the shipped demo model (synthetic slides only).
+        hf_repo: its Hugging Face repository (looked up in the local cache; `pathpt weights get` downloads it).
+        gated: the repository needs an accepted licence and a Hugging Face log-in to download.
     """
 
     name: str
@@ -43,6 +56,8 @@ class BackboneSpec:
     licence: str
     download: str
     demo: bool = False
+    hf_repo: str = ""
+    gated: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or self.adapter not in ("keep", "clip", "conch", "musk", "quiltnet"):
@@ -51,14 +66,14 @@ class BackboneSpec:
 
 _SPECS: tuple[BackboneSpec, ...] = (
     BackboneSpec(
-        name="keep", adapter="keep",
+        name="keep", hf_repo="Astaxanthin/KEEP", adapter="keep",
         description="KEEP (ViT-L/16 + BERT, 768-d), the PathPT paper's main backbone; loaded natively",
         default_folder="base_models/keep", env_var="PATHPT_KEEP_WEIGHTS",
         licence="see the model card at huggingface.co/Astaxanthin/KEEP (research use)",
         download="huggingface-cli download Astaxanthin/KEEP --local-dir base_models/keep",
     ),
     BackboneSpec(
-        name="plip", adapter="clip",
+        name="plip", hf_repo="vinid/plip", adapter="clip",
         description="PLIP (CLIP ViT-B/32 fine-tuned on pathology, 512-d), HF CLIPModel folder",
         default_folder="base_models/plip", env_var="PATHPT_PLIP_WEIGHTS",
         licence="no licence declared on huggingface.co/vinid/plip; research use only",
@@ -72,7 +87,7 @@ _SPECS: tuple[BackboneSpec, ...] = (
         download="e.g. huggingface-cli download openai/clip-vit-base-patch32 --local-dir base_models/clip",
     ),
     BackboneSpec(
-        name="conch", adapter="conch",
+        name="conch", hf_repo="MahmoodLab/conch", gated=True, adapter="conch",
         description="CONCH (CoCa ViT-B/16 at 448 px, 512-d), loaded natively; tokenizer JSON from mahmoodlab/CONCH",
         default_folder="base_models/conch", env_var="PATHPT_CONCH_WEIGHTS",
         licence="CC-BY-NC-ND 4.0, gated (non-commercial; never redistribute weights or tokenizer)",
@@ -80,7 +95,7 @@ _SPECS: tuple[BackboneSpec, ...] = (
                  "and copy conch_byte_level_bpe_uncased.json from github.com/mahmoodlab/CONCH next to it",
     ),
     BackboneSpec(
-        name="musk", adapter="musk",
+        name="musk", hf_repo="xiangjx/musk", gated=True, adapter="musk",
         description="MUSK (BEiT-3 large multiway at 384 px, 1024-d), loaded natively; pretrained on TCGA, so not for "
                     "TCGA benchmarks",
         default_folder="base_models/musk", env_var="PATHPT_MUSK_WEIGHTS",
@@ -89,7 +104,7 @@ _SPECS: tuple[BackboneSpec, ...] = (
                  "and copy musk/models/tokenizer.spm from github.com/lilab-stanford/MUSK next to it",
     ),
     BackboneSpec(
-        name="quiltnet", adapter="quiltnet",
+        name="quiltnet", hf_repo="wisdomik/QuiltNet-B-32", adapter="quiltnet",
         description="QuiltNet-B-32 (CLIP ViT-B/32 fine-tuned on Quilt-1M, 512-d), open_clip checkpoint converted to "
                     "the HF CLIP implementation",
         default_folder="base_models/quiltnet", env_var="PATHPT_QUILTNET_WEIGHTS",
@@ -126,16 +141,31 @@ def demo_folder() -> Path:
 
 
 def resolve_weights(name: str, weights: str | Path | None = None) -> Path:
-    """Weights folder for `name`: `weights` if given, else `$<ENV_VAR>`, else the default folder."""
+    """Weights folder for `name`, in the order of the module docstring (offline; nothing is downloaded).
+
+    Raises:
+        BackboneError: unknown name, or an `hf:` reference that is not in the local cache.
+    """
     spec = get_spec(name)
-    if weights:
-        return Path(weights).expanduser()
-    env = os.environ.get(spec.env_var, "").strip()
-    if env:
-        return Path(env).expanduser()
+    given = str(weights) if weights else os.environ.get(spec.env_var, "").strip()
+    if given:
+        return locate.resolve_hf(given) if locate.parse_hf(given) else Path(given).expanduser()
     if spec.demo:
         return demo_folder()
-    return Path(spec.default_folder)
+    for folder in weight_candidates(spec):
+        if folder.is_dir():
+            return folder
+    return locate.user_weights_dir(spec.name)
+
+
+def weight_candidates(spec: BackboneSpec) -> list[Path]:
+    """Where `spec`'s weights are looked for when no folder is given: user folder, HF cache, ./base_models."""
+    out = [locate.user_weights_dir(spec.name)]
+    if spec.hf_repo and (snap := locate.hf_snapshot(spec.hf_repo)) is not None:
+        out.append(snap)
+    if spec.default_folder:
+        out.append(Path(spec.default_folder))
+    return out
 
 
 def _build_keep(folder: Path, name: str) -> Backbone:
@@ -183,8 +213,10 @@ def load_backbone(name: str, weights: str | Path | None = None, device: str = "c
     spec = get_spec(name)
     folder = resolve_weights(name, weights)
     if not folder.is_dir():
-        raise BackboneError(f"{name} weights folder not found: {folder} (get it with: {spec.download}; "
-                            f"or pass --weights DIR / set {spec.env_var})")
+        hf = f", the Hugging Face cache ({spec.hf_repo} in {locate.hf_cache_dir()})" if spec.hf_repo else ""
+        raise BackboneError(f"{name} weights folder not found: {folder} (looked in {locate.user_weights_dir(name)}"
+                            f"{hf} and ./{spec.default_folder}; get it with `pathpt weights get {name}` or: "
+                            f"{spec.download}; or pass --weights DIR / set {spec.env_var})")
     model = _BUILDERS[spec.adapter](folder, name)
     if device == "auto":
         from .encode import resolve_device

@@ -19,10 +19,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_backbones)
 
+    w = sub.add_parser("weights", help="download a backbone's weights (only when asked): pathpt weights get NAME")
+    wsub = w.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
+    g = wsub.add_parser("get", help="download NAME's weights from Hugging Face (progress bar; needs the network)")
+    g.add_argument("name", help="keep, plip, conch, musk or quiltnet (gated: conch, musk need a log-in)")
+    g.add_argument("--to", type=Path, default=None,
+                   help="put the files in this folder (default: the Hugging Face cache, where they are found "
+                        "by name)")
+    g.set_defaults(func=_cmd_weights_get)
+
     e = sub.add_parser("extract", help="tile slides and write one feature h5 per slide")
     e.add_argument("slides", nargs="*", type=Path, help="slide files")
     e.add_argument("--backbone", default="demo", help="registry name (see `pathpt backbones`); default: demo")
-    e.add_argument("--weights", type=Path, default=None, help="weights folder (default: per backbone)")
+    e.add_argument("--weights", type=Path, default=None,
+                   help="weights folder, or hf:OWNER/NAME from the local Hugging Face cache (default: looked up "
+                        "per backbone, see `pathpt backbones`)")
     e.add_argument("--out", type=Path, required=True, help="output folder")
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     e.add_argument("--batch-size", type=int, default=64)
@@ -55,6 +66,16 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
         status = "found" if r["found"] else "NOT FOUND"
         print(f"{r['name']}{tag}\n  {r['description']}\n  weights: {r['weights']} ({status}; override with "
               f"--weights DIR or ${r['env']})\n  licence: {r['licence']}\n  get it: {r['download']}")
+    return 0
+
+
+def _cmd_weights_get(args: argparse.Namespace) -> int:
+    from ..backbones.download import after_download_note, get_weights
+
+    folder = get_weights(args.name, args.to)
+    print(f"{args.name}: weights in {folder}")
+    if note := after_download_note(args.name):
+        print(f"{args.name}: {note}")
     return 0
 
 

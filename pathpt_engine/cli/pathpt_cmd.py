@@ -13,6 +13,7 @@ from ..cluster.cli import run_predict as run_cluster_predict
 from ..errors import ConfigError
 from . import _checks as chk
 from ._features import features_dir
+from .annotations_cmd import add_train_args, apply_train_annotations
 
 # pathpt_engine.pathpt.evaluate.METHODS, spelled out so `--help` does not import torch (a test keeps them equal)
 EVAL_METHODS = ("zeroshot", "ensemble", "abmil", "abmil-clean", "clam", "clam-clean", "transmil", "transmil-clean",
@@ -26,7 +27,9 @@ def _common(p: argparse.ArgumentParser, classes: bool = True, backbone: bool = T
         p.add_argument("--classes", required=True, help="class-set JSON file or shipped name (e.g. ucs, synthetic)")
     if backbone:
         p.add_argument("--backbone", required=True, help="registry name (see `pathpt backbones`)")
-    p.add_argument("--weights", type=Path, default=None, help="backbone weights folder (default: per backbone)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="backbone weights folder, or hf:OWNER/NAME from the local Hugging Face cache (default: "
+                        "looked up per backbone)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
 
@@ -59,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _train_opts(t)
     t.add_argument("--out", type=Path, required=True, help="run folder (checkpoint.json + model.safetensors)")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    add_train_args(t)  # --annotations DIR, --map NAME=CLASS
     t.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", help="predict slides with a trained run: predictions.csv + tile score h5")
@@ -175,7 +179,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     missing = sorted(set(range(cs.n_classes - 1)) - set(train_ids.values()))
     if missing:
         raise ConfigError(f"{args.labels}: no labelled slide for subtype(s) {[cs.subtype_names[m] for m in missing]}")
-    train = load_labelled(args.features, train_ids)
+    train = apply_train_annotations(args, cs, load_labelled(args.features, train_ids))
     val = load_labelled(args.features, val_ids) if val_ids and args.recipe == "clean" else None
     chk.refuse_empty_training(train, args.labels)
     val = chk.split_empty(val)[0] if val else None
