@@ -15,7 +15,8 @@ import sys
 from ..errors import JobCancelled, PathPTError
 
 # Command modules, in help order. Each defines register(subparsers) and sets `func` on its parsers.
-_COMMAND_MODULES = ("slides_cmd", "synth_cmd", "backbone_cmd", "pathpt_cmd", "export_cmd", "demo_cmd")
+_COMMAND_MODULES = ("slides_cmd", "synth_cmd", "backbone_cmd", "pathpt_cmd", "export_cmd", "demo_cmd",
+                    "annotations_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
