@@ -35,7 +35,11 @@ FAST = dict(n_prompts_random=20, n_prompts_keep=10)
 # --- Ray: --device is honoured, GPU workers are not reused --------------------------------------------------------
 
 def _fake_ray(monkeypatch, gpu_ids: list[int], cluster_gpus: int = 2) -> None:
-    fake = SimpleNamespace(get_gpu_ids=lambda: list(gpu_ids), cluster_resources=lambda: {"GPU": cluster_gpus})
+    """Ray's GPU assignment and cluster resources faked; `ray.remote` is the real one (no Ray started)."""
+    import ray
+
+    fake = SimpleNamespace(get_gpu_ids=lambda: list(gpu_ids), cluster_resources=lambda: {"GPU": cluster_gpus},
+                           remote=ray.remote)
     monkeypatch.setattr(tasks, "ray", fake)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
 
@@ -58,6 +62,14 @@ def test_ray_gpu_tasks_get_a_fresh_worker_and_cpu_tasks_no_gpu(monkeypatch):
     assert cpu["num_gpus"] == 0 and "max_calls" not in cpu
     _fake_ray(monkeypatch, [], cluster_gpus=0)
     assert tasks.task_resources(ClusterOptions(), "auto")["num_gpus"] == 0
+
+
+def test_ray_gpu_task_is_built_with_max_calls_1(monkeypatch):
+    """Ray accepts max_calls only in `ray.remote(...)`, not in `.options()`: the real Ray builds the task here."""
+    _fake_ray(monkeypatch, [0])
+    task = tasks.remote_task(lambda: None, ClusterOptions(), "auto")
+    assert task._default_options["max_calls"] == 1 and task._default_options["num_gpus"] == 1
+    assert tasks.remote_task(lambda: None, ClusterOptions(), "cpu")._default_options["num_gpus"] == 0
 
 
 def test_ray_worker_caches_are_keyed_by_the_assigned_gpu(monkeypatch):

@@ -22,7 +22,7 @@ from .base import ClusterOptions, import_ray
 from .ledger import Ledger
 from .lock import RunLock
 from .netns import require_private_network
-from .tasks import cache_key, placement, ray_session, run_tasks, task_device, task_resources
+from .tasks import cache_key, placement, ray_session, remote_task, run_tasks, task_device
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def predict_cluster(run_dir: str | Path, features: list[Path], out_dir: str | Pa
     with RunLock(out):
         yield Progress("predict", 0, len(chunks), message=f"{len(features)} slides in {len(chunks)} tasks")
         with ray_session(copts):
-            task = ray.remote(predict_chunk).options(**task_resources(copts, device))
+            task = remote_task(predict_chunk, copts, device)
             w = None if weights is None else str(weights)
             pending = {task.remote(str(run_dir), w, c, str(out), device): f"chunk{i:05d}"
                        for i, c in enumerate(chunks)}

@@ -146,10 +146,16 @@ def ray_session(copts: ClusterOptions) -> Iterator[None]:
 
 def _run_tasks(inputs: EvalInputs, todo: list[tuple[str, int, Any]], total: int, out: Path, cfg: Any,
                copts: ClusterOptions, cancel: threading.Event | None) -> Job[dict[str, Any]]:
-    task = ray.remote(run_eval_unit).options(**task_resources(copts, cfg.pathpt.device))
+    task = remote_task(run_eval_unit, copts, cfg.pathpt.device)
     pending = {task.remote(inputs, cfg, m, k, f, str(out)): f"{m}/{k}shot/fold{f.index}" for m, k, f in todo}
     return (yield from run_tasks(pending, Ledger(out, name=EVAL_LEDGER), "evaluate", total, inputs.backbone,
                                  copts, cancel))
+
+
+def remote_task(fn: Any, copts: ClusterOptions, device: str = "auto") -> Any:
+    """`fn` as a Ray remote function with `task_resources` (given to `ray.remote` itself: Ray refuses `max_calls`
+    in `.options()`)."""
+    return ray.remote(**task_resources(copts, device))(fn)
 
 
 def task_resources(copts: ClusterOptions, device: str = "auto") -> dict[str, Any]:
