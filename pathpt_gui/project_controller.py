@@ -301,6 +301,17 @@ class ProjectController(QObject):
             return {}
         return pj.failed_slides(self.project, self.backbone())
 
+    def download_weights(self, name: str) -> bool:
+        """Download `name`'s weights (the user asked: "Download weights…"); offline or gated: one line."""
+        from pathpt_engine.backbones.download import after_download_note, download_job
+
+        def after(folder: Any) -> None:
+            self.info(f"{name}: weights in {folder}" + (f"; {after_download_note(name)}"
+                                                       if after_download_note(name) else ""))
+            self.backbone_changed.emit(self.backbone())  # the backbone list shows it found
+
+        return self.run_job(f"Download {name} weights", lambda _c: download_job(name), after)
+
     def zero_shot(self) -> bool:
         proj, choice = self.require(), self.backbone()
         return self.run_job("Zero-shot", lambda c: pj.zeroshot_job(proj, choice, c), self._after_run)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackboneError
+from ..jobs import Job, Progress
 from .registry import get_spec
 
 log = logging.getLogger(__name__)
@@ -73,3 +74,13 @@ def after_download_note(name: str) -> str:
     """What else the user must do after the download (CONCH and MUSK tokenizers live on GitHub), or ""."""
     spec = get_spec(name)
     return f"also needed: {spec.download}" if spec.adapter in ("conch", "musk") else ""
+
+
+def download_job(name: str, to: str | Path | None = None) -> Job[Path]:
+    """Job form of `get_weights` for the GUI worker: one indeterminate progress step (huggingface_hub's own
+    progress bars go to the log), then the folder."""
+    spec = get_spec(name)
+    yield Progress("download", 0, None, message=f"downloading {name} from huggingface.co/{spec.hf_repo or '?'}")
+    folder = get_weights(name, to)
+    yield Progress("download", 1, 1, message=str(folder))
+    return folder

@@ -99,9 +99,15 @@ class TrainingPanel(QWidget):
         self.weights_btn = QPushButton("Default weights")
         self.weights_btn.setToolTip("Choose the model folder (KEEP or a CLIP-family HF folder)")
         self.weights_btn.clicked.connect(self._choose_weights)
+        self.download_btn = QPushButton("Download weights…")
+        self.download_btn.setToolTip("Download the selected model's weights from Hugging Face (needs the network; "
+                                     "CONCH and MUSK need an accepted licence and a log-in)")
+        self.download_btn.clicked.connect(lambda: self._guard(self.ctrl.download_weights,
+                                                              self.backbone.currentData()))
         row = QHBoxLayout()
         row.addWidget(self.backbone, 1)
         row.addWidget(self.weights_btn, 1)
+        row.addWidget(self.download_btn)
         form.addRow("Backbone", row)
         form.addRow("", self.backbone_licence)
         self.device = QComboBox()

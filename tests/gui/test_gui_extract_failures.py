@@ -78,3 +78,26 @@ def test_add_slide_folder_takes_dicom_once_and_reports_skipped_files(window, qtb
     warnings = [text for lvl, text in wf.log_panel.lines if lvl == "warning"]
     assert any("boxes_1.dcm: skipped: another instance of the DICOM slide" in t for t in warnings)
     assert any("readme.txt: skipped: not a slide format (.txt" in t for t in warnings)
+
+
+def test_download_weights_only_when_asked_and_offline_in_one_line(window, qtbot, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    calls = []
+
+    def offline(repo_id, local_dir=None, **_):
+        calls.append(repo_id)
+        raise LocalEntryNotFoundError("cannot reach the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    _win, wf = window
+    ctrl = wf.ctrl
+    assert not calls  # building the window downloads nothing
+    panel = wf.training
+    panel.backbone.setCurrentIndex(panel.backbone.findData("keep"))
+    with qtbot.waitSignal(ctrl.job_failed, timeout=20000) as blocker:
+        panel.download_btn.click()
+    assert calls == ["Astaxanthin/KEEP"]
+    message = blocker.args[1]
+    assert "\n" not in message and "keep: offline: cannot reach huggingface.co" in message
