@@ -109,6 +109,20 @@ def test_device_path_resizes_on_the_host() -> None:
     np.testing.assert_array_equal(pre(host).numpy(), pre(tiles).numpy())
 
 
+def test_encoder_device_path_resizes_in_the_batcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA path (uint8 batches, preprocessed on the device), run on the CPU: the batcher hands over tiles
+    already resized by Pillow, and the embeddings equal those of the exact transform."""
+    model = load_backbone("keep", make_tiny_keep_folder(tmp_path / "keep"))
+    monkeypatch.setattr(TileEncoder, "preprocess_on_device", property(lambda self: True))
+    enc = TileEncoder(model, torch.device("cpu"), None, 8)
+    tiles = _tiles(5, 48, 48)
+    batch = enc.host_transform(tiles)
+    assert batch.dtype == torch.uint8 and tuple(batch.shape) == (5, 32, 32, 3)
+    ref = torch.stack([keep_transform(t, 32, 32) for t in tiles])
+    with torch.inference_mode():
+        np.testing.assert_array_equal(enc.encode(batch), model.encode_image(ref).numpy())
+
+
 def test_unknown_resampler_is_refused() -> None:
     with pytest.raises(ValueError, match="resampler"):
         Preprocess(224, 224, resampler="cv2")
