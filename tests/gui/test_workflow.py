@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,10 +247,11 @@ def test_label_train_overlay_export(window, qtbot, tmp_path, cohort):
     assert wf.slides.selected_ids() == [suggested]
     wf.open_slide(sid)
     # exports
-    out = tmp_path / "exports"
-    opts = wf.export_options(out)
-    with qtbot.waitSignal(ctrl.job_finished, timeout=120000):
+    opts = wf.export_options(tmp_path / "exports")
+    with qtbot.waitSignal(ctrl.job_finished, timeout=120000) as done:
         ctrl.export(opts)
+    out = Path(done.args[1]["folder"][0])  # a new dated subfolder of the chosen folder
+    assert out.parent == tmp_path / "exports" and out.name.startswith(ctrl.current_run)
     rec, ds = ctrl.project.slides.get(sid), opts.downsample
     with Image.open(out / f"{sid}_overlay.png") as im:
         assert im.size == (math.ceil(rec.width / ds), math.ceil(rec.height / ds))
@@ -265,7 +267,8 @@ def test_label_train_overlay_export(window, qtbot, tmp_path, cohort):
     np.testing.assert_allclose(back.scores.probs[order], scores.probs[ref], atol=1e-3)
     assert back.prediction is not None and back.prediction.predicted == ctrl.predictions()[sid].predicted
     view.overlay.clear()
-    wf.show_geojson(out / f"{sid}.geojson")  # imports back into the app: the same class map on the slide
+    with qtbot.waitSignal(ctrl.job_finished, timeout=60000):  # read in the worker
+        wf.show_geojson(out / f"{sid}.geojson")  # imports back into the app: the same class map on the slide
     assert view.overlay.grid is not None and view.overlay.grid.mode == "classmap"
     assert len(view.overlay.grid.probs) == len(scores.coords)
     with (out / "predictions.csv").open() as fh:
