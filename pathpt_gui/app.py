@@ -80,7 +80,7 @@ def _interactive(app: object, args: argparse.Namespace) -> int:
     win.show()
     wf = install_workflow(win)
     if args.project:
-        wf.ctrl.open_project(args.project)
+        wf._guard(wf.open_project, args.project)  # a bad project is a dialog, not a crash at start
     elif args.demo:
         from .demo_project import start_demo
 

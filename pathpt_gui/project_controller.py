@@ -63,8 +63,9 @@ class ProjectController(QObject):
     def create_project(self, folder: str | Path) -> Project:
         return self._set_project(Project.create(folder))
 
-    def open_project(self, folder: str | Path) -> Project:
-        return self._set_project(Project.open(folder))
+    def open_project(self, folder: str | Path, db_name: str | None = None) -> Project:
+        """Open a project (`db_name`: another database file in it, e.g. a recovered copy)."""
+        return self._set_project(Project.open(folder, db_name=db_name) if db_name else Project.open(folder))
 
     def _set_project(self, project: Project) -> Project:
         self.close_project()
@@ -76,6 +77,11 @@ class ProjectController(QObject):
         if project.interrupted_runs:
             self.message.emit("warning", f"{len(project.interrupted_runs)} run(s) did not finish last time (the "
                               f"app stopped while they ran); marked interrupted: {', '.join(project.interrupted_runs)}")
+        if project.read_only:
+            self.message.emit("warning", f"{project.db_path}: opened read-only (the file or its folder cannot be "
+                                         "written); you can look, but changes cannot be saved")
+        for line in project.missing_files:
+            self.message.emit("warning", line)
         missing = project.slides.missing()
         if missing:
             self.message.emit("warning", f"{len(missing)} slide file(s) moved or missing, e.g. {missing[0].path}; "
@@ -333,8 +339,8 @@ class ProjectController(QObject):
         if not rid:
             raise PathPTError("no run selected; train or run zero-shot first")
         return self.run_job("Export", lambda c: pj.export_job(proj, rid, opts, c),
-                            lambda w: self.info(f"exported to {opts.out_dir}: "
-                                                + ", ".join(f"{len(v)} {k}" for k, v in w.items())))
+                            lambda w: self.info(f"exported to {w['folder'][0]}: " + ", ".join(
+                                f"{len(v)} {k}" for k, v in w.items() if k != "folder")))
 
     def cancel_job(self) -> None:
         if self.worker.busy:

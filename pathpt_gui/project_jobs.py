@@ -272,7 +272,8 @@ class ExportOptions:
     """What to export for one run.
 
     Attributes:
-        out_dir: destination folder.
+        out_dir: the chosen folder; each export goes into a new subfolder `<run_id>-<UTC stamp>` in it, so no
+            file already there is ever replaced or deleted.
         slide_ids: slides to export (None: every slide the run predicted).
         mode: "argmax" (class map) or a class name (that class's probability).
         cmap: matplotlib colormap for probability mode.
@@ -299,9 +300,11 @@ class ExportOptions:
 def export_job(project: Project, run_id: str, opts: ExportOptions,
                cancel: threading.Event | None = None) -> Job[dict[str, list[str]]]:
     """Job: overlay PNG, heatmap PNG with legend, QuPath GeoJSON and score h5 per slide; the predictions CSV and
-    the checkpoint once. Returns kind -> written paths."""
+    the checkpoint once, all in a new dated subfolder of `opts.out_dir` (returned as "folder").
+    Returns kind -> written paths."""
     from pathpt_engine.export.figure import export_heatmap_figure
     from pathpt_engine.export.geojson import write_geojson
+    from pathpt_engine.export.guards import safe_child
     from pathpt_engine.export.png import OverlayStyle, export_overlay_png
     from pathpt_engine.export.scores import read_scores_h5, write_scores_h5
     from pathpt_engine.export.tables import copy_checkpoint, write_predictions_csv
@@ -316,19 +319,23 @@ def export_job(project: Project, run_id: str, opts: ExportOptions,
     classset = _classset(project)
     colors = {c.name: c.color for c in classset.classes}
     style = OverlayStyle(mode=opts.mode, cmap=opts.cmap, alpha=opts.alpha, colors=colors)
-    out = Path(opts.out_dir)
-    written: dict[str, list[str]] = {"overlay_png": [], "heatmap_png": [], "geojson": [], "scores_h5": []}
+    for sid in ids:
+        safe_child(opts.out_dir, sid)  # every name from the data is checked before anything is written
+    out = new_export_folder(Path(opts.out_dir), run_id)
+    written: dict[str, list[str]] = {"folder": [str(out)], "overlay_png": [], "heatmap_png": [], "geojson": [],
+                                     "scores_h5": []}
     for i, sid in enumerate(ids):
         check_cancel(cancel)
         scores, pred = read_scores_h5(scores_path(project, run_id, sid))
         rec = project.slides.get(sid)
         with open_slide(rec.path) as reader:
-            written["overlay_png"].append(str(export_overlay_png(out / f"{sid}_overlay.png", reader, scores,
-                                                                 opts.downsample, style)))
-        written["heatmap_png"].append(str(export_heatmap_figure(out / f"{sid}_heatmap.png", scores, style,
-                                                                title=f"{sid}: {style.mode}")))
-        written["geojson"].append(str(write_geojson(out / f"{sid}.geojson", scores, pred, colors=colors)))
-        written["scores_h5"].append(str(write_scores_h5(out / f"{sid}_scores.h5", scores, pred)))
+            written["overlay_png"].append(str(export_overlay_png(safe_child(out, sid, "_overlay.png"), reader,
+                                                                 scores, opts.downsample, style)))
+        written["heatmap_png"].append(str(export_heatmap_figure(safe_child(out, sid, "_heatmap.png"), scores,
+                                                                style, title=f"{sid}: {style.mode}")))
+        written["geojson"].append(str(write_geojson(safe_child(out, sid, ".geojson"), scores, pred,
+                                                    colors=colors)))
+        written["scores_h5"].append(str(write_scores_h5(safe_child(out, sid, "_scores.h5"), scores, pred)))
         yield Progress("export", i + 1, len(ids), message=sid)
     from pathpt_engine.results import SlidePrediction
 
@@ -336,8 +343,27 @@ def export_job(project: Project, run_id: str, opts: ExportOptions,
             for p in preds.values()]
     written["csv"] = [str(write_predictions_csv(out / "predictions.csv", rows, list(classset.subtype_names)))]
     if opts.checkpoint and run.checkpoint is not None and is_complete(run.checkpoint):
-        written["checkpoint"] = [str(copy_checkpoint(run.checkpoint, out / "checkpoint", overwrite=True))]
+        written["checkpoint"] = [str(copy_checkpoint(run.checkpoint, out / "checkpoint"))]
     return written
+
+
+def new_export_folder(parent: Path, run_id: str) -> Path:
+    """A new, empty `<parent>/<run_id>-<UTC stamp>[-n]` folder (an export never writes into an existing one)."""
+    from datetime import UTC, datetime
+
+    from pathpt_engine.export.guards import safe_child
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        folder = safe_child(parent, f"{run_id}-{stamp}" + (f"-{n}" if n > 1 else ""))
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise ProjectError(f"{folder}: cannot create the export folder ({exc})") from exc
+        return folder
+    raise ProjectError(f"{parent}: too many exports of run {run_id} this second")
 
 
 def _n_tiles(project: Project, run_id: str, slide_id: str) -> int:

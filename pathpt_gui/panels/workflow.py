@@ -102,7 +102,7 @@ class Workflow(QObject):
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
         for p in self.ctrl.recent_projects():
-            self.recent_menu.addAction(p, lambda p=p: self._guard(self.ctrl.open_project, p))
+            self.recent_menu.addAction(p, lambda p=p: self._guard(self.open_project, p))
         if self.recent_menu.isEmpty():
             self.recent_menu.addAction("(none)").setEnabled(False)
 
@@ -132,7 +132,33 @@ class Workflow(QObject):
     def choose_project(self) -> None:
         folder = QFileDialog.getExistingDirectory(self.window, "Open project folder")
         if folder:
-            self.ctrl.open_project(folder)
+            self.open_project(folder)
+
+    def open_project(self, folder: str | Path) -> Any:
+        """Open a project; a damaged database gets a dialog offering a recovered copy (never written to)."""
+        from pathpt_engine.errors import ProjectDamaged
+
+        try:
+            return self.ctrl.open_project(folder)
+        except ProjectDamaged as exc:
+            return self._open_damaged(folder, exc)
+
+    def _open_damaged(self, folder: str | Path, exc: Any) -> Any:
+        from pathpt_engine.project.repair import integrity_problems, recover_copy
+
+        problems = integrity_problems(Path(exc.db_path)) or exc.problems
+        shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+        text = (f"{exc.db_path} is damaged. PRAGMA integrity_check found {len(problems)} problem(s): {shown}.\n\n"
+                "The damaged file has not been changed and will not be. Make a recovered copy beside it (the rows "
+                "that can still be read) and open that?")
+        self._message("error", f"{exc.db_path}: damaged project database ({len(problems)} integrity problem(s))")
+        if not self._confirm("Damaged project database", text):
+            return None
+        report = recover_copy(exc.db_path)
+        project = self.ctrl.open_project(folder, db_name=report.path.name)
+        self._message("warning", f"opened {report.summary()}; the damaged {Path(exc.db_path).name} is kept as it "
+                                 f"was. To keep using the copy, rename it to {Path(exc.db_path).name}.")
+        return project
 
     def add_slides(self) -> None:
         from ..main_window import SLIDE_FILTER
@@ -184,16 +210,34 @@ class Workflow(QObject):
         if path:
             self.show_geojson(path)
 
-    def show_geojson(self, path: str | Path) -> Any:
-        """Show the tile probabilities of a GeoJSON file (ours or edited in QuPath) on the current slide."""
-        from pathpt_engine.export.geojson import read_geojson
+    def show_geojson(self, path: str | Path) -> bool:
+        """Show the tile probabilities of a GeoJSON file (ours or edited in QuPath) on the current slide.
+
+        The file is read in the worker (streamed, with progress, cancel and a memory cap); its errors reach the
+        user as one line. A file stating another slide id, or with tiles outside this slide, is shown only after
+        the user agrees. Returns whether the read started.
+        """
+        from pathpt_engine.export.geojson_stream import read_geojson_job
 
         view = self.window.current_view()
         if view is None:
             raise PathPTError("open the slide first, then show its GeoJSON on it")
-        doc = read_geojson(path)
+        return self.ctrl.run_job("Read GeoJSON", lambda c: read_geojson_job(path, c),
+                                 lambda got: self._guard(self._apply_geojson, path, got, view))
+
+    def _apply_geojson(self, path: str | Path, got: Any, view: Any) -> Any:
+        from pathpt_engine.export.geojson_stream import check_fits_slide
+
+        doc = got.imported
+        if view not in self.window.views():
+            raise PathPTError(f"{path}: the slide view was closed while the GeoJSON was read")
         if doc.scores is None:
             raise PathPTError(f"{path}: no tile objects with class probabilities to show")
+        slide_id = self.predictions.slide_id_of(view) or view.reader.path.stem
+        problem = check_fits_slide(doc.scores, got.stated_slide_id, slide_id, tuple(view.reader.dimensions))
+        if problem and not self._confirm("GeoJSON of another slide?", f"{path}: {problem}. Show it anyway?"):
+            self._message("warning", f"{path} not shown: {problem}")
+            return None
         cs = self.ctrl.classset()
         colors = {c.name: c.color for c in cs.classes} if cs else {}
         from PySide6.QtGui import QColor
@@ -242,6 +286,14 @@ class Workflow(QObject):
 
     def _job_failed(self, name: str, text: str) -> None:
         self._dialog(f"{name} failed", text)
+
+    def _confirm(self, title: str, text: str) -> bool:
+        """Ask yes/no (modal); without dialogs (tests, headless) the answer is no."""
+        if not self.dialogs:
+            return False
+        answer = QMessageBox.question(self.window, title, text, QMessageBox.StandardButton.Yes
+                                      | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     def _dialog(self, title: str, text: str) -> None:
         if not self.dialogs:
