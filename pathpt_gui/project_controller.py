@@ -44,6 +44,7 @@ class ProjectController(QObject):
     job_failed = Signal(str, str)
     job_cancelled = Signal(str)
     message = Signal(str, str)  # level ("info", "warning", "error"), text
+    pixel_size_needed = Signal(list)  # slide ids just added whose files state no plausible µm/px (asked once)
 
     def __init__(self, parent: QObject | None = None, settings: QSettings | None = None) -> None:
         super().__init__(parent)
@@ -142,7 +143,24 @@ class ProjectController(QObject):
         if added:
             self.info(f"added {len(added)} slide(s)")
             self.slides_changed.emit()
+            self._ask_pixel_sizes(added)
         return added
+
+    def _ask_pixel_sizes(self, slide_ids: list[str]) -> None:
+        """Ask once, when slides join the project, for the pixel size of those whose files state none."""
+        proj = self.project
+        unknown = [sid for sid in slide_ids if proj is not None and proj.slides.get(sid).mpp is None]
+        if unknown:
+            self.message.emit("warning", f"{len(unknown)} slide(s) state no plausible pixel size (µm/px): "
+                                         f"{', '.join(unknown)}; give it when asked, or later from the slide "
+                                         "list (right-click › Pixel size…)")
+            self.pixel_size_needed.emit(unknown)
+
+    def set_slide_mpp(self, slide_id: str, mpp: float) -> None:
+        """Store the user's level-0 µm/px for one slide (used by the scale bar and feature extraction)."""
+        self.require().slides.set_mpp(slide_id, mpp)
+        self.info(f"{slide_id}: pixel size {mpp:g} µm/px (given by you)")
+        self.slides_changed.emit()
 
     def add_folder(self, folder: str | Path) -> None:
         proj = self.require()
@@ -157,6 +175,7 @@ class ProjectController(QObject):
         if report.skipped:
             self.info(f"skipped {len(report.skipped)} file(s) that are not slides (listed above)")
         self.slides_changed.emit()
+        self._ask_pixel_sizes(list(report.added))
 
     def relink(self, folder: str | Path) -> None:
         proj = self.require()

@@ -138,15 +138,46 @@ def extract_job(project: Project, choice: BackboneChoice, cancel: threading.Even
 
     A slide that cannot be read does not stop the others: it is in the summary's `failed` and in the ledger
     (`failed_slides`), and the next run retries it (the slides already done are skipped as up to date).
+    Slides whose files state no plausible pixel size are tiled at the one the user gave (stored per slide).
     """
-    from pathpt_engine.features.extract import ExtractOptions, extract_slides
+    from pathpt_engine.features.extract import ExtractionSummary, ExtractOptions, extract_slides
 
     recs = [r for r in project.slides.list() if r.exists]
     if not recs:
         raise ProjectError(f"{project.root}: no slides to extract (add slides, or relink moved ones)")
     opts = ExtractOptions(backbone=choice.name, weights=Path(choice.weights) if choice.weights else None,
                           device=choice.device, workers=1)
-    return (yield from extract_slides([r.path for r in recs], project.root / "features", opts, cancel=cancel))
+    groups = _by_user_mpp(recs)
+    if len(groups) == 1:
+        ((mpp, paths),) = groups.items()
+        return (yield from extract_slides(paths, project.root / "features",
+                                          dataclasses.replace(opts, assume_mpp=mpp), cancel=cancel))
+    model = _backbone(choice)  # loaded once for every group
+    parts = []
+    for mpp, paths in groups.items():
+        parts.append((yield from extract_slides(paths, project.root / "features",
+                                                dataclasses.replace(opts, assume_mpp=mpp), cancel=cancel,
+                                                backbone=model)))
+    return ExtractionSummary(parts[0].device, parts[0].backbone, parts[0].weights_hash,
+                             tuple(s for p in parts for s in p.slides), tuple(f for p in parts for f in p.failed))
+
+
+def _by_user_mpp(recs: list[Any]) -> dict[float | None, list[Path]]:
+    """Slide paths grouped by the pixel size the user gave (None: the file's own, or none given)."""
+    from pathpt_engine.errors import PathPTError
+    from pathpt_engine.slides import open_slide
+
+    groups: dict[float | None, list[Path]] = {}
+    for rec in recs:
+        user = None
+        if rec.mpp is not None:
+            try:
+                with open_slide(rec.path) as reader:
+                    user = rec.mpp[0] if reader.mpp is None else None
+            except PathPTError:
+                pass  # extraction reports it
+        groups.setdefault(user, []).append(rec.path)
+    return groups
 
 
 def _tracked_run(project: Project, recipe: str, choice: BackboneChoice, settings: dict[str, Any],

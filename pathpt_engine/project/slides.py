@@ -151,6 +151,22 @@ class SlideStore:
             yield Progress("add slides", i + 1, len(files), message=p.name)
         return report
 
+    def set_mpp(self, slide_id: str, mpp: float) -> SlideRecord:
+        """Store the level-0 µm/px the user gave for a slide whose file states none (or an implausible one).
+
+        Raises:
+            ProjectError: unknown slide, or a value outside the plausible 0.05-20 µm/px.
+        """
+        from ..slides.reader import MPP_PLAUSIBLE, plausible_mpp
+
+        if not plausible_mpp(float(mpp)):
+            raise ProjectError(f"pixel size {mpp} µm/px for slide {slide_id!r} is outside the plausible "
+                               f"{MPP_PLAUSIBLE[0]:g}-{MPP_PLAUSIBLE[1]:g} µm/px")
+        self.get(slide_id)
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE slides SET mpp_x=?, mpp_y=? WHERE slide_id=?", (float(mpp), float(mpp), slide_id))
+        return self.get(slide_id)
+
     def remove(self, slide_id: str) -> None:
         """Remove a slide with its label and predictions (the file on disk is untouched)."""
         with self._db.transaction() as conn:

@@ -306,4 +306,6 @@ class SlidesPanel(QWidget):
         menu.addSeparator()
         menu.addAction("Use for training\tT", lambda: self._guard(self.ctrl.set_split, ids, "train"))
         menu.addAction("Hold out (validation)\tH", lambda: self._guard(self.ctrl.set_split, ids, "heldout"))
+        menu.addSeparator()
+        menu.addAction("Pixel size…", lambda: self.ctrl.pixel_size_needed.emit(ids))
         menu.exec(self.table.viewport().mapToGlobal(pos))

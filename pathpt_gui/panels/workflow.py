@@ -63,6 +63,8 @@ class Workflow(QObject):
         self.ctrl.labels_changed.connect(self._update_undo)
         self.slides.open_requested.connect(self.open_slide)
         self.predictions.open_requested.connect(self._suggested)
+        self.ctrl.pixel_size_needed.connect(self._ask_pixel_sizes)
+        self.pixel_size_prompt = self._pixel_size_dialog  # slide_id -> µm/px or None (tests replace it)
         self._build_menu()
         window.installEventFilter(self)
 
@@ -258,8 +260,36 @@ class Workflow(QObject):
                                         "point the project at its new folder.")
             return None
         view = self.window.open_slide(rec.path, remember=False)
+        if view is not None and rec.mpp is not None and view.reader.mpp is None:
+            view.set_mpp_override(rec.mpp)  # the pixel size the user gave for this slide
         self.predictions.refresh()
         return view
+
+    def _ask_pixel_sizes(self, slide_ids: list[str]) -> None:
+        """Ask for each slide's pixel size (once, when it joins); Cancel leaves it unknown."""
+        for sid in slide_ids:
+            value = self.pixel_size_prompt(sid)
+            if value is None:
+                continue
+            try:
+                self.ctrl.set_slide_mpp(sid, value)
+            except PathPTError as exc:
+                self.ctrl.message.emit("error", str(exc))
+            view = next((v for v in self.window.views() if v.reader.path == self.ctrl.project.slides.get(sid).path),
+                        None)
+            if view is not None and view.reader.mpp is None:
+                view.set_mpp_override((value, value))
+
+    def _pixel_size_dialog(self, slide_id: str) -> float | None:
+        if not self.dialogs:
+            return None
+        from PySide6.QtWidgets import QInputDialog
+
+        value, ok = QInputDialog.getDouble(
+            self.window, "Pixel size unknown",
+            f"{slide_id}: the file states no plausible pixel size.\nMicrometres per pixel at full resolution "
+            "(0.25 for a 40x scan, 0.5 for 20x):", 0.5, 0.05, 20.0, 4)
+        return float(value) if ok else None
 
     def _suggested(self, slide_id: str) -> None:
         self.slides.select(slide_id)

@@ -44,22 +44,29 @@ def paint_missing(p: QPainter, rect: QRectF) -> None:
     p.fillRect(rect, QBrush(QColor(110, 110, 110), Qt.BrushStyle.BDiagPattern))
 
 
+PIXEL_SIZE_UNKNOWN = "pixel size unknown"
+
+
+def scale_bar(scale: float, mpp: float | None, magnification: float | None) -> tuple[float, str]:
+    """(bar length in screen pixels, label): no bar, and "pixel size unknown", when the slide's µm/px is not
+    known (missing or implausible in the file, and not given by the user)."""
+    mag_text = format_magnification(magnification)
+    if mpp is None:
+        return 0.0, "   ".join(t for t in (PIXEL_SIZE_UNKNOWN, mag_text) if t)
+    um_per_screen_px = mpp / scale
+    um = nice_length(140 * um_per_screen_px)
+    return um / um_per_screen_px, "   ".join(t for t in (format_length_um(um), mag_text) if t)
+
+
 def paint_scale_bar(p: QPainter, view_w: int, view_h: int, scale: float, mpp: float | None,
                     magnification: float | None) -> None:
-    """A calm scale bar (and the current magnification) in the bottom-left corner."""
-    mag_text = format_magnification(magnification)
-    if mpp is None and not mag_text:
-        return
+    """A calm scale bar (and the current magnification) in the bottom-left corner; "pixel size unknown" instead
+    of a bar when `mpp` is None."""
     font = QFont(p.font())
     font.setPointSizeF(9.5)
     p.setFont(font)
     fm = p.fontMetrics()
-    bar_px, label = 0.0, ""
-    if mpp is not None:
-        um_per_screen_px = mpp / scale
-        um = nice_length(140 * um_per_screen_px)
-        bar_px, label = um / um_per_screen_px, format_length_um(um)
-    text = "   ".join(t for t in (label, mag_text) if t)
+    bar_px, text = scale_bar(scale, mpp, magnification)
     width = max(bar_px, 0) + 24
     width = max(width, fm.horizontalAdvance(text) + 24)
     box = QRectF(14, view_h - 14 - 44, width, 44)

@@ -75,12 +75,15 @@ class SlideView(QWidget):
         self.stale_dropped = 0
         self.painted_keys: set[TileKey] = set()
         self._error_logged = False
+        self.mpp_override: tuple[float, float] | None = None  # the user's pixel size for a slide without one
         self._closed = False
         self._was_settled = False
         self._drag_from: QPointF | None = None
         self._scaled_tiles = TileCache(SCALED_TILES_BYTES)
         self._scaled_for = 0.0
         self._overlay_painter = OverlayPainter(self.overlay)
+        self.paint_hooks_under: list = []  # fn(painter, ViewState): drawn over the slide, under the heatmap
+        self.paint_hooks_over: list = []  # fn(painter, ViewState): drawn over the heatmap
         self._visible_memo: tuple[ViewState | None, int, tuple[TileKey, ...]] = (None, -1, ())
         self._prefetch_due = False  # the view settled; its prefetch ring goes out after the next paint
         self._ring_requested = False  # the last request included the prefetch ring
@@ -102,6 +105,15 @@ class SlideView(QWidget):
         self.legend = Legend(self.overlay, self)
         self.overlay.changed.connect(self._on_overlay_changed)  # after the legend, so it is sized first
         self.loader.submit_job("backdrop", self._read_backdrop)
+
+    @property
+    def mpp(self) -> tuple[float, float] | None:
+        """Level-0 µm/px shown by the scale bar: the slide's own, else the one the user gave (project), else None."""
+        return self.reader.mpp or self.mpp_override
+
+    def set_mpp_override(self, mpp: tuple[float, float] | None) -> None:
+        self.mpp_override = mpp
+        self.update()
 
     # lifecycle -----------------------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -287,9 +299,14 @@ class SlideView(QWidget):
             self._paint_under(p, st, target, holes if not covered else None)
         if not covered:
             self._paint_level(p, st, visible, missing=True)
+        for hook in self.paint_hooks_under:  # e.g. annotated regions
+            hook(p, st)
         self._overlay_painter.paint(p, st, self._screen_rect)
-        decor.paint_scale_bar(p, self.width(), self.height(), st.scale,
-                              self.reader.mpp[0] if self.reader.mpp else None, self.model.magnification)
+        for hook in self.paint_hooks_over:  # e.g. the shape being drawn
+            hook(p, st)
+        mpp = self.mpp
+        decor.paint_scale_bar(p, self.width(), self.height(), st.scale, mpp[0] if mpp else None,
+                              self.model.magnification)
         p.end()
         if self._prefetch_due:  # the settled view is on screen: now read the ring around it
             self._prefetch_due = False
