@@ -221,8 +221,15 @@ def read_geojson(path: str | os.PathLike[str], with_tiles: bool = True) -> GeoJs
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{path}: cannot read GeoJSON ({exc})") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ExportError(f"{path}: cannot read GeoJSON ({type(exc).__name__}: {exc})") from None
+    try:
+        return _read_doc(doc, path, with_tiles)
+    except (AttributeError, TypeError, ValueError, RecursionError) as exc:  # wrong JSON types inside a feature
+        raise ExportError(f"{path}: malformed GeoJSON feature ({type(exc).__name__}: {exc})") from None
+
+
+def _read_doc(doc: Any, path: Path, with_tiles: bool) -> GeoJsonImport:
     feats = _features(doc, path)
     summary = next((f for f in feats if ((f.get("properties") or {}).get("metadata") or {}).get(KIND_KEY)
                     == SLIDE_KIND), None)
