@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--tile-size", type=int, default=None, help="tile edge in px (default: the backbone's)")
     e.add_argument("--mpp", type=float, default=None, help="tile microns per pixel (default: the backbone's)")
     e.add_argument("--min-tissue", type=float, default=0.5, help="minimum tissue fraction of a kept tile")
-    e.add_argument("--assume-mpp", type=float, default=None, help="level-0 um/px for slides that lack it")
+    e.add_argument("--assume-mpp", type=float, default=None,
+                   help="level-0 um/px for slides that state none or an implausible one (outside 0.05-20, e.g. a "
+                        "72-dpi default); without it such slides fail (recorded in the ledger) and the rest go on")
     e.add_argument("--force", action="store_true", help="redo slides that are already extracted")
     add_extract_args(e)  # --cluster local|auto, --status, --stage-dir (pathpt_engine.cluster)
     e.set_defaults(func=_cmd_extract)
