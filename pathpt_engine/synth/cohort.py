@@ -5,11 +5,19 @@ Layout of a cohort folder::
     slides/<slide_id>.tiff|.svs              pyramidal slide (level 0 at `mpp`, 4x downsampled levels)
     masks/<slide_id>_tumour_ds<D>.png        ground-truth tumour mask, one pixel per D x D level-0 pixels
     masks/<slide_id>_tissue_ds<D>.png        tissue mask at the same downsample
+    masks/<slide_id>_tiles.npz               per 112 um tile: tissue, tumour and class-pattern shares (world renderer)
     masks/<slide_id>.json                    sidecar: label, kind, sizes, mpp, downsample, tumour fraction, stain
     labels.csv                               slide_id,label   (label = subtype name, or "normal")
     cohort.json                              seed, classes (names, synonyms, colours), sizes, mpp, slides
 
-Every file is written atomically; everything is deterministic from the seed.
+Two renderers: "world" (default; `world_slide`: tissue fragments, fat, stroma, normal parenchyma, tumour regions
+with irregular borders and mixed patterns, composed from a texture bank at tens of megapixels per second) and
+"procedural" (`slide`: every pixel rendered from noise; slower, kept for comparison and for its tests).
+`scale="realistic"` draws each slide's size so that it holds a realistic amount of tissue (a median of ~450
+tissue tiles of 112 um, and every eighth slide a resection of 2,000-2,800 tiles) instead of width x height.
+`make_cohort(..., jobs=N)` writes N slides at a time in worker processes.
+
+Every file is written atomically; everything is deterministic from the seed (independent of `jobs`).
 """
 
 from __future__ import annotations
@@ -33,11 +41,15 @@ from ..jobs import Job, Progress, check_cancel
 from . import noise
 from .slide import Layout, SlideSpec, iter_strips, make_layout
 from .subtypes import DEFAULT_SUBTYPES, MAX_SUBTYPES, SUBTYPES, cohort_classes
+from .world import WorldSpec
 from .writer import FORMATS, write_slide_streamed
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = {"tiff": ".tiff", "svs": ".svs"}
+RENDERERS = ("world", "procedural")
+SCALES = ("fixed", "realistic")
+TISSUE_COVER = 0.38  # measured share of a world slide's area that is tissue (sizes for the realistic scale)
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,8 @@ class CohortSpec:
     mpp: float = 0.25
     mask_downsample: int = 16
     tumour_fraction: tuple[float, float] = (0.15, 0.5)
+    renderer: str = "world"
+    scale: str = "fixed"
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_subtypes <= MAX_SUBTYPES:
@@ -67,6 +81,10 @@ class CohortSpec:
         lo, hi = self.tumour_fraction
         if not 0.02 <= lo <= hi <= 0.9:
             raise ValueError(f"tumour_fraction range must satisfy 0.02 <= lo <= hi <= 0.9, got {self.tumour_fraction}")
+        if self.renderer not in RENDERERS or self.scale not in SCALES:
+            raise ValueError(f"renderer must be one of {RENDERERS} and scale one of {SCALES}")
+        if self.scale == "realistic" and self.renderer != "world":
+            raise ValueError("the realistic scale needs the world renderer")
         # size, mpp, seed and downsample are checked by SlideSpec
         SlideSpec(self.width, self.height, 0, self.seed, self.mpp, lo, self.mask_downsample)
 
@@ -161,43 +179,115 @@ def write_synthetic_slide(path: Path, masks_dir: Path, slide_id: str, spec: Slid
                       time.perf_counter() - t0)
 
 
-def plan(spec: CohortSpec) -> list[tuple[str, SlideSpec]]:
-    """(slide_id, SlideSpec) for every slide of the cohort, classes interleaved in a seeded order."""
+def realistic_size(rng: np.random.Generator, i: int, mpp: float) -> tuple[int, int]:
+    """(width, height) of slide i at the realistic scale: every eighth a resection of 2,000-2,800 tissue tiles,
+    the others a median of ~450 (lognormal, 180..1,400); 4:3, multiples of 64 px."""
+    tiles = rng.uniform(2000, 2800) if i % 8 == 3 else float(np.clip(rng.lognormal(np.log(450), 0.45), 180, 1400))
+    tile = 112.0 / mpp
+    area = tiles * tile * tile / TISSUE_COVER
+    w = int(np.sqrt(area * 4 / 3)) // 64 * 64
+    return w, int(area / w) // 64 * 64
+
+
+def plan(spec: CohortSpec) -> list[tuple[str, SlideSpec | WorldSpec]]:
+    """(slide_id, spec) for every slide of the cohort, classes interleaved in a seeded order."""
     kinds = [0] * spec.n_normal + [k for k in range(1, spec.n_subtypes + 1) for _ in range(spec.slides_per_class)]
     rng = np.random.default_rng([spec.seed, 104729])
     order = rng.permutation(len(kinds))
     lo, hi = spec.tumour_fraction
-    out = []
+    size_rng = np.random.default_rng([spec.seed, 15485863])
+    out: list[tuple[str, SlideSpec | WorldSpec]] = []
     for i, j in enumerate(order):
         slide_seed = int(noise.hash_u64(spec.seed, 31337, i) % np.uint64(2**31))
         frac = float(rng.uniform(lo, hi))
-        s = SlideSpec(spec.width, spec.height, kinds[j], slide_seed, spec.mpp, frac, spec.mask_downsample)
+        w, h = realistic_size(size_rng, i, spec.mpp) if spec.scale == "realistic" else (spec.width, spec.height)
+        if spec.renderer == "world":
+            s: SlideSpec | WorldSpec = WorldSpec(w, h, kinds[j], slide_seed, spec.mpp, frac, spec.mask_downsample,
+                                                 spec.n_subtypes)
+        else:
+            s = SlideSpec(w, h, kinds[j], slide_seed, spec.mpp, frac, spec.mask_downsample)
         out.append((f"synth{spec.seed}_{i:03d}", s))
     return out
 
 
+def _write_one(path: Path, masks_dir: Path, sid: str, s: SlideSpec | WorldSpec, fmt: str,
+               cancel: threading.Event | None = None) -> SynthSlide:
+    if isinstance(s, WorldSpec):
+        from .world_slide import write_world_slide
+
+        return write_world_slide(path, masks_dir, sid, s, fmt, cancel)
+    return write_synthetic_slide(path, masks_dir, sid, s, fmt, cancel)
+
+
 def make_cohort(out_dir: str | os.PathLike[str], spec: CohortSpec, overwrite: bool = False,
-                cancel: threading.Event | None = None) -> Job[list[SynthSlide]]:
-    """Job: write a synthetic cohort into `out_dir` (see module docstring). Yields one Progress per slide."""
+                cancel: threading.Event | None = None, jobs: int = 1) -> Job[list[SynthSlide]]:
+    """Job: write a synthetic cohort into `out_dir` (see module docstring). Yields one Progress per slide.
+
+    `jobs` > 1 writes that many slides at a time in worker processes (same files as `jobs=1`).
+    """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out")
     if (out / "cohort.json").exists() and not overwrite:
         raise ConfigError(f"{out}: already holds a cohort (cohort.json); choose another folder or pass --overwrite")
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
     slides_dir, masks_dir = out / "slides", out / "masks"
     slides_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(parents=True, exist_ok=True)
-    items = plan(spec)
-    done: list[SynthSlide] = []
+    items = [(slides_dir / f"{sid}{EXTENSIONS[spec.fmt]}", masks_dir, sid, s, spec.fmt) for sid, s in plan(spec)]
     yield Progress("synth", 0, len(items), message=str(out))
-    for i, (sid, s) in enumerate(items):
-        check_cancel(cancel)
-        r = write_synthetic_slide(slides_dir / f"{sid}{EXTENSIONS[spec.fmt]}", masks_dir, sid, s, spec.fmt, cancel)
-        done.append(r)
-        log.debug("wrote %s (%s) in %.2f s", r.path.name, r.label, r.seconds)
-        yield Progress("synth", i + 1, len(items), message=sid, metrics={"seconds": r.seconds})
+    if jobs == 1 or len(items) < 2:
+        done = []
+        for i, item in enumerate(items):
+            check_cancel(cancel)
+            done.append(_write_one(*item, cancel))
+            log.debug("wrote %s (%s) in %.2f s", done[-1].path.name, done[-1].label, done[-1].seconds)
+            yield Progress("synth", i + 1, len(items), message=item[2], metrics={"seconds": done[-1].seconds})
+    else:
+        done = yield from _parallel(items, spec, jobs, cancel)
     _write_index(out, spec, done)
     return done
+
+
+def _parallel(items: list[tuple], spec: CohortSpec, jobs: int, cancel: threading.Event | None,
+              ) -> Job[list[SynthSlide]]:
+    """Write slides in `jobs` spawned worker processes; results in plan order. The texture bank is rendered (and
+    cached on disk) here first so that workers load it instead of each rendering it."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    if spec.renderer == "world":
+        from .bank import material_textures
+        from .world import make_world
+
+        mats = sorted({m for _, _, _, s, _ in items for m in make_world(s).materials})
+        for m in mats:
+            check_cancel(cancel)
+            material_textures(m, spec.mpp)
+    results: dict[int, SynthSlide] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        pending = {pool.submit(_write_one, *item): i for i, item in enumerate(items)}
+        try:
+            while pending:
+                ready, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                check_cancel(cancel)
+                for f in ready:
+                    i = pending.pop(f)
+                    results[i] = f.result()
+                    yield Progress("synth", len(results), len(items), message=items[i][2],
+                                   metrics={"seconds": results[i].seconds})
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+    return [results[i] for i in range(len(items))]
+
+
+def _size_of(s: SynthSlide) -> dict:
+    side = json.loads(s.sidecar.read_text())
+    keys = ("width", "height", "tissue_tiles", "tumour_tiles", "second_pattern")
+    return {k: side[k] for k in keys if k in side}
 
 
 def _write_index(out: Path, spec: CohortSpec, slides: list[SynthSlide]) -> None:
@@ -214,8 +304,10 @@ def _write_index(out: Path, spec: CohortSpec, slides: list[SynthSlide]) -> None:
         "slides_per_class": spec.slides_per_class, "normal_slides": spec.n_normal,
         "size": [spec.width, spec.height], "mpp": spec.mpp, "format": spec.fmt,
         "mask_downsample": spec.mask_downsample, "tumour_fraction_range": list(spec.tumour_fraction),
+        "renderer": spec.renderer, "scale": spec.scale,
         "classes": classes,
         "slides": [{"slide_id": s.slide_id, "label": s.label, "kind": s.kind, "file": f"slides/{s.path.name}",
+                    **_size_of(s),
                     "tumour_mask": f"masks/{s.tumour_mask.name}", "tissue_mask": f"masks/{s.tissue_mask.name}",
                     "tumour_fraction": round(s.tumour_fraction, 4)} for s in slides],
     }
