@@ -40,13 +40,26 @@ def test_demo_loads_through_the_keep_loader() -> None:
 
 @pytest.mark.slow
 def test_demo_zero_shot_is_above_chance_on_fresh_tiles() -> None:
-    from pathpt_engine.backbones.demo_data import render_pool
+    """Tiles cut from fresh slides of the synthetic world the model was trained on (a test seed: neither the
+    training pool's nor the model card's evaluation seeds)."""
+    from pathpt_engine.backbones.demo_world import render_world_pool
 
     model = load_backbone("demo")
-    tiles, labels = render_pool(6, seed=987654, out_size=model.preprocess.crop)
+    tiles, labels = render_world_pool(6, seed=987654, out_size=model.preprocess.crop)
     res = evaluate_zero_shot(model, tiles, labels, kinds=sorted(set(labels.tolist())))
     assert res["n_tiles"] == 36
     assert res["balanced_accuracy"] > 0.4  # chance is 1/6
+
+
+def test_world_pool_labels_follow_the_ground_truth() -> None:
+    from pathpt_engine.backbones.demo_world import _slide_tiles
+
+    tiles, label, tissue = _slide_tiles(2, seed=31, n_subtypes=3)
+    assert tiles.shape[1:] == (224, 224, 3) and len(tiles) == len(label) == 16 * 12
+    assert (label == 2).sum() >= 5 and (label == 0).sum() >= 5 and set(np.unique(label)) <= {-1, 0, 2}
+    assert (tissue[label >= 0] >= 0.5).all()
+    nuclei = [(tiles[label == k].astype(int).sum(axis=3) < 300).mean() for k in (0, 2)]
+    assert nuclei[1] > 1.5 * nuclei[0]  # tumour tiles are the nucleus-rich ones
 
 
 def test_vocab_covers_every_caption_without_unk() -> None:

@@ -136,14 +136,17 @@ def render_pool(n_per_class: int, seed: int, out_size: int, tile_size: int = 224
 
 
 def cached_pool(cache: Path | None, n_per_class: int, seed: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """`render_pool`, memoised in `cache/pool_<n>_<seed>_<size>.npz` when a cache folder is given."""
+    """Tiles cut from realistic synthetic slides (`demo_world.render_world_pool`), memoised in
+    `cache/world_pool_<n>_<seed>_<size>.npz` when a cache folder is given."""
+    from .demo_world import render_world_pool
+
     if cache is None:
-        return render_pool(n_per_class, seed, out_size)
-    path = Path(cache) / f"pool_{n_per_class}_{seed}_{out_size}.npz"
+        return render_world_pool(n_per_class, seed, out_size)
+    path = Path(cache) / f"world_pool_{n_per_class}_{seed}_{out_size}.npz"
     if path.is_file():
         with np.load(path) as z:
             return z["tiles"], z["labels"]
-    tiles, labels = render_pool(n_per_class, seed, out_size)
+    tiles, labels = render_world_pool(n_per_class, seed, out_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, tiles=tiles, labels=labels)

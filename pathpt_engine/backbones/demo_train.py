@@ -2,7 +2,7 @@
 
     python -m pathpt_engine.backbones.demo_train --out resources/models/demo
 
-Seeded and CPU-only by default. Tiles come from `pathpt_engine.synth.render_patch` (224 px at 0.5 um/px, resized
+Seeded and CPU-only by default. Tiles are cut from realistic synthetic slides (`demo_world`; 224 px at 0.5 um/px, resized
 to the model's image size by its own preprocessing); captions are class synonyms x the 22 PathPT templates, with
 a fraction of wrong-class captions (label noise) and random filler words in front (so that class names also
 appear at the positions the prompt learner uses). Loss: CLIP-style symmetric contrastive loss where captions of
@@ -299,7 +299,7 @@ def evaluate_folder(folder: Path, cfg: DemoTrainConfig, cache: Path | None = Non
     if slides:
         with tempfile.TemporaryDirectory(prefix="pathpt-demo-eval-") as tmp:
             out["slides"] = evaluate_on_cohort(model, Path(tmp), seed=cfg.seed + 2000,
-                                               slides_per_class=cfg.eval_slides_per_class)
+                                               slides_per_class=cfg.eval_slides_per_class, jobs=cfg.threads)
     return out
 
 
