@@ -31,6 +31,7 @@ from pathpt_engine.backbones.encode import TileEncoder, describe_device, resolve
 from pathpt_engine.backbones.encode_streams import (
     encode_batches,
     one_torch_thread,
+    reader_threads,
     resolve_streams,
     torch_threads_restored,
 )
@@ -108,7 +109,7 @@ def reader_only(reader: object, grid: object, encoder: TileEncoder, opts: Extrac
     from pathpt_engine.features.extract import tile_source
 
     t0, n = time.perf_counter(), 0
-    source, batched = tile_source(reader, grid, opts)
+    source, batched = tile_source(reader, grid, opts, encoder.device)
     cpu = encoder.device.type == "cpu"
     with torch_threads_restored(), closing(source), BatchPrefetcher(
             source, opts.batch_size, encoder.host_transform, opts.prefetch_batches, pin=not cpu,
@@ -173,7 +174,8 @@ def main() -> None:
         enc_rate, e2e = max(enc_by.values()), float(np.median(e2e_rates))
     print(json.dumps({
         "device": describe_device(device), "model": model_kind, "precision": str(autocast or "fp32"),
-        "tiles": n, "batch_size": batch, "reader_threads": workers, "torch_threads": torch.get_num_threads(),
+        "tiles": n, "batch_size": batch, "reader_threads": reader_threads(device, workers),
+        "torch_threads": torch.get_num_threads(), "cuda_pipelined": device.type == "cuda",
         "slide_px": slide_px, "slide_write_s": round(t_slide, 2), "feature_dim": int(feats.shape[1]),
         "encoder_streams": streams,
         "end_to_end_tiles_per_s": round(e2e, 2), "encoder_only_tiles_per_s": round(enc_rate, 2),

@@ -170,6 +170,24 @@ def _shares_memory(x: torch.Tensor, arr: np.ndarray) -> bool:
 
 
 @dataclass
+class InFlight:
+    """A batch launched by `TileEncoder.launch`: its embeddings once `result()` returns.
+
+    `host` (pinned) receives them when `done` fires; `keep` holds the pinned input until its copy has run."""
+
+    value: np.ndarray | None = None
+    host: torch.Tensor | None = None
+    done: torch.cuda.Event | None = None
+    keep: torch.Tensor | None = None
+
+    def result(self) -> np.ndarray:
+        if self.value is None:
+            self.done.synchronize()  # type: ignore[union-attr]
+            self.value, self.host, self.keep = self.host.numpy(), None, None  # type: ignore[union-attr]
+        return self.value
+
+
+@dataclass
 class TileEncoder:
     """Runs `backbone.encode_image` on batches; on device out-of-memory halves the batch once and continues.
 
@@ -185,6 +203,8 @@ class TileEncoder:
     autocast: torch.dtype | None = None
     batch_size: int = 64
     halved: bool = False
+
+    _copy_stream: torch.cuda.Stream | None = None
 
     @property
     def preprocess_on_device(self) -> bool:
@@ -223,6 +243,49 @@ class TileEncoder:
         with ctx:
             out = self.backbone.encode_image(x)
         return out.float().cpu()
+
+    def launch(self, x: torch.Tensor) -> InFlight:
+        """Queue one batch on the GPU without waiting for it (CUDA; elsewhere it is encoded at once).
+
+        The host-to-device copy runs on a side stream (from `x`, pinned by the batcher), the preprocessing and
+        forward pass on the current stream once the copy is in, and the embeddings come back into pinned host memory,
+        non-blocking. `collect` waits for that batch only, so the next batch's copy and the host work overlap this
+        one's compute. A batch larger than `batch_size`, or one that runs out of memory, goes through `encode`
+        (chunks, halving once) after the batches in flight.
+        """
+        if self.device.type != "cuda" or len(x) > self.batch_size:
+            return InFlight(self.encode(x))
+        try:
+            return self._launch(x)
+        except torch.OutOfMemoryError:
+            pass
+        torch.cuda.synchronize(self.device)  # outside the except block: the failed launch's tensors are gone
+        return InFlight(self.encode(x))
+
+    @torch.inference_mode()
+    def _launch(self, x: torch.Tensor) -> InFlight:
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
+        compute = torch.cuda.current_stream(self.device)
+        # no wait on compute here: the copy of this batch overlaps the forward pass of the previous one (the
+        # allocator keeps per-stream pools, and record_stream below guards x_dev's block until compute is done)
+        with torch.cuda.stream(self._copy_stream):
+            x_dev = x.to(self.device, non_blocking=True)
+        compute.wait_stream(self._copy_stream)
+        x_dev.record_stream(compute)  # allocated on the copy stream, used on the compute stream
+        if x_dev.dtype == torch.uint8:
+            x_dev = self.backbone.preprocess(x_dev)
+        if self.channels_last:
+            x_dev = x_dev.contiguous(memory_format=torch.channels_last)
+        ctx = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast is not None
+               else contextlib.nullcontext())
+        with ctx:
+            out = self.backbone.encode_image(x_dev).float()
+        host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
+        host.copy_(out, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(compute)
+        return InFlight(None, host, done, x)
 
     def encode(self, x: torch.Tensor) -> np.ndarray:
         """Preprocessed images [B, 3, H, W] (or uint8 tiles [B, H, W, 3], preprocessed on the device) -> float32

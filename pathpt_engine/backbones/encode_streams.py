@@ -9,6 +9,10 @@ machine this was measured on; on bigger CPUs, two half-size teams, so that memor
 The extraction benchmark measures the encoder alone with one stream and with S streams and takes the faster as
 its baseline.
 
+On CUDA, `encode_batches` pipelines instead (`TileEncoder.launch`): the next batch's host-to-device copy (from
+pinned memory, on a side stream) and the host's work overlap the current batch's forward pass, and results come
+back into pinned buffers without a blocking `.cpu()`; `CUDA_IN_FLIGHT` batches are queued on the device.
+
 Torch's intra-op thread count is per thread once a thread has used it, and `torch.set_num_threads` also sets the
 default of threads that have not yet; `torch_threads_restored` puts the caller's count back as the default after.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -50,15 +55,32 @@ def resolve_streams(device: torch.device, requested: int | None = None) -> int:
     return requested if requested is not None else max(1, min(torch.get_num_threads(), 2))
 
 
+CUDA_IN_FLIGHT = 2  # batches queued on the GPU (double buffering: one computing, the next copied in)
+
+
+def reader_threads(device: torch.device, requested: int, cores: int | None = None) -> int:
+    """Tile reader threads: `requested` on the CPU (the encoder needs the cores); on CUDA at least the cores less
+    two (the encode and batcher threads), at most 16, since JPEG decoding is then what feeds the GPU."""
+    if device.type != "cuda":
+        return requested
+    cores = cores or os.cpu_count() or 1
+    return max(requested, min(16, cores - 2))
+
+
 def encode_batches(encoder: TileEncoder, batches: Iterable[tuple[np.ndarray, torch.Tensor]],
                    streams: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(indices, batch) -> (indices, float32 embeddings), in input order.
+
+    On CUDA: pipelined (`pipelined`), `streams` is ignored.
 
     ``streams == 1``: encoded in the calling thread with its torch threads. ``streams > 1``: that many worker
     threads, each with (calling thread's torch threads) // streams torch threads (at least 1), encode batches
     concurrently (one more is queued so none waits); call inside `torch_threads_restored`. Closing the iterator
     early waits for the batches in flight.
     """
+    if encoder.device.type == "cuda":
+        yield from pipelined(encoder, batches)
+        return
     if streams <= 1:
         for idx, x in batches:
             yield idx, encoder.encode(x)
@@ -80,3 +102,22 @@ def encode_batches(encoder: TileEncoder, batches: Iterable[tuple[np.ndarray, tor
         for _, fut in pending:
             fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def pipelined(encoder: TileEncoder, batches: Iterable[tuple[np.ndarray, torch.Tensor]],
+              depth: int = CUDA_IN_FLIGHT) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`encoder.launch` each batch and hand results back in order, `depth` batches behind (so the device always
+    has the next batch queued). Closing early waits for the batches in flight."""
+    pending: collections.deque = collections.deque()
+    try:
+        for idx, x in batches:
+            pending.append((idx, encoder.launch(x)))
+            if len(pending) > depth - 1:
+                i, h = pending.popleft()
+                yield i, h.result()
+        while pending:
+            i, h = pending.popleft()
+            yield i, h.result()
+    finally:
+        for _, h in pending:
+            h.result()

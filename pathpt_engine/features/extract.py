@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..backbones.base import Backbone
 from ..backbones.encode import (
@@ -34,6 +35,7 @@ from ..backbones.encode import (
 from ..backbones.encode_streams import (
     encode_batches,
     one_torch_thread,
+    reader_threads,
     resolve_streams,
     torch_threads_restored,
 )
@@ -57,7 +59,8 @@ class ExtractOptions:
         device: "auto", "cpu" or "cuda[:i]".
         batch_size: tiles per forward pass.
         precision: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16" or "fp16" (CUDA only).
-        workers: tile reader threads.
+        workers: tile reader threads on the CPU; on CUDA at least the cores less two (at most 16), since decoding
+            then feeds the GPU (`encode_streams.reader_threads`).
         prefetch_batches: batches decoded ahead of the encoder.
         tile_size: tile edge at `target_mpp` (None: the backbone's preference).
         target_mpp: tile microns per pixel (None: the backbone's preference).
@@ -248,7 +251,7 @@ def encode_grid(reader: object, grid: TileGrid, model: Backbone, encoder: TileEn
     eta, done = Eta(), 0
     cpu = encoder.device.type == "cpu"
     streams = resolve_streams(encoder.device, opts.encoder_streams)
-    source, batched = tile_source(reader, grid, opts)
+    source, batched = tile_source(reader, grid, opts, encoder.device)
     with torch_threads_restored(), closing(source), BatchPrefetcher(
             source, opts.batch_size, encoder.host_transform, opts.prefetch_batches,
             pin=encoder.device.type == "cuda", thread_init=one_torch_thread if cpu else None,
@@ -264,16 +267,18 @@ def encode_grid(reader: object, grid: TileGrid, model: Backbone, encoder: TileEn
     return feats
 
 
-def tile_source(reader: object, grid: TileGrid, opts: ExtractOptions) -> tuple[Iterator, bool]:
+def tile_source(reader: object, grid: TileGrid, opts: ExtractOptions,
+                device: torch.device | None = None) -> tuple[Iterator, bool]:
     """The tiles of `grid` for `BatchPrefetcher`: (`native_tile_batches`, True) where the grid allows, else
-    (`iter_tiles`, False) (single tiles)."""
+    (`iter_tiles`, False) (single tiles). Reader threads: `reader_threads(device, opts.workers)`."""
     from ..slides.tiles import iter_tiles
 
+    workers = reader_threads(device or torch.device("cpu"), opts.workers)
     ahead = opts.batch_size * opts.prefetch_batches
-    batches = native_tile_batches(reader, grid, opts.batch_size, opts.workers, ahead, reuse=True)
+    batches = native_tile_batches(reader, grid, opts.batch_size, workers, ahead, reuse=True)
     if batches is not None:
         return batches, True
-    return iter_tiles(reader, grid, num_threads=opts.workers, prefetch=ahead), False
+    return iter_tiles(reader, grid, num_threads=workers, prefetch=ahead), False
 
 
 def native_tile_batches(reader: object, grid: TileGrid, batch_size: int, workers: int = 1, ahead: int = 96,
