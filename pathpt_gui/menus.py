@@ -21,6 +21,13 @@ SHORTCUTS_HTML = """<table cellpadding=3>
 <tr><td><b>0</b></td><td>fit slide</td></tr><tr><td><b>5, 1, 2, 4</b></td><td>5×, 10×, 20×, 40×</td></tr>
 <tr><td><b>M</b></td><td>overview on/off</td></tr><tr><td><b>O</b></td><td>overlay on/off</td></tr>
 <tr><td><b>Ctrl+I</b></td><td>slide properties</td></tr><tr><td><b>Ctrl+O / Ctrl+W</b></td><td>open / close</td></tr>
+<tr><td colspan=2><b>Annotate</b> (QuPath keys)</td></tr>
+<tr><td><b>V</b> / <b>Esc</b></td><td>move / select regions (Esc stops drawing)</td></tr>
+<tr><td><b>R, E, P, B</b></td><td>rectangle, ellipse, polygon, brush</td></tr>
+<tr><td><b>Enter</b> / double-click</td><td>close the polygon</td></tr>
+<tr><td><b>Delete</b></td><td>delete the selected region</td></tr>
+<tr><td><b>Ctrl+click</b> / Ctrl+Shift+click</td><td>set / clear a heatmap tile's class</td></tr>
+<tr><td><b>Ctrl+Alt+Z</b> / Ctrl+Alt+Shift+Z</td><td>undo / redo an annotation edit</td></tr>
 </table>"""
 
 

@@ -108,3 +108,18 @@ def test_cuda_pipelined_encoding_equals_one_batch_at_a_time():
     want = np.concatenate([enc.encode(x) for _, x in batches])
     got = np.concatenate([f for _, f in encode_batches(enc, iter(batches))])
     np.testing.assert_array_equal(got, want)
+
+
+def test_cluster_worker_counts_a_pipelined_batch_once(monkeypatch):
+    from pathpt_engine.cluster.actor import _CountingEncoder
+
+    class Fake(torch.nn.Module):
+        name, embed_dim = "fake", 3
+
+        def encode_image(self, x):
+            return x.flatten(1)[:, :3]
+
+    enc = _CountingEncoder(Fake(), torch.device("cpu"), None, batch_size=4)
+    enc.launch(torch.randn(2, 3, 2, 2))  # off CUDA a launch encodes at once: one call, not two
+    enc.encode(torch.randn(2, 3, 2, 2))
+    assert enc.calls == 2

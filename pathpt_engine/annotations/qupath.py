@@ -203,3 +203,17 @@ def write_qupath(path: str | os.PathLike[str], regions: Sequence[Region], classs
 
         return write_bytes_atomic(path, gzip.compress(text.encode("utf-8"), mtime=0))
     return write_text_atomic(path, text)
+
+
+def class_names_in(path: str | os.PathLike[str]) -> list[str]:
+    """The class names of the classified annotation polygons in a GeoJSON file (first-seen order), e.g. to ask
+    the user how to map the unknown ones before `read_qupath`."""
+    path = Path(path)
+    names: dict[str, None] = {}
+    for feat in _walk(_load(path), path):
+        props = feat.get("properties") or {}
+        geom = feat.get("geometry")
+        if _object_type(feat) == "annotation" and isinstance(geom, dict) and \
+                geom.get("type") in ("Polygon", "MultiPolygon") and (name := _class_name(props)) is not None:
+            names.setdefault(name)
+    return list(names)

@@ -32,13 +32,24 @@ _io_group = ray.method(concurrency_group="io") if ray is not None else (lambda f
 
 
 class _CountingEncoder(TileEncoder):
-    """A `TileEncoder` that counts its calls (the ledger records encoder calls per slide)."""
+    """A `TileEncoder` that counts the batches it is given (the ledger records encoder calls per slide): `encode`
+    calls on the CPU, `launch` calls on CUDA (a launch that falls back to `encode` counts once)."""
 
     calls: int = 0
+    _launching: bool = False
 
     def encode(self, x: torch.Tensor) -> Any:
-        self.calls += 1
+        if not self._launching:
+            self.calls += 1
         return super().encode(x)
+
+    def launch(self, x: torch.Tensor) -> Any:
+        self.calls += 1
+        self._launching = True
+        try:
+            return super().launch(x)
+        finally:
+            self._launching = False
 
 
 class ExtractWorker:
@@ -48,7 +59,7 @@ class ExtractWorker:
         from ..backbones.registry import load_backbone
 
         self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-        device = opts.device
+        device = opts.device  # "cpu" stays on the CPU even with a GPU assigned
         if device == "auto" or device.startswith("cuda"):
             device = "cuda" if self.gpu_ids and torch.cuda.is_available() else "cpu"
         if device == "cpu" and copts.cpus_per_worker:
