@@ -84,8 +84,6 @@ class SlideView(QWidget):
         self._overlay_painter = OverlayPainter(self.overlay)
         self.paint_hooks_under: list = []  # fn(painter, ViewState): drawn over the slide, under the heatmap
         self.paint_hooks_over: list = []  # fn(painter, ViewState): drawn over the heatmap
-        self.paint_hooks_under: list = []  # fn(painter, ViewState): drawn over the slide, under the heatmap
-        self.paint_hooks_over: list = []  # fn(painter, ViewState): drawn over the heatmap
         self._visible_memo: tuple[ViewState | None, int, tuple[TileKey, ...]] = (None, -1, ())
         self._prefetch_due = False  # the view settled; its prefetch ring goes out after the next paint
         self._ring_requested = False  # the last request included the prefetch ring
@@ -303,11 +301,7 @@ class SlideView(QWidget):
             self._paint_level(p, st, visible, missing=True)
         for hook in self.paint_hooks_under:  # e.g. annotated regions
             hook(p, st)
-        for hook in self.paint_hooks_under:  # e.g. annotated regions
-            hook(p, st)
         self._overlay_painter.paint(p, st, self._screen_rect)
-        for hook in self.paint_hooks_over:  # e.g. the shape being drawn
-            hook(p, st)
         for hook in self.paint_hooks_over:  # e.g. the shape being drawn
             hook(p, st)
         mpp = self.mpp
