@@ -255,7 +255,7 @@ def train_job(project: Project, choice: BackboneChoice, config: Any,
     if not train_ids:
         raise ProjectError(f"{project.root}: no slide is labelled for training; label a few slides first")
     config = dataclasses.replace(config, device=choice.torch_device())
-    train = _load(project, choice, train_ids, labels)
+    train = _annotated(project, classset, _load(project, choice, train_ids, labels))
     val = _load(project, choice, val_ids, labels) if val_ids else None
 
     def body(run_id: str) -> Job[str]:
@@ -263,7 +263,7 @@ def train_job(project: Project, choice: BackboneChoice, config: Any,
         result = yield from train_pathpt(backbone, classset, train, config, out_dir=project.run_dir(run_id),
                                          val=val, cancel=cancel, meta={"project": str(project.root)})
         model = result.model
-        slides = _load(project, choice)
+        slides = _annotated(project, classset, _load(project, choice))  # 'ignore' regions: tiles not predicted
         yield from _predict_all(project, run_id, classset, slides, lambda s: _model_probs(model, s), cancel)
         last = result.history[-1] if result.history else {}
         return (f"{len(train)} train slides, {len(result.history)} epochs, train acc "
@@ -271,6 +271,13 @@ def train_job(project: Project, choice: BackboneChoice, config: Any,
 
     settings = {"config": config.to_dict(), "train": train_ids, "heldout": val_ids}
     return (yield from _tracked_run(project, f"pathpt-{config.recipe}", choice, settings, body))
+
+
+def _annotated(project: Project, classset: Any, slides: list[Any]) -> list[Any]:
+    """Slides with the project's regions and tile corrections applied (pathpt_engine.annotations.apply)."""
+    from pathpt_engine.annotations.apply import annotate_from_project
+
+    return annotate_from_project(project, classset, slides)
 
 
 def _model_probs(model: Any, slide: Any) -> Any:
@@ -293,7 +300,7 @@ def predict_job(project: Project, run_id: str, choice: BackboneChoice,
     yield Progress("load", 0, 1, message="loading the trained model")
     loaded = load_run(run.checkpoint, weights=choice.weights, device=choice.torch_device())
     yield Progress("load", 1, 1)
-    slides = _load(project, choice)
+    slides = _annotated(project, loaded.classset, _load(project, choice))
     return (yield from _predict_all(project, run_id, loaded.classset, slides,
                                     lambda s: _model_probs(loaded.model, s), cancel))
 

@@ -116,3 +116,24 @@ def test_override_length_mismatch_is_caught(setup):
     bad = dataclasses.replace(slides[0], attrs={OVERRIDES_KEY: np.zeros(3, dtype=np.int64)})
     with pytest.raises(ValueError, match="3 tile overrides for 36 tiles"):
         slide_tile_labels(bad, mean_classifier(encode_class_prompts(bb, cs)))
+
+
+def test_project_regions_reach_the_slides(setup, tmp_path):
+    """What the GUI's train/predict jobs do: the project's stored regions and corrections applied by slide id."""
+    from slide_fixtures import make_slide
+
+    from pathpt_engine.annotations.apply import annotate_from_project
+    from pathpt_engine.project import Project
+
+    bb, cs, slides = setup
+    with Project.create(tmp_path / "proj") as p:
+        p.classes.set(cs)
+        p.slides.add(make_slide(tmp_path / "s.tif", 512, 512))
+        sid = p.slides.list()[0].slide_id
+        s = dataclasses.replace(slides[0], slide_id=sid)
+        assert annotate_from_project(p, cs, [s])[0] is s  # nothing stored: the same slide
+        p.annotations.add(Region(sid, IGNORE_CLASS, _row(0)))
+        p.annotations.set_tile(sid, 0, T, cs.subtype_names[1])
+        (out,) = annotate_from_project(p, cs, [s])
+        assert len(out.features) == 30 and (out.coords[:, 1] > 0).all()
+        assert out.attrs[OVERRIDES_KEY][0] == 2 and (out.attrs[OVERRIDES_KEY][1:] == -1).all()

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog
 
 from pathpt_engine.annotations.geometry import area_mm2
 from pathpt_engine.annotations.qupath import class_names_in, read_qupath, write_qupath
@@ -267,5 +267,8 @@ def install_annotations(window: Any, ctrl: Any, predictions: Any, dialogs: bool 
     ac = AnnotationController(window, ctrl, predictions, dialogs)
     window.annotations = ac
     dock = window.add_panel(ac.panel, "Annotations", Qt.DockWidgetArea.RightDockWidgetArea)
+    beside = predictions.parentWidget()
+    if isinstance(beside, QDockWidget):
+        window.tabifyDockWidget(beside, dock)
     ac.dock = dock
     return ac

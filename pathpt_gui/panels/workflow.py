@@ -66,6 +66,9 @@ class Workflow(QObject):
         self.ctrl.pixel_size_needed.connect(self._ask_pixel_sizes)
         self.pixel_size_prompt = self._pixel_size_dialog  # slide_id -> µm/px or None (tests replace it)
         self._build_menu()
+        from ..annotations import install_annotations  # regions, tile corrections, where to look next
+
+        self.annotations = install_annotations(window, self.ctrl, self.predictions, dialogs)
         window.installEventFilter(self)
 
     # ---- menu -------------------------------------------------------------------------------------------
