@@ -205,6 +205,10 @@ def _predict_all(project: Project, run_id: str, classset: Any, slides: list[Any]
 
     for i, slide in enumerate(slides):
         check_cancel(cancel)
+        if len(slide.features) == 0:  # nothing to call: never a confident answer from no tiles
+            logging.getLogger("pathpt_engine.project").warning("%s: no tissue tiles (no call)", slide.slide_id)
+            yield Progress("predict", i + 1, len(slides))
+            continue
         pred, scores = scores_from_probs(classset, slide, probs_fn(slide))
         write_scores_h5(scores_path(project, run_id, slide.slide_id), scores, pred)
         project.runs.add_predictions(run_id, [pred])

@@ -239,3 +239,22 @@ def test_another_slides_geojson_is_not_shown_without_asking(open_slide, tmp_path
     write_geojson(good, TileScores("slide", coords, probs, 256, names))
     _show(qtbot, wf, good)
     assert view.overlay.grid is not None and len(view.overlay.grid.probs) == 2
+
+
+# ---- §3 a slide without tiles gets no call in the project either --------------------------------------------------
+def test_project_prediction_gives_no_call_for_a_slide_without_tiles(tmp_path, slide_file, caplog):
+    from pathpt_engine.pathpt.trainer import SlideData
+    from pathpt_engine.prompts.classsets import synth_classset
+    from pathpt_gui.project_jobs import _predict_all
+
+    cs = synth_classset(2)
+    with Project.create(tmp_path / "proj") as p:
+        p.classes.set(cs)
+        sid = p.slides.add(slide_file).slide_id
+        run = p.runs.create("zeroshot", "demo", {})
+        empty = SlideData(sid, np.zeros((0, 8), np.float32), np.zeros((0, 2), np.int64), -1, 224, {})
+        called = []
+        confident = lambda s: called.append(s.slide_id) or np.tile([0.0, 1.0, 0.0], (len(s.features), 1))  # noqa: E731
+        n, _events = collect(_predict_all(p, run.run_id, cs, [empty], confident, None))
+        assert p.runs.predictions(run.run_id) == {} and called == []
+    assert "no tissue tiles (no call)" in caplog.text
