@@ -399,3 +399,26 @@ def test_tile_encoder_empties_the_cache_only_after_the_failed_batch_is_released(
     x = torch.randn(10, 3, 2, 2)
     np.testing.assert_allclose(enc.encode(x), x.flatten(1)[:, :3].numpy())
     assert alive_at_empty == [False] and enc.batch_size == 4
+
+
+def test_prediction_and_mil_training_run_inside_the_numerics_context(cohort, monkeypatch):
+    """Strict numerics cover evaluation too: PathPT prediction (with the run's tf32 setting) and the MIL baselines."""
+    from pathpt_engine.baselines import dgrmil
+    from pathpt_engine.baselines import train as mil_train
+
+    seen = []
+
+    def numerics(device, tf32=False, deterministic=True):
+        seen.append((device.type, tf32))
+        return gpu.cuda_numerics(torch.device("cpu"))
+
+    for mod in (model_mod, mil_train, dgrmil):
+        monkeypatch.setattr(mod, "cuda_numerics", numerics)
+    bb, cs, _ = cohort
+    m = PathPTModel(bb, cs.learnable_names(), PathPTConfig(tf32=True, **FAST), bb.embed_dim)
+    m.predict_probs(torch.randn(10, bb.embed_dim))
+    bags = [(np.random.default_rng(i).normal(size=(8, 16)).astype(np.float32), i % 2) for i in range(2)]
+    model, _ = collect(mil_train.train_mil(mil_train.MILConfig(epochs=1), 2, bags))
+    mil_train.predict_mil(model, bags[0][0])
+    collect(dgrmil.train_dgrmil(dgrmil.DGRMILConfig(epochs=1, dim=64), 2, bags))
+    assert seen == [("cpu", True), ("cpu", False), ("cpu", False), ("cpu", False)]

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from ..jobs import Job, Progress, check_cancel
+from ..pathpt.gpu import cuda_numerics
 from ..pathpt.lumped_nystrom import use_lumped_nystrom
 from ..pathpt.nystrom import TransLayer
 
@@ -212,8 +213,15 @@ def train_dgrmil(
 ) -> Job[nn.Module]:
     """Train DGRMIL on bags (features [N, D], 0-based subtype label); returns the selected model in eval mode.
 
-    Selection as `train_mil`: "last" epoch, or "val" = lowest validation bag CE (ties to the earlier epoch).
+    Selection as `train_mil`: "last" epoch, or "val" = lowest validation bag CE (ties to the earlier epoch). On
+    CUDA under strict fp32 numerics (`pathpt.gpu.cuda_numerics`).
     """
+    with cuda_numerics(torch.device(cfg.device)):
+        return (yield from _train_dgrmil(cfg, n_classes, train, val, cancel))
+
+
+def _train_dgrmil(cfg: DGRMILConfig, n_classes: int, train: list[tuple[np.ndarray, int]],
+                  val: list[tuple[np.ndarray, int]] | None, cancel: threading.Event | None) -> Job[nn.Module]:
     if not train:
         raise ValueError("train_dgrmil: no training bags")
     torch.manual_seed(cfg.seed)

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from ..jobs import Job, Progress, check_cancel
+from ..pathpt.gpu import cuda_numerics
 from .models import CLAMSB, MODELS, build_mil
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,20 @@ def train_mil(
 ) -> Job[nn.Module]:
     """Train one MIL model on bags (features [N, D], 0-based subtype label); returns the selected model (eval).
 
-    Bags and their targets go to the device once; the epoch loss is summed on the device and read once per epoch.
+    On CUDA under strict fp32 numerics (`pathpt.gpu.cuda_numerics`: no TF32, deterministic algorithms).
+    """
+    with cuda_numerics(torch.device(cfg.device)):
+        return (yield from _train_mil(cfg, n_classes, train, val, cancel))
+
+
+def _train_mil(
+    cfg: MILConfig,
+    n_classes: int,
+    train: list[tuple[np.ndarray, int]],
+    val: list[tuple[np.ndarray, int]] | None = None,
+    cancel: threading.Event | None = None,
+) -> Job[nn.Module]:
+    """`train_mil`'s loop. Bags and their targets go to the device once; the epoch loss is summed on the device and read once per epoch.
     """
     if not train:
         raise ValueError("train_mil: no training bags")
@@ -147,6 +161,7 @@ def predict_mil(model: nn.Module, features: np.ndarray) -> tuple[np.ndarray, np.
     """(softmax probabilities [C], tile heat-map scores [N]) for one slide."""
     model.eval()
     dev = next(model.parameters()).device
-    out = model(torch.as_tensor(features, dtype=torch.float32, device=dev))
+    with cuda_numerics(dev):
+        out = model(torch.as_tensor(features, dtype=torch.float32, device=dev))
     probs = out["logits"].softmax(dim=-1)[0].cpu().numpy()
     return probs, out["tile_scores"].float().cpu().numpy()

@@ -11,7 +11,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from ..backbones.base import Backbone
 from ..errors import DeviceMemoryError
-from .gpu import bytes_per_tile, free_bytes, is_oom, plan_chunk, release_cached
+from .gpu import bytes_per_tile, cuda_numerics, free_bytes, is_oom, plan_chunk, release_cached
 from .losses import RECIPES
 from .prompt_learner import CTX_INIT_TEXT, PromptLearner
 from .spatial import SpatialAwareModule
@@ -160,7 +160,8 @@ class PathPTModel(nn.Module):
         size = planned
         while True:
             try:
-                return self._chunked_probs(features, size, t)
+                with cuda_numerics(dev, self.config.tf32, self.config.deterministic):  # strict fp32 by default
+                    return self._chunked_probs(features, size, t)
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried, anything else re-raised
                 if not is_oom(exc) or size <= _MIN_CHUNK:
                     if is_oom(exc):
