@@ -122,12 +122,13 @@ def _config(args: argparse.Namespace, recipe: str = "paper"):  # noqa: ANN202
 
 
 def _write_outputs(out: Path, results: list, class_names: tuple[str, ...]) -> None:
+    from ..export.guards import safe_child
     from ..export.scores import write_scores_h5
     from ..export.tables import write_predictions_csv
 
     (out / "tiles").mkdir(parents=True, exist_ok=True)
     for pred, scores in results:
-        write_scores_h5(out / "tiles" / f"{pred.slide_id}.h5", scores, pred)
+        write_scores_h5(safe_child(out / "tiles", pred.slide_id, ".h5"), scores, pred)
     write_predictions_csv(out / "predictions.csv", [p for p, _ in results], list(class_names))
     for pred, _ in results:
         print(f"{pred.slide_id}\t{pred.predicted}")
