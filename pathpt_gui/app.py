@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="demo", help="demo project backbone (default: the shipped demo model)")
     p.add_argument("--weights", metavar="DIR", help="demo project backbone weights folder")
     p.add_argument("--epochs", type=int, default=20, help="headless demo: training epochs (default 20)")
+    p.add_argument("--install-desktop-entry", action="store_true",
+                   help="Linux: add PathPT Studio (with its icon) to this user's application menu, then exit")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -45,6 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.install_desktop_entry:
+        from .desktop import install_desktop_entry
+
+        entry, icon = install_desktop_entry()
+        print(f"pathpt-gui: desktop entry {entry}, icon {icon}")
+        return 0
     headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if args.demo and (headless or args.headless_out):
         if headless:
@@ -59,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("PathPT Studio")
     app.setOrganizationName("PathPT")
+    _set_app_icon(app)
     apply_style(app)
     try:
         if args.screenshot:
@@ -69,6 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PathPTError, ValueError) as exc:
         print(f"pathpt-gui: {exc}", file=sys.stderr)
         return 2
+
+
+def _set_app_icon(app: object) -> None:
+    """Window icon and desktop-file name (so the desktop shows the entry's icon for our windows)."""
+    from PySide6.QtGui import QIcon
+
+    from .desktop import APP_ID, window_icon_path
+
+    app.setWindowIcon(QIcon(str(window_icon_path())))  # type: ignore[attr-defined]
+    app.setDesktopFileName(APP_ID)  # type: ignore[attr-defined]
 
 
 def _interactive(app: object, args: argparse.Namespace) -> int:

@@ -11,12 +11,11 @@ Weights are looked up, first match wins (`resolve_weights`), all offline:
 5. `./base_models/<name>` relative to the working directory (the reference README's layout), only if it exists.
 
 When none exists the per-user folder is reported. The `demo` model ships inside the package
-(`resources/models/demo`) and needs no download. Nothing is ever downloaded here (see `download.py`).
+(`resources/models/demo`, installed as `pathpt_engine/resources/models/demo`) and needs no download. Nothing is ever downloaded here (see `download.py`).
 """
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import os
 from collections.abc import Callable
@@ -137,7 +136,9 @@ def get_spec(name: str) -> BackboneSpec:
 
 def demo_folder() -> Path:
     """The packaged demo model folder (works from a source checkout and from an installed wheel)."""
-    return Path(str(importlib.resources.files("resources") / "models" / "demo"))
+    from ..assets import resource_root
+
+    return resource_root() / "models" / "demo"
 
 
 def resolve_weights(name: str, weights: str | Path | None = None) -> Path:
