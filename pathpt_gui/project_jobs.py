@@ -260,7 +260,12 @@ def train_job(project: Project, choice: BackboneChoice, config: Any,
         raise ProjectError(f"{project.root}: no slide is labelled for training; label a few slides first")
     config = dataclasses.replace(config, device=choice.torch_device())
     train = _annotated(project, classset, _load(project, choice, train_ids, labels))
+    empty = [s.slide_id for s in train if len(s.features) == 0]
+    if empty:  # a clear error, not a conv1d traceback from inside the spatial module
+        raise ProjectError(f"{project.root}: {len(empty)} labelled training slide(s) have no tissue tiles, e.g. "
+                           f"{empty[0]!r}; remove their labels or extract them again")
     val = _load(project, choice, val_ids, labels) if val_ids else None
+    val = [s for s in val if len(s.features)] or None if val else None
 
     def body(run_id: str) -> Job[str]:
         backbone = _backbone(choice)

@@ -258,3 +258,23 @@ def test_project_prediction_gives_no_call_for_a_slide_without_tiles(tmp_path, sl
         n, _events = collect(_predict_all(p, run.run_id, cs, [empty], confident, None))
         assert p.runs.predictions(run.run_id) == {} and called == []
     assert "no tissue tiles (no call)" in caplog.text
+
+
+def test_project_training_on_a_slide_without_tiles_is_a_clear_error(tmp_path, slide_file):
+    from pathpt_engine.errors import ProjectError
+    from pathpt_engine.features.store import write_features
+    from pathpt_engine.pathpt.model import PathPTConfig
+    from pathpt_engine.prompts.classsets import synth_classset
+    from pathpt_gui.project_jobs import BackboneChoice, features_folder, train_job
+
+    cs = synth_classset(2)
+    with Project.create(tmp_path / "proj") as p:
+        p.classes.set(cs)
+        sid = p.slides.add(slide_file).slide_id
+        p.labels.set(sid, cs.subtype_names[0])
+        choice = BackboneChoice()
+        write_features(features_folder(p, choice) / f"{slide_file.stem}.h5", np.zeros((0, 2), np.int64),
+                       np.zeros((0, 128), np.float32))  # the demo backbone's width
+        with pytest.raises(ProjectError, match="no tissue tiles"):
+            collect(train_job(p, choice, PathPTConfig(epochs=1)))
+        assert p.runs.list() == []
