@@ -99,10 +99,10 @@ def set_numerics(tf32: bool, deterministic: bool) -> None:
 
 def tile_vote_tensor(probs: torch.Tensor) -> torch.Tensor:
     """`vote.tile_vote`'s subtype index as a 0-d long tensor on `probs`' device, without a host sync (training)."""
-    n, c = probs.shape
-    ones = probs.new_ones(n)
-    counts = probs.new_zeros(c).scatter_add_(0, probs.argmax(dim=1), ones)[1:]
+    c = probs.shape[1]
+    classes = torch.arange(c, device=probs.device)
+    counts = (probs.argmax(dim=1)[:, None] == classes).sum(dim=0)[1:]  # exact integer counts
     top = counts.max()
     fallback = (top == 0) | ((counts == top).sum() > 1)
-    sub_counts = probs.new_zeros(c - 1).scatter_add_(0, probs[:, 1:].argmax(dim=1), ones)
+    sub_counts = (probs[:, 1:].argmax(dim=1)[:, None] == classes[: c - 1]).sum(dim=0)
     return torch.where(fallback, sub_counts, counts).argmax()

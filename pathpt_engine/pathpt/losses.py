@@ -44,12 +44,14 @@ def balanced_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, balanced:
 def _class_balanced_mean(values: torch.Tensor, classes: torch.Tensor, keep: torch.Tensor, n_classes: int,
                          balanced: bool) -> torch.Tensor:
     """Mean of `values` over the kept entries (`keep` 0/1), per class then across the classes present; no host
-    sync (no boolean indexing, no `unique`): 0 when nothing is kept."""
+    sync (no boolean indexing, no `unique`): 0 when nothing is kept. Per-class sums are one-hot masked sums, not
+    `scatter_add_` (atomic adds, whose order, and so rounding, varies between CUDA runs) nor a matmul (TF32)."""
     kept = values * keep
     if not balanced:
         return kept.sum() / keep.sum().clamp(min=1)
-    counts = values.new_zeros(n_classes).scatter_add_(0, classes, keep)
-    sums = values.new_zeros(n_classes).scatter_add_(0, classes, kept)
+    onehot = (classes[:, None] == torch.arange(n_classes, device=classes.device)).to(values.dtype)  # [N, C]
+    counts = (onehot * keep[:, None]).sum(dim=0)
+    sums = (onehot * kept[:, None]).sum(dim=0)
     return (sums / counts.clamp(min=1)).sum() / (counts > 0).sum().clamp(min=1)
 
 
@@ -107,7 +109,8 @@ def pathpt_loss(
     if plan.n_cand:
         s = scores.index_select(0, plan.cand_idx)
         q = s.softmax(dim=-1)
-        out["candidate"] = -torch.log(q[:, 0] + q.gather(1, plan.cand_k[:, None])[:, 0] + 1e-8).mean()
+        k_mask = (plan.cand_k[:, None] == torch.arange(q.shape[1], device=q.device)).to(q.dtype)  # no gather:
+        out["candidate"] = -torch.log(q[:, 0] + (q * k_mask).sum(dim=1) + 1e-8).mean()  # its CUDA backward is atomic
         if config.pseudo and epoch >= config.pseudo_from_epoch:
             top = q.argmax(dim=-1).detach()
             ok = ((top == 0) | (top == plan.cand_k)).float()
