@@ -444,3 +444,30 @@ def test_loss_and_vote_use_no_atomic_accumulation():
         pathpt_loss(scores.softmax(-1), plan, epoch=12)["loss"].backward()
         tile_vote_tensor(scores.detach())
     assert not rec.names & {"scatter_add_", "scatter_add", "gather", "index_add_", "bincount", "index_put_"}
+
+
+def test_cluster_evaluate_with_device_auto_lets_the_workers_decide(monkeypatch, tmp_path):
+    """`--device auto` reaches the Ray tasks as "auto" (their assigned GPU decides), not as the driver's own
+    resolution (a GPU-less driver would have sent every task to the CPU)."""
+    import argparse
+
+    from pathpt_engine.cluster import cli as cluster_cli
+    from pathpt_engine.pathpt.evaluate import EvalConfig
+
+    seen = []
+
+    def fake_evaluate(inputs, folds, out, cfg, copts):
+        seen.append(cfg.pathpt.device)
+        (tmp_path / "results.md").write_text("table\n")
+        return {}
+        yield  # a job
+
+    monkeypatch.setattr(tasks, "evaluate_cluster", fake_evaluate)
+    args = argparse.Namespace(cluster="local", cpus_per_task=1, allow_network=False, backbone="keep", weights=None,
+                              classes="synthetic", features=str(tmp_path), masks=None, out=str(tmp_path), quiet=True,
+                              device="auto")
+    cfg = EvalConfig(pathpt=PathPTConfig(device="cpu"))  # what the driver resolved "auto" to without a GPU
+    assert cluster_cli.run_evaluate(args, {}, cfg) == 0
+    args.device = "cpu"
+    assert cluster_cli.run_evaluate(args, {}, cfg) == 0
+    assert seen == ["auto", "cpu"]

@@ -107,6 +107,10 @@ def run_evaluate(args: argparse.Namespace, folds: dict, cfg: object) -> int | No
                            allow_network=args.allow_network)
     inputs = EvalInputs(backbone=args.backbone, weights=args.weights, classes=args.classes,
                         features=Path(args.features), masks=args.masks)
+    if getattr(args, "device", None) == "auto":  # the workers' GPUs decide, not the driver's (tasks.task_device)
+        from dataclasses import replace
+
+        cfg = replace(cfg, pathpt=replace(cfg.pathpt, device="auto"))
     run_with_bar(evaluate_cluster(inputs, folds, args.out, cfg, copts), quiet=args.quiet)
     print((Path(args.out) / "results.md").read_text(encoding="utf-8"), end="")
     return 0
