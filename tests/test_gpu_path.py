@@ -338,6 +338,9 @@ def test_cuda_numerics_sets_and_restores_the_flags(monkeypatch):
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
         assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cuda.math_sdp_enabled() and not torch.backends.cuda.flash_sdp_enabled()
+        assert not torch.backends.cuda.mem_efficient_sdp_enabled()  # fused attention backward is not deterministic
+    assert torch.backends.cuda.flash_sdp_enabled()
     assert torch.backends.cudnn.allow_tf32
     with gpu.cuda_numerics(torch.device("cuda"), tf32=True, deterministic=False):
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32

@@ -2,8 +2,9 @@
 
 Numerics (`cuda_numerics`): by default a CUDA run is *strict*: matmuls and cuDNN convolutions in full fp32 (cuDNN
 would otherwise run convolutions in TF32, a 10-bit mantissa, while matmuls stay fp32), deterministic cuDNN
-algorithms, no cuDNN autotuning, and `torch.use_deterministic_algorithms(True, warn_only=True)`, so two seeded runs
-on the same GPU and software give the same weights where torch has deterministic kernels (ops without one warn).
+algorithms, no cuDNN autotuning, scaled-dot-product attention on its math kernel (the fused kernels' backward is
+not deterministic) and `torch.use_deterministic_algorithms(True, warn_only=True)`, so two seeded runs on the same
+GPU and software give the same weights where torch has deterministic kernels (ops without one warn).
 `tf32=True` allows TF32 in matmuls and convolutions (faster on Ampere and later; relative error ~1e-3 on a
 product instead of ~1e-6). Under autocast (bf16/fp16) the flags only affect the ops autocast keeps in fp32.
 
@@ -81,11 +82,20 @@ def cuda_numerics(device: torch.device, tf32: bool = False, deterministic: bool 
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     set_numerics(tf32, deterministic)
     try:
-        yield
+        with _math_attention() if deterministic else contextlib.nullcontext():
+            yield
     finally:
         (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic,
          torch.backends.cudnn.benchmark) = saved[:4]
         torch.use_deterministic_algorithms(saved[4], warn_only=saved[5])
+
+
+def _math_attention() -> contextlib.AbstractContextManager:
+    """Scaled-dot-product attention on the math kernel only: the flash and memory-efficient kernels' backward
+    passes accumulate atomically (not deterministic). Only the text tower uses it here (a few prompts)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def set_numerics(tf32: bool, deterministic: bool) -> None:
