@@ -161,3 +161,45 @@ def _final_run(cfg: DemoConfig, classset: Any, cohort: Path, features: Path, fol
     correct = sum(p.predicted == truth[p.slide_id] for p, _ in results)
     return {"run": str(out / "run"), "predictions": str(pred_dir / "predictions.csv"), "exports": str(export_dir),
             "final_run_test_accuracy": correct / max(1, len(results)), "n_test": len(results)}
+
+
+def score_against_masks(masks_dir: Path, scores: dict[str, Any], predicted: dict[str, str],
+                        truth: dict[str, str], train_ids: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """How a run did on a synthetic cohort, measured against its ground truth.
+
+    Args:
+        masks_dir: the cohort's `masks/` folder (`<id>_tumour_ds<D>.png`).
+        scores: slide_id -> TileScores (column 0 = Normal).
+        predicted: slide_id -> predicted subtype name.
+        truth: slide_id -> true label.
+        train_ids: slides the run was trained on.
+
+    Returns:
+        tile_auroc and tile_dice (tumour vs normal, score 1 - p(Normal), tiles > 50% inside the tumour mask count
+        as tumour, pooled over slides), n_tiles, slide_accuracy, per-slide calls, and the training slides' calls.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from .metrics import grounding_metrics, tiles_in_mask
+    from .pathpt.evaluate import find_mask
+
+    pos, score, per_slide = [], [], {}
+    for sid in sorted(scores):
+        sc = scores[sid]
+        found = find_mask(masks_dir, sid)
+        if found is not None:
+            mask = np.asarray(Image.open(found[0]).convert("L")) > 127
+            pos.append(tiles_in_mask(sc.coords, sc.tile_size_level0, mask, found[1]))
+            score.append(1.0 - np.asarray(sc.probs, float)[:, 0])
+        per_slide[sid] = {"label": truth.get(sid), "predicted": predicted.get(sid),
+                          "train": sid in set(train_ids), "n_tiles": int(len(sc.coords))}
+    g = grounding_metrics(np.concatenate(score), np.concatenate(pos)) if score else {}
+    called = [s for s in per_slide.values() if s["label"] is not None and s["predicted"] is not None]
+    correct = sum(s["label"] == s["predicted"] for s in called)
+    train = [s for s in called if s["train"]]
+    return {"tile_auroc": g.get("auroc"), "tile_dice": g.get("dice"), "n_tiles": int(sum(len(p) for p in pos)),
+            "n_tumour_tiles": int(sum(int(p.sum()) for p in pos)), "slides_correct": correct,
+            "n_slides": len(called), "slide_accuracy": correct / max(1, len(called)),
+            "train_slides_correct": sum(s["label"] == s["predicted"] for s in train), "n_train_slides": len(train),
+            "slides": per_slide}

@@ -130,6 +130,10 @@ def _headless_demo(args: argparse.Namespace) -> int:
 
     written = run_headless(_demo_config(args), args.headless_out, epochs=args.epochs)  # type: ignore[arg-type]
     print(f"demo project: {written['project']}")
+    from .demo_project import format_report
+
+    for line in format_report(written.get("ground_truth", {})):
+        print(f"against the ground-truth masks: {line}")
     for shot in written.get("screenshots", []):
         print(f"screenshot: {shot}")
     print(f"exports (PNG overlays, heatmaps with legend, QuPath GeoJSON, CSV, score h5, checkpoint): "

@@ -8,6 +8,7 @@ screenshots offscreen and write every export, printing where they are.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import threading
 from dataclasses import dataclass, replace
@@ -30,23 +31,34 @@ class DemoProjectConfig:
         folder: demo folder.
         n_subtypes: synthetic subtypes.
         slides_per_class: slides per subtype.
-        size: level-0 slide size (0.25 µm/px).
-        train_per_class: slides per subtype labelled for training; one more per subtype is held out.
+        size: level-0 slide size, or None (default) for the realistic scale (`pathpt synth --size realistic`:
+            a median of ~450 tissue tiles per slide, a 2,000+ tile resection among every eight slides).
+        mpp: level-0 microns per pixel of the synthetic slides (0.5: a 20x scan).
+        train_per_class: slides per subtype labelled for training.
+        heldout_per_class: slides per subtype labelled "held-out" (0 by default: the clean recipe selects its epoch
+            on held-out slides, and with one per subtype that choice is noise; on the demo cohort it picked epoch 1
+            of 20, whose model had not yet fitted its own training slides).
         backbone: model choice (demo model by default).
         seed: cohort seed.
+        jobs: slides synthesised in parallel.
     """
 
     folder: Path
     n_subtypes: int = 3
     slides_per_class: int = 4
-    size: tuple[int, int] = (4096, 3072)
+    size: tuple[int, int] | None = None
+    mpp: float = 0.5
     train_per_class: int = 1
+    heldout_per_class: int = 0
     backbone: BackboneChoice = BackboneChoice()
     seed: int = 0
+    jobs: int = 2
 
     def __post_init__(self) -> None:
-        if self.train_per_class < 1 or self.train_per_class + 1 > self.slides_per_class:
-            raise ValueError("need 1 <= train_per_class < slides_per_class")
+        if self.train_per_class < 1 or self.heldout_per_class < 0 or \
+                self.train_per_class + self.heldout_per_class >= self.slides_per_class:
+            raise ValueError("need 1 <= train_per_class, 0 <= heldout_per_class and "
+                             "train_per_class + heldout_per_class < slides_per_class")
 
 
 def default_demo_folder() -> Path:
@@ -61,9 +73,11 @@ def build_demo_project(cfg: DemoProjectConfig, cancel: threading.Event | None = 
     folder = Path(cfg.folder).expanduser().resolve()
     cohort, root = folder / "cohort", folder / "project"
     if not (cohort / "cohort.json").exists():
+        w, h = cfg.size or (4096, 3072)
         spec = CohortSpec(n_subtypes=cfg.n_subtypes, slides_per_class=cfg.slides_per_class, normal_slides=0,
-                          width=cfg.size[0], height=cfg.size[1], seed=cfg.seed)
-        yield from make_cohort(cohort, spec, cancel=cancel)
+                          width=w, height=h, seed=cfg.seed, mpp=cfg.mpp,
+                          scale="fixed" if cfg.size else "realistic")
+        yield from make_cohort(cohort, spec, cancel=cancel, overwrite=True, jobs=cfg.jobs)
     if (root / "project.sqlite").exists():
         yield Progress("project", 1, 1, message="reusing the demo project")
         return root
@@ -79,21 +93,22 @@ def build_demo_project(cfg: DemoProjectConfig, cancel: threading.Event | None = 
         for i, p in enumerate(slides):
             proj.slides.add(p)
             yield Progress("project", i + 1, len(slides), message=p.name)
-        _label(proj, cohort / "labels.csv", cfg.train_per_class)
+        _label(proj, cohort / "labels.csv", cfg.train_per_class, cfg.heldout_per_class)
     tmp.rename(root)  # the finished project appears at once (a crash leaves only the temp folder)
     return root
 
 
-def _label(proj: Project, labels_csv: Path, train_per_class: int) -> None:
+def _label(proj: Project, labels_csv: Path, train_per_class: int, heldout_per_class: int) -> None:
     with labels_csv.open(newline="", encoding="utf-8") as fh:
         truth = {r["slide_id"]: r["label"] for r in csv.DictReader(fh)}
     by_class: dict[str, list[str]] = {}
     for sid in sorted(truth):
         by_class.setdefault(truth[sid], []).append(sid)
     train = {s: c for c, ids in by_class.items() for s in ids[:train_per_class]}
-    held = {s: c for c, ids in by_class.items() for s in ids[train_per_class:train_per_class + 1]}
+    held = {s: c for c, ids in by_class.items() for s in ids[train_per_class:train_per_class + heldout_per_class]}
     proj.labels.set_many(train, "train", "demo: few-shot examples")
-    proj.labels.set_many(held, "heldout", "demo: held-out examples")
+    if held:
+        proj.labels.set_many(held, "heldout", "demo: held-out examples")
 
 
 def start_demo(ctrl: Any, cfg: DemoProjectConfig) -> None:
@@ -129,10 +144,17 @@ def run_headless(cfg: DemoProjectConfig, out: Path, epochs: int = 20) -> dict[st
     try:
         ctrl = wf.ctrl
         ctrl.open_project(root)
+        runs = {}
         for name, start in (("extract", ctrl.extract_features), ("zero-shot", ctrl.zero_shot),
                             ("train", lambda: ctrl.train(replace(wf.training.config(), epochs=epochs)))):
             _wait(ctrl, start, name)
-        first = sorted(ctrl.predictions())[0] if ctrl.predictions() else ctrl.project.slides.ids()[0]
+            runs[name] = ctrl.current_run
+        written["ground_truth"] = ground_truth_report(ctrl, Path(cfg.folder).expanduser().resolve() / "cohort",
+                                                      {"zero-shot": runs["zero-shot"], "pathpt": runs["train"]})
+        from pathpt_engine.atomic import write_text_atomic
+
+        write_text_atomic(out / "demo_summary.json", json.dumps(written["ground_truth"], indent=1))
+        first = _showcase_slide(ctrl, written["ground_truth"]["pathpt"])
         wf.slides.select(first)
         view = wf.open_slide(first)
         QApplication.processEvents()
@@ -148,6 +170,43 @@ def run_headless(cfg: DemoProjectConfig, out: Path, epochs: int = 20) -> dict[st
     finally:
         win.close()
     return written
+
+
+def ground_truth_report(ctrl: Any, cohort: Path, runs: dict[str, str]) -> dict[str, Any]:
+    """Each run's tile AUROC / Dice against the cohort's tumour masks and its slide calls (see
+    `pathpt_engine.demo.score_against_masks`), keyed by the names in `runs`."""
+    from pathpt_engine.demo import score_against_masks
+
+    with (cohort / "labels.csv").open(newline="", encoding="utf-8") as fh:
+        truth = {r["slide_id"]: r["label"] for r in csv.DictReader(fh)}
+    train = [sid for sid, lab in ctrl.project.labels.all().items() if lab.split == "train"]
+    out: dict[str, Any] = {}
+    for name, rid in runs.items():
+        preds = ctrl.predictions(rid)
+        scores = {sid: ctrl.tile_scores(sid, rid) for sid in preds}
+        out[name] = score_against_masks(cohort / "masks", {k: v for k, v in scores.items() if v is not None},
+                                        {sid: p.predicted for sid, p in preds.items()}, truth, train)
+        out[name]["run_id"] = rid
+    return out
+
+
+def _showcase_slide(ctrl: Any, report: dict[str, Any]) -> str:
+    """The slide shown in the screenshots: the held-out or unlabelled slide with the most tiles."""
+    slides = report.get("slides") or {}
+    pool = [sid for sid, s in slides.items() if not s["train"]] or sorted(slides) or ctrl.project.slides.ids()
+    return max(pool, key=lambda sid: slides.get(sid, {}).get("n_tiles", 0))
+
+
+def format_report(report: dict[str, Any]) -> list[str]:
+    """Lines for the console: each run's grounding and slide calls against the ground truth."""
+    lines = []
+    for name, r in report.items():
+        auroc = "n/a" if r["tile_auroc"] is None else f"{r['tile_auroc']:.3f}"
+        dice = "n/a" if r["tile_dice"] is None else f"{r['tile_dice']:.3f}"
+        lines.append(f"{name}: tile AUROC tumour vs normal {auroc}, Dice {dice} ({r['n_tiles']} tiles, "
+                     f"{r['n_tumour_tiles']} tumour); slides correct {r['slides_correct']}/{r['n_slides']}, "
+                     f"training slides {r['train_slides_correct']}/{r['n_train_slides']}")
+    return lines
 
 
 def _log_progress(event: Progress) -> None:

@@ -111,6 +111,7 @@ class MainWindow(QMainWindow):
             return None
         view = SlideView(reader, cache_bytes=self.settings.cache_mb * 2**20,
                          threads=self.settings.reader_threads)
+        view.overlay.load_ground_truth(path)  # a synthetic cohort's tumour mask, outlined when present
         view.cursor_moved.connect(self._show_cursor)
         view.view_changed.connect(self._show_view_info)
         view.tile_error.connect(self._on_tile_error)

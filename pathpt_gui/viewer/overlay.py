@@ -16,6 +16,7 @@ import numpy as np
 from .signals import Signal
 
 MODES = ("scalar", "classmap", "rgba")
+OUTLINE_COLOR = (255, 255, 0)  # the ground-truth outline: pure yellow, unlike every class colour
 DEFAULT_CLASS_COLORS = (
     (46, 160, 44), (214, 39, 40), (31, 119, 180), (255, 127, 14), (148, 103, 189),
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
@@ -72,9 +73,63 @@ class HeatmapGrid:
         return cls((int(origin[0]), int(origin[1])), int(tile_size), index, mode, **kw)
 
 
+@dataclass(frozen=True)
+class Outline:
+    """A ground-truth outline: boundary segments of a binary mask, in level-0 pixels.
+
+    `segments` is float32 [M, 4] (x0, y0, x1, y1): every edge between a mask pixel and a non-mask pixel, runs of
+    collinear edges merged into one segment.
+    """
+
+    segments: np.ndarray
+    label: str
+    source: str = ""
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray, downsample: float, label: str = "ground truth",
+                  source: str = "") -> Outline:
+        m = np.pad(np.asarray(mask, bool), 1)
+        segs = [_runs(m[1:, 1:-1] != m[:-1, 1:-1], horizontal=True),
+                _runs(m[1:-1, 1:] != m[1:-1, :-1], horizontal=False)]
+        out = np.concatenate(segs).astype(np.float32) * np.float32(downsample)
+        return cls(out.reshape(-1, 4), label, source)
+
+
+def _runs(edge: np.ndarray, horizontal: bool) -> np.ndarray:
+    """Merged boundary segments (mask-pixel units) from an edge map.
+
+    Horizontal: edge[r, c] is the edge at y = r between columns c..c+1. Vertical: edge[r, c] is the edge at x = c
+    between rows r..r+1.
+    """
+    e = edge if horizontal else edge.T
+    padded = np.pad(e, ((0, 0), (1, 1))).astype(np.int8)
+    d = np.diff(padded, axis=1)
+    r0, c0 = np.nonzero(d == 1)
+    r1, c1 = np.nonzero(d == -1)
+    if horizontal:
+        return np.stack([c0, r0, c1, r1], axis=1)
+    return np.stack([r0, c0, r1, c1], axis=1)
+
+
+def find_ground_truth(slide_path: str | object) -> tuple[object, float] | None:
+    """A synthetic cohort's tumour mask for a slide: `<slide folder>/../masks/<stem>_tumour_ds<D>.png`."""
+    import re
+    from pathlib import Path
+
+    p = Path(str(slide_path))
+    masks = p.parent.parent / "masks"
+    if not masks.is_dir():
+        return None
+    for f in sorted(masks.glob(f"{p.stem}_tumour_ds*.png")):
+        m = re.fullmatch(re.escape(p.stem) + r"_tumour_ds(\d+(?:\.\d+)?)", f.stem)
+        if m:
+            return f, float(m.group(1))
+    return None
+
+
 class OverlayModel:
-    """Heatmap data plus display settings; emits `changed(kind)` with kind in
-    {"data", "colors", "opacity", "smoothing", "visible"}."""
+    """Heatmap data plus display settings and an optional ground-truth outline; emits `changed(kind)` with kind
+    in {"data", "colors", "opacity", "smoothing", "visible", "outline"}."""
 
     def __init__(self) -> None:
         self.changed = Signal()
@@ -87,6 +142,42 @@ class OverlayModel:
         self._smooth = False
         self._visible = True
         self._range: tuple[float, float] = (0.0, 1.0)
+        self.outline: Outline | None = None
+        self._show_outline = True
+
+    # ground truth -------------------------------------------------------------------------------------
+    def set_outline(self, outline: Outline | None) -> None:
+        self.outline = outline
+        self.changed.emit("outline")
+
+    def load_ground_truth(self, slide_path: str | object) -> bool:
+        """Outline the tumour mask of a synthetic cohort's slide when one exists next to it; True if shown.
+        An unreadable mask is skipped (logged), never an error for the viewer."""
+        import logging
+
+        found = find_ground_truth(slide_path)
+        if found is None:
+            return False
+        path, ds = found
+        try:
+            from PIL import Image
+
+            mask = np.asarray(Image.open(path).convert("L")) > 127  # type: ignore[arg-type]
+        except OSError as exc:
+            logging.getLogger(__name__).warning("ground truth %s not shown: %s", path, exc)
+            return False
+        self.set_outline(Outline.from_mask(mask, ds, "ground truth (tumour mask)", str(path)))
+        return True
+
+    @property
+    def show_outline(self) -> bool:
+        return self._show_outline
+
+    @show_outline.setter
+    def show_outline(self, value: bool) -> None:
+        if bool(value) != self._show_outline:
+            self._show_outline = bool(value)
+            self.changed.emit("outline")
 
     # data ----------------------------------------------------------------------------------------------
     def set_values(self, coords: np.ndarray, tile_size: int, values: np.ndarray, label: str = "",

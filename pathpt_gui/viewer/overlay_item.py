@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QRectF
-from PySide6.QtGui import QImage, QPainter
+from PySide6.QtCore import QLineF, QRectF, Qt
+from PySide6.QtGui import QColor, QImage, QPainter, QPen
 
 from .model import ViewState
-from .overlay import OverlayModel
+from .overlay import OUTLINE_COLOR, OverlayModel
 
 
 def rgba_to_qimage(rgba: np.ndarray) -> QImage:
@@ -47,6 +47,34 @@ class OverlayPainter:
 
     def paint(self, p: QPainter, st: ViewState,
               to_screen: Callable[[ViewState, float, float, float, float], QRectF]) -> None:
+        self._paint_heatmap(p, st, to_screen)
+        self._paint_outline(p, st, to_screen)
+
+    def _paint_outline(self, p: QPainter, st: ViewState,
+                       to_screen: Callable[[ViewState, float, float, float, float], QRectF]) -> None:
+        """The ground-truth outline: 2 px lines over the heatmap, whatever its opacity."""
+        o = self.model.outline
+        if o is None or not self.model.show_outline or not len(o.segments):
+            return
+        big = float(2**20)  # a large rect: its rounded edges give the level-0 -> screen map to ~1e-6
+        r = to_screen(st, 0.0, 0.0, big, big)
+        s = o.segments.astype(np.float64)
+        xs = r.left() + s[:, 0::2] * (r.width() / big)
+        ys = r.top() + s[:, 1::2] * (r.height() / big)
+        vis = ~(((xs < 0).all(1)) | ((xs > p.device().width()).all(1)) | ((ys < 0).all(1))
+                | ((ys > p.device().height()).all(1)))
+        lines = [QLineF(x0, y0, x1, y1)
+                 for x0, x1, y0, y1 in zip(xs[vis, 0], xs[vis, 1], ys[vis, 0], ys[vis, 1], strict=True)]
+        p.save()
+        pen = QPen(QColor(*OUTLINE_COLOR), 2.0)
+        pen.setCosmetic(True)
+        pen.setCapStyle(Qt.PenCapStyle.SquareCap)
+        p.setPen(pen)
+        p.drawLines(lines)
+        p.restore()
+
+    def _paint_heatmap(self, p: QPainter, st: ViewState,
+                       to_screen: Callable[[ViewState, float, float, float, float], QRectF]) -> None:
         g = self.model.grid
         if g is None or not self.model.visible or self.model.opacity <= 0:
             return

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QWidget
 
 from . import decor
 from .model import ViewportModel, ViewState
-from .overlay import OverlayModel, lookup_table
+from .overlay import OUTLINE_COLOR, OverlayModel, lookup_table
 
 MINIMAP_LONG_SIDE = 220
 
@@ -90,7 +90,7 @@ class Legend(QWidget):
         g = self.overlay.grid
         self.setVisible(g is not None and self.overlay.visible and g.mode != "rgba")
         if g is not None and g.mode == "classmap":
-            self.setFixedSize(200, 16 + 20 * len(self.overlay.class_names))
+            self.setFixedSize(200, 16 + 20 * (len(self.overlay.class_names) + self._outline_rows()))
         else:
             self.setFixedSize(200, 62)
         self.update()
@@ -111,11 +111,18 @@ class Legend(QWidget):
             self._paint_bar(p)
         p.end()
 
+    def _outline_rows(self) -> int:
+        return int(self.overlay.outline is not None and self.overlay.show_outline)
+
     def _paint_classes(self, p: QPainter) -> None:
         for i, (name, color) in enumerate(zip(self.overlay.class_names, self.overlay.class_colors, strict=True)):
             y = 8 + 20 * i
             p.fillRect(QRectF(10, y + 3, 14, 14), QColor(*color))
             p.drawText(QRectF(32, y, self.width() - 40, 20), int(Qt.AlignmentFlag.AlignVCenter), name)
+        if self._outline_rows():  # the ground-truth outline's swatch: a line in its colour
+            y = 8 + 20 * len(self.overlay.class_names)
+            p.fillRect(QRectF(10, y + 9, 14, 3), QColor(*OUTLINE_COLOR))
+            p.drawText(QRectF(32, y, self.width() - 40, 20), int(Qt.AlignmentFlag.AlignVCenter), "ground truth")
 
     def _paint_bar(self, p: QPainter) -> None:
         lut = lookup_table(self.overlay.colormap)

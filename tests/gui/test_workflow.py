@@ -415,7 +415,7 @@ def test_demo_project_opens_ready_to_train(window, qtbot, tmp_path, cohort):
     slides, keep, truth = cohort
     shutil.copytree(slides.parent, tmp_path / "demo" / "cohort")  # reuse the cohort (its cohort.json)
     cfg = DemoProjectConfig(tmp_path / "demo", n_subtypes=2, slides_per_class=2, size=(2048, 2048),
-                            backbone=BackboneChoice("keep", str(keep), "cpu"))
+                            heldout_per_class=1, backbone=BackboneChoice("keep", str(keep), "cpu"))
     finished = []
     wf.ctrl.job_finished.connect(lambda name, _r: finished.append(name))
     start_demo(wf.ctrl, cfg)
