@@ -53,6 +53,10 @@ def test_mil_training_reads_the_device_once_per_epoch():
         with rec:
             collect(train_mil(MILConfig(model=model, epochs=2), 2, _bags()))
         assert rec.reads() <= 2, (model, [c for c in rec.calls if c[0] in _READS])  # 6 steps per epoch
+    rec = Recorder()
+    with rec:  # validation selection: one more read per epoch for all 4 validation bags
+        collect(train_mil(MILConfig(epochs=2, selection="val"), 2, _bags(), val=_bags(4)))
+    assert rec.reads() <= 4
 
 
 def test_dgrmil_copies_each_bag_once_and_reads_once_per_epoch():
