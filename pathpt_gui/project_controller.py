@@ -13,21 +13,23 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QSettings, Signal
+from PySide6.QtCore import QObject, QSettings, QTimer, Signal
 
 from pathpt_engine.errors import PathPTError
 from pathpt_engine.jobs import Progress
 from pathpt_engine.project import Project
 
 from . import project_jobs as pj
+from .project_lock import LockedProjectMixin, ProjectSession
 from .workers import JobWorker
 
 log = logging.getLogger(__name__)
+LOCK_CHECK_MS = 3000  # how often an open project checks that no other instance took it over
 RECENT_KEY = "projects/recent"
 MAX_RECENT = 8
 
 
-class ProjectController(QObject):
+class ProjectController(LockedProjectMixin, QObject):
     """Holds the open project, the current run and the job worker."""
 
     project_changed = Signal(object)  # Project | None
@@ -44,6 +46,7 @@ class ProjectController(QObject):
     job_failed = Signal(str, str)
     job_cancelled = Signal(str)
     message = Signal(str, str)  # level ("info", "warning", "error"), text
+    lock_changed = Signal(str)  # "" while this window may write the project, else who holds it (banner)
     pixel_size_needed = Signal(list)  # slide ids just added whose files state no plausible µm/px (asked once)
 
     def __init__(self, parent: QObject | None = None, settings: QSettings | None = None) -> None:
@@ -59,14 +62,20 @@ class ProjectController(QObject):
         self._after: Callable[[Any], None] | None = None
         self._pending_run = ""  # created by the running job; becomes current when its predictions start
         self._scores: dict[tuple[str, str], Any] = {}
+        self.session = ProjectSession()  # one writer per project; others open it read-only
+        self._lock_timer = QTimer(self, interval=LOCK_CHECK_MS)
+        self._lock_timer.timeout.connect(self.check_lock)
 
     # ---- project lifetime -------------------------------------------------------------------------------
     def create_project(self, folder: str | Path) -> Project:
-        return self._set_project(Project.create(folder))
+        self.close_project()
+        return self._locked(self.session.create(folder))
 
     def open_project(self, folder: str | Path, db_name: str | None = None) -> Project:
-        """Open a project (`db_name`: another database file in it, e.g. a recovered copy)."""
-        return self._set_project(Project.open(folder, db_name=db_name) if db_name else Project.open(folder))
+        """Open a project (`db_name`: another database file in it, e.g. a recovered copy); read-only, with the
+        holder named in `lock_changed`, when another app instance has it open."""
+        self.close_project()
+        return self._locked(self.session.open(folder, db_name))
 
     def _set_project(self, project: Project) -> Project:
         self.close_project()
@@ -95,6 +104,8 @@ class ProjectController(QObject):
         """Stop any job and close the database (everything is already saved)."""
         self.worker.shutdown()
         if self.project is not None:
+            self._lock_timer.stop()
+            self.session.release()
             self.project.close()
             self.project = None
             self.current_run = ""

@@ -87,6 +87,7 @@ class Database:
     def __init__(self, path: Path, conn: sqlite3.Connection, read_only: bool = False) -> None:
         self.path = path
         self.read_only = read_only
+        self.read_only_reason = "the file or its folder cannot be written"  # callers may say why it is
         self._conn = conn
         self._lock = threading.RLock()
         self._depth = 0
@@ -196,8 +197,8 @@ class Database:
         with self._lock:
             self._check_open()
             if self.read_only:
-                raise ProjectError(f"{self.path}: the project is read-only (the file or its folder cannot be "
-                                   "written), so this change cannot be saved")
+                raise ProjectError(f"{self.path}: the project is read-only ({self.read_only_reason}), so this "
+                                   "change cannot be saved")
             if self._depth:
                 self._depth += 1
                 try:

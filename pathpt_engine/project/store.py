@@ -99,6 +99,11 @@ class Project:
         """True when the project was opened read-only (nothing can be changed or saved)."""
         return self._db.read_only
 
+    def set_read_only(self, reason: str) -> None:
+        """Refuse every later change, saying `reason` (e.g. another app instance took the project over)."""
+        self._db.read_only = True
+        self._db.read_only_reason = reason
+
     @property
     def db_path(self) -> Path:
         return self._db.path

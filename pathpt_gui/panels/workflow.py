@@ -64,6 +64,8 @@ class Workflow(QObject):
         self.slides.open_requested.connect(self.open_slide)
         self.predictions.open_requested.connect(self._suggested)
         self.ctrl.pixel_size_needed.connect(self._ask_pixel_sizes)
+        self.lock_banner = self._lock_banner()
+        self.ctrl.lock_changed.connect(self._show_lock)
         self.pixel_size_prompt = self._pixel_size_dialog  # slide_id -> µm/px or None (tests replace it)
         self._build_menu()
         from ..annotations import install_annotations  # regions, tile corrections, where to look next
@@ -267,6 +269,37 @@ class Workflow(QObject):
             view.set_mpp_override(rec.mpp)  # the pixel size the user gave for this slide
         self.predictions.refresh()
         return view
+
+    def _lock_banner(self) -> Any:
+        """The read-only banner: who holds the project, and Take over."""
+        from PySide6.QtWidgets import QLabel, QPushButton, QToolBar
+
+        bar = QToolBar("Project lock", self.window)
+        bar.setMovable(False)
+        bar.setStyleSheet("QToolBar { background: #5c3b12; } QLabel { color: #ffd9a0; padding: 4px 8px; }")
+        bar.label = QLabel()  # type: ignore[attr-defined]
+        bar.addWidget(bar.label)  # type: ignore[attr-defined]
+        button = QPushButton("Take over")
+        button.setToolTip("Open this project for writing here (when the other window has stopped)")
+        button.clicked.connect(self._take_over)
+        bar.addWidget(button)
+        self.window.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        bar.setVisible(False)
+        return bar
+
+    def _show_lock(self, holder: str) -> None:
+        self.lock_banner.label.setText(f"Read-only: {holder}." if holder else "")
+        self.lock_banner.setVisible(bool(holder))
+
+    def _take_over(self) -> None:
+        if self.ctrl.take_over():
+            return
+        if self._confirm("Take over the project?", f"{self.ctrl.session.locked_by}, and it still seems to run. "
+                         "Take over anyway? That window becomes read-only and says so; changes it makes after "
+                         "that are not saved."):
+            self.ctrl.take_over(force=True)
+        else:
+            self.ctrl.message.emit("warning", "not taken over: the other window still holds the project")
 
     def _ask_pixel_sizes(self, slide_ids: list[str]) -> None:
         """Ask for each slide's pixel size (once, when it joins); Cancel leaves it unknown."""
