@@ -75,3 +75,24 @@ def test_cli_exit_1_after_the_others_and_rerun_retries_only_failures(env: dict,
     _slide(env["bad_read"].with_suffix(".tiff"), 1)
     env["bad_read"].unlink()
     assert main(_args(env, env["bad_read"].with_suffix(".tiff"), env["good"])) == 0
+
+
+def test_a_damaged_tile_is_reported_with_its_slide_and_tile(tmp_path: Path) -> None:
+    """A level-0 tile with damaged JPEG data (the overview levels are fine, so tissue detection works): the
+    extraction of that slide fails naming the slide and the tile; no features are written from garbage."""
+    import tifffile
+    from slide_fixtures import blob_image, write_rgb_jpeg_svs
+
+    slide = write_rgb_jpeg_svs(tmp_path / "damaged.svs", blob_image(2048, 1536, seed=2), mpp=0.25, tile=256)
+    with tifffile.TiffFile(slide) as tf:
+        page = tf.pages[0]
+        offset, count = page.dataoffsets[3 * 8 + 3], page.databytecounts[3 * 8 + 3]  # col 3, row 3: tissue
+    with open(slide, "r+b") as fh:  # an EOI in the middle of the scan: OpenSlide refuses it too
+        fh.seek(offset + count // 2)
+        fh.write(b"\xff\xd9")
+    keep = make_tiny_keep_folder(tmp_path / "keep")
+    opts = ExtractOptions(backbone="keep", weights=keep, device="cpu", batch_size=8, workers=1, min_tissue=0.0)
+    summary, _ = collect(extract_slides([slide], tmp_path / "out", opts))
+    assert not summary.slides and len(summary.failed) == 1
+    assert "damaged.svs: cannot decode level 0 tile (col 3, row 3)" in summary.failed[0][1]
+    assert not feature_path(tmp_path / "out", "keep", "damaged").exists()
