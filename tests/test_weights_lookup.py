@@ -170,3 +170,22 @@ def test_locate_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xc"))
     assert locate.hf_cache_dir() == tmp_path / "xc" / "huggingface" / "hub"
     assert locate.hf_snapshot("nobody/none") is None
+
+
+def test_download_job_reports_files_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    from pathpt_engine.backbones.download import download_job
+    from pathpt_engine.jobs import collect
+
+    def fake(repo_id: str, local_dir: object = None, tqdm_class: object = None, **_: object) -> str:
+        bar = tqdm_class(total=3, disable=True)  # as huggingface_hub does for the files of a snapshot
+        for _i in range(3):
+            bar.update(1)
+        bar.close()
+        return str(tmp_path / "snap")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    folder, events = collect(download_job("keep"))
+    assert folder == tmp_path / "snap"
+    assert events[-1].stage == "download" and (events[-1].done, events[-1].total) == (3, 3)

@@ -45,12 +45,13 @@ def _classify(exc: Exception, name: str, repo: str, gated: bool) -> str:
     return f"{name}: download of {repo} failed ({kind}: {text})"
 
 
-def get_weights(name: str, to: str | Path | None = None) -> Path:
+def get_weights(name: str, to: str | Path | None = None, tqdm_class: Any = None) -> Path:
     """Download backbone `name`'s weights (only when called) and return the folder they are in.
 
     Args:
         name: registry name with a Hugging Face repository (keep, plip, conch, musk, quiltnet).
         to: a folder to put the files in; None: the local Hugging Face cache (found by the registry).
+        tqdm_class: progress-bar class for the files fetched (huggingface_hub's default bars when None).
 
     Raises:
         BackboneError: no repository for that backbone, offline, gated without log-in, or any other failure
@@ -64,7 +65,8 @@ def get_weights(name: str, to: str | Path | None = None) -> Path:
     hub = _hub()
     log.info("downloading %s from huggingface.co/%s%s", name, spec.hf_repo, f" to {to}" if to else "")
     try:
-        folder = hub.snapshot_download(spec.hf_repo, local_dir=str(to) if to else None)
+        extra = {"tqdm_class": tqdm_class} if tqdm_class is not None else {}
+        folder = hub.snapshot_download(spec.hf_repo, local_dir=str(to) if to else None, **extra)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the cause
         raise BackboneError(_classify(exc, name, spec.hf_repo, spec.gated)) from exc
     return Path(folder)
@@ -77,10 +79,38 @@ def after_download_note(name: str) -> str:
 
 
 def download_job(name: str, to: str | Path | None = None) -> Job[Path]:
-    """Job form of `get_weights` for the GUI worker: one indeterminate progress step (huggingface_hub's own
-    progress bars go to the log), then the folder."""
+    """Job form of `get_weights` for the GUI worker: the download runs in a thread and the job reports the
+    files fetched so far (a progress bar), then returns the folder. Failures raise as in `get_weights`."""
+    import threading
+    import time
+
+    from tqdm.auto import tqdm
+
     spec = get_spec(name)
-    yield Progress("download", 0, None, message=f"downloading {name} from huggingface.co/{spec.hf_repo or '?'}")
-    folder = get_weights(name, to)
-    yield Progress("download", 1, 1, message=str(folder))
-    return folder
+    state: dict[str, Any] = {"done": 0, "total": None}
+
+    class _Bar(tqdm):  # type: ignore[misc, valid-type]
+        def update(self, n: float | None = 1) -> bool | None:
+            out = super().update(n)
+            state["done"], state["total"] = int(self.n), (int(self.total) if self.total else None)
+            return out
+
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["folder"] = get_weights(name, to, tqdm_class=_Bar)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the job below
+            result["error"] = exc
+
+    worker = threading.Thread(target=run, name=f"download-{name}", daemon=True)
+    worker.start()
+    message = f"downloading {name} from huggingface.co/{spec.hf_repo or '?'}"
+    while worker.is_alive():
+        yield Progress("download", state["done"], state["total"], message=message)
+        time.sleep(0.2)
+    worker.join()
+    if "error" in result:
+        raise result["error"]
+    yield Progress("download", state["total"] or 1, state["total"] or 1, message=str(result["folder"]))
+    return result["folder"]
