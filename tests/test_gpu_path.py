@@ -474,3 +474,24 @@ def test_cluster_evaluate_with_device_auto_lets_the_workers_decide(monkeypatch, 
     args.device = "cpu"
     assert cluster_cli.run_evaluate(args, {}, cfg) == 0
     assert seen == ["auto", "cpu"]
+
+
+def test_training_plans_activation_checkpointing_from_free_memory(cohort, monkeypatch, caplog):
+    bb, cs, slides = cohort
+    seen = []
+    original = trainer._Fitter._step
+
+    def spy(self, i, epoch):
+        seen.append(self.model.spatial.checkpoint_activations)
+        return original(self, i, epoch)
+
+    monkeypatch.setattr(trainer._Fitter, "_step", spy)
+    monkeypatch.setattr(trainer, "free_bytes", lambda device: 100_000)  # 100 kB "free": 30 tiles (~460 kB) do not fit
+    with caplog.at_level(logging.WARNING, logger="pathpt_engine.pathpt.trainer"):
+        res, _ = collect(trainer.train_pathpt(bb, cs, slides, PathPTConfig(epochs=1, **FAST)))
+    assert seen and all(seen) and "checkpointing activations" in caplog.text
+    assert not res.model.spatial.checkpoint_activations  # reset after the run
+    monkeypatch.setattr(trainer, "free_bytes", lambda device: 80 * 2**30)
+    seen.clear()
+    collect(trainer.train_pathpt(bb, cs, slides, PathPTConfig(epochs=1, **FAST)))
+    assert seen and not any(seen)

@@ -38,7 +38,7 @@ from ..metrics import balanced_accuracy
 from ..prompts.classsets import ClassSet
 from ..prompts.zeroshot import encode_class_prompts, select_prompt_ensemble
 from .checkpoint import save_checkpoint
-from .gpu import cuda_numerics, is_oom, release_cached, tile_vote_tensor
+from .gpu import bytes_per_tile, cuda_numerics, free_bytes, is_oom, release_cached, tile_vote_tensor
 from .losses import LabelPlan, LossConfig, pathpt_loss
 from .model import PathPTConfig, PathPTModel
 from .pseudo import slide_tile_labels
@@ -136,12 +136,24 @@ class _Fitter:
         self.feats = [torch.as_tensor(s.features, dtype=torch.float32, device=self.dev) for s in train]
         self.plans = [LabelPlan.build(lab.to(self.dev)) for lab in labels]  # tile labels never change
         self.targets = torch.tensor([s.label for s in train], device=self.dev)
+        self._plan_memory()
         self.val = val if config.recipe == "clean" and val else None
         if config.recipe == "clean" and not val:
             log.warning("clean recipe without held-out pool slides: keeping the last epoch")
         self.gen = torch.Generator().manual_seed(config.seed)
         self.history: list[dict[str, float]] = []
         self.best: tuple[float, int, dict | None] = (-1.0, -1, None)  # (val bacc, epoch, state)
+
+    def _plan_memory(self) -> None:
+        """Checkpoint the spatial module's activations from the start when the largest slide's estimated training
+        memory does not fit in the device's free memory (CUDA; same results, recomputed in backward)."""
+        free = free_bytes(self.dev)
+        n_max = max(len(s.features) for s in self.train)
+        need = n_max * bytes_per_tile(self.model.spatial.dim, training=True)
+        if free is not None and need > 0.7 * free:
+            log.warning("largest slide: %d tiles, about %.1f GiB to train against %.1f GiB free on %s: "
+                        "checkpointing activations", n_max, need / 2**30, free / 2**30, self.dev)
+            self.model.spatial.checkpoint_activations = True
 
     def step(self, i: int, epoch: int) -> tuple[dict[str, float], bool]:
         """One optimiser step on slide i: (loss terms, slide vote correct); out of memory retries once with
