@@ -39,12 +39,19 @@ def slide_summary(reader: Any) -> list[tuple[str, str]]:
         ("Format", reader.format),
         ("Dimensions", f"{w:,} × {h:,} px"),
         ("Levels", ", ".join(f"{a}×{b}" for a, b in reader.level_dimensions)),
-        ("Pixel size", f"{mpp[0]:.4g} × {mpp[1]:.4g} µm/px" if mpp else "unknown"),
+        ("Pixel size", f"{mpp[0]:.4g} × {mpp[1]:.4g} µm/px" if mpp else _unknown_mpp(reader)),
         ("Objective", f"{reader.objective_power:g}×" if reader.objective_power else "unknown"),
     ]
     if mpp:
         rows.append(("Physical size", f"{w * mpp[0] / 1000:.2f} × {h * mpp[1] / 1000:.2f} mm"))
     return rows
+
+
+def _unknown_mpp(reader: Any) -> str:
+    stated = getattr(reader, "reported_mpp", None)
+    if stated is None:
+        return "unknown (the file does not state it)"
+    return f"unknown (the file states {stated[0]:.4g} µm/px, outside the plausible 0.05–20)"
 
 
 class SlidePropertiesDialog(QDialog):

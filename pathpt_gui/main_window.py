@@ -299,8 +299,8 @@ class MainWindow(QMainWindow):
             self._cursor_label.setText("")
             return
         text = f"x {x:,.0f}  y {y:,.0f} px"
-        if v.reader.mpp:
-            text += f"  ·  {x * v.reader.mpp[0]:,.1f}, {y * v.reader.mpp[1]:,.1f} µm"
+        if v.mpp:  # the slide's own pixel size, or the one given for it in the project
+            text += f"  ·  {x * v.mpp[0]:,.1f}, {y * v.mpp[1]:,.1f} µm"
         self._cursor_label.setText(text + "  ")
 
     def _on_tile_error(self, message: str) -> None:

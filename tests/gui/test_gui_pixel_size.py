@@ -85,3 +85,13 @@ def test_project_extraction_uses_the_pixel_size_given(window, tmp_path, slide_fi
             ctrl.set_slide_mpp("boxes", 0.5)  # the user gives it (slide list › Pixel size…)
     assert (features_folder(ctrl.project, choice) / "boxes.h5").is_file()
     assert (features_folder(ctrl.project, choice) / "slide.h5").is_file()
+
+
+def test_slide_properties_say_why_the_pixel_size_is_unknown() -> None:
+    from pathpt_engine.slides import open_slide
+    from pathpt_gui.dialogs import slide_summary
+
+    with open_slide(openslide_fixture("boxes.tiff")) as reader:
+        rows = dict(slide_summary(reader))
+    assert rows["Pixel size"] == "unknown (the file states 352.8 µm/px, outside the plausible 0.05–20)"
+    assert "Physical size" not in rows  # never "105.83 × 88.19 mm" from a 72-dpi default
