@@ -19,7 +19,7 @@ import numpy as np
 from ..jobs import check_cancel
 from .bank import GLASS, TEX, VARIANTS, SlideBank
 from .subtypes import MAX_SUBTYPES
-from .world import FINE, Pieces, World, classes_of, fine_materials, make_pieces, piece_ids
+from .world import FINE, Pieces, World, classes_of, fine_materials, make_pieces, piece_ids, tissue_span
 
 STRIP = 1024  # level-0 rows per strip (a multiple of the JPEG tile and of every mask downsample)
 COL_BLOCK = 1024  # level-0 columns per glass test
@@ -92,9 +92,12 @@ def _block_mean(a: np.ndarray, k: int) -> np.ndarray:
 def _fine_index(bank: SlideBank, pieces: Pieces, mat: np.ndarray, ids: np.ndarray,
                 y0: int) -> tuple[np.ndarray, np.ndarray]:
     """Per fine cell: (flat index of the texel at row y0, column 0 under the cell's linear map; row step)."""
+    glass = mat == GLASS  # glass is uniform: any texel of it, row 0 (x < width < the glass block's size)
     ky = np.where(pieces.flip_y[ids], -TEX, TEX).astype(np.int32)
+    ky[glass] = 0
     tex = (pieces.variant[ids] * 2 + pieces.flip_x[ids]) * (TEX * TEX)  # mirrored copies follow each variant
     a = bank.base[mat] + tex + pieces.a_y[ids] * TEX + pieces.a_x[ids] + ky * y0
+    a[glass] = bank.base[GLASS]
     return a.astype(np.int32), ky
 
 
@@ -127,7 +130,7 @@ def iter_world_strips(world: World, bank: SlideBank, truth: Truth | None = None,
                       cancel: threading.Event | None = None) -> Iterator[np.ndarray]:
     """Level-0 strips of STRIP rows (the last may be shorter), top to bottom; fills `truth` on the way."""
     spec = world.spec
-    pieces = make_pieces(spec, world.noise_seed, TEX, VARIANTS)
+    pieces = make_pieces(world, TEX, VARIANTS)
     for y0 in range(0, spec.height, STRIP):
         check_cancel(cancel)
         h = min(STRIP, spec.height - y0)
@@ -135,5 +138,8 @@ def iter_world_strips(world: World, bank: SlideBank, truth: Truth | None = None,
         mat, tum = fine_materials(world, fy0, fy1)
         if truth is not None:
             truth.add(fy0, mat, tum)
-        ids = piece_ids(spec, world.noise_seed, fy0, fy1)
+        ids = np.zeros(mat.shape, np.int32)  # pieces only where tissue may be (glass ignores them)
+        fx0, fx1 = tissue_span(world, fy0, fy1)
+        if fx1 > fx0:
+            ids[:, fx0:fx1] = piece_ids(spec, world.noise_seed, fy0, fy1, fx0, fx1)
         yield render_strip(world, bank, pieces, y0, h, mat, ids)

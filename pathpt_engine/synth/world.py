@@ -181,11 +181,35 @@ def _refine(f: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
     return _bilinear(f, gx, gy)
 
 
+def tissue_span(world: World, fy0: int, fy1: int) -> tuple[int, int]:
+    """Fine columns [fx0, fx1) outside which fine rows fy0..fy1 are surely glass.
+
+    A fine cell is tissue only where the interpolated tissue field exceeds -5 (the fine wiggle is 5 * value noise
+    in [-1, 1]), so one of its 4 surrounding coarse nodes exceeds -5: columns whose nearby nodes never do are glass.
+    """
+    r = COARSE // FINE
+    nfx = -(-world.spec.width // FINE)
+    rows = world.tissue[max(0, fy0 // r - 1) : -(-fy1 // r) + 1]
+    cols = np.flatnonzero((rows > -5.0).any(axis=0)) if rows.size else np.zeros(0, np.int64)
+    if not cols.size:
+        return 0, 0
+    return max(0, int(cols[0] - 1) * r), min(nfx, int(cols[-1] + 2) * r)
+
+
 def fine_materials(world: World, fy0: int, fy1: int) -> tuple[np.ndarray, np.ndarray]:
     """(material uint8, inside-tumour-outline bool) of fine rows fy0..fy1 and every fine column."""
     spec = world.spec
-    fx = np.arange(-(-spec.width // FINE))
-    fy = np.arange(fy0, fy1)
+    nfx = -(-spec.width // FINE)
+    mat = np.full((fy1 - fy0, nfx), GLASS, np.uint8)
+    tum = np.zeros(mat.shape, bool)
+    fx0, fx1 = tissue_span(world, fy0, fy1)
+    if fx1 > fx0:
+        mat[:, fx0:fx1], tum[:, fx0:fx1] = _materials(world, np.arange(fy0, fy1), np.arange(fx0, fx1))
+    return mat, tum
+
+
+def _materials(world: World, fy: np.ndarray, fx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    spec = world.spec
     xs, ys = (fx + 0.5) * FINE * spec.mpp, (fy + 0.5) * FINE * spec.mpp
     wig = noise.value_noise_grid(xs, ys, 12.0, world.noise_seed, _S_FINE)
     tissue = _refine(world.tissue, fy, fx) + 5.0 * wig > 0
@@ -236,11 +260,13 @@ def _sites(spec: WorldSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return sy.astype(np.float32), sx.astype(np.float32)
 
 
-def piece_ids(spec: WorldSpec, seed: int, fy0: int, fy1: int) -> np.ndarray:
-    """Piece index (int32) of every fine cell in rows fy0..fy1 (nearest jittered site, warped borders)."""
-    nfx = -(-spec.width // FINE)
+def piece_ids(spec: WorldSpec, seed: int, fy0: int, fy1: int, fx0: int = 0, fx1: int | None = None) -> np.ndarray:
+    """Piece index (int32) of the fine cells in rows fy0..fy1, columns fx0..fx1 (default: all), from the nearest
+    jittered site with warped borders (the same values however the grid is cut)."""
+    nfx = -(-spec.width // FINE) if fx1 is None else fx1
     g0, g1 = fy0 // PIECE_GRID, -(-fy1 // PIECE_GRID)
-    px = (np.arange(-(-nfx // PIECE_GRID)) + 0.5) * FINE * PIECE_GRID
+    h0 = fx0 // PIECE_GRID
+    px = (np.arange(h0, -(-nfx // PIECE_GRID)) + 0.5) * FINE * PIECE_GRID
     py = (np.arange(g0, g1) + 0.5) * FINE * PIECE_GRID
     um_x, um_y = px * spec.mpp, py * spec.mpp
     wx = PIECE_WARP * noise.fbm_grid(um_x, um_y, 45.0, seed, _S_PIECE, octaves=3)
@@ -260,19 +286,22 @@ def piece_ids(spec: WorldSpec, seed: int, fy0: int, fy1: int) -> np.ndarray:
             np.copyto(best, d, where=closer)
             np.copyto(out, (cy * ncols + cx).astype(np.int32), where=closer)
     out = np.repeat(np.repeat(out, PIECE_GRID, axis=0), PIECE_GRID, axis=1)
-    r0 = fy0 - g0 * PIECE_GRID
-    return out[r0 : r0 + fy1 - fy0, :nfx]
+    r0, c0 = fy0 - g0 * PIECE_GRID, fx0 - h0 * PIECE_GRID
+    return out[r0 : r0 + fy1 - fy0, c0 : c0 + nfx - fx0]
 
 
-def make_pieces(spec: WorldSpec, seed: int, tex: int, variants: int, strip_fine: int = 256) -> Pieces:
-    """Bounding boxes of every piece (one pass over the fine grid) and each piece's draw."""
+def make_pieces(world: World, tex: int, variants: int, strip_fine: int = 256) -> Pieces:
+    """Bounding boxes of every piece (one pass over the whole fine grid) and each piece's draw."""
+    spec, seed = world.spec, world.noise_seed
     ncols = -(-spec.width // PIECE) + 2
     n = ncols * (-(-spec.height // PIECE) + 2)
     by0, bx0 = np.full(n, 1 << 30, np.int64), np.full(n, 1 << 30, np.int64)
     by1, bx1 = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
     fh = -(-spec.height // FINE)
     for f0 in range(0, fh, strip_fine):
-        ids = piece_ids(spec, seed, f0, min(fh, f0 + strip_fine))
+        f1 = min(fh, f0 + strip_fine)
+        fx0 = 0  # boxes over glass too: a piece's texture offset must not depend on where tissue is
+        ids = piece_ids(spec, seed, f0, f1)
         first = np.ones(ids.shape, bool)  # runs of equal ids along each row: their ends bound the boxes
         first[:, 1:] = ids[:, 1:] != ids[:, :-1]
         last = np.ones(ids.shape, bool)
@@ -281,8 +310,8 @@ def make_pieces(spec: WorldSpec, seed: int, tex: int, variants: int, strip_fine:
         r1, c1 = np.nonzero(last)
         np.minimum.at(by0, ids[r0, c0], r0 + f0)
         np.maximum.at(by1, ids[r1, c1], r1 + f0)
-        np.minimum.at(bx0, ids[r0, c0], c0)
-        np.maximum.at(bx1, ids[r1, c1], c1)
+        np.minimum.at(bx0, ids[r0, c0], c0 + fx0)
+        np.maximum.at(bx1, ids[r1, c1], c1 + fx0)
     u = noise.hash_streams(5, seed, _S_PIECE + 3, np.arange(n))
     ey = np.clip((by1 - by0 + 1) * FINE, 0, tex)
     ex = np.clip((bx1 - bx0 + 1) * FINE, 0, tex)
