@@ -100,3 +100,33 @@ def test_train_with_annotations_dir(tmp_path, capsys, caplog):
     assert f"slide {sid}: 2 tile(s) with an annotated class, 4 ignored" in caplog.text
     assert main([*base[:-2], "--annotations", str(tmp_path / "nope"), "--out", str(tmp_path / "r2")]) == 2
     assert "annotations folder not found" in capsys.readouterr().err
+
+
+def test_predict_with_annotations_drops_ignored_tiles(tmp_path, capsys):
+    import h5py
+
+    from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
+
+    cs = load_classset("synthetic")
+    bb = tiny_backbone(tmp_path / "keep")
+    feats, labels = make_fake_cohort(tmp_path / "c", bb, cs, per_class=2, n_tiles=16)
+    common = ["--device", "cpu", "--weights", str(tmp_path / "keep")]
+    assert main(["-q", "train", "--features", str(feats), "--backbone", "keep", "--classes", "synthetic",
+                 "--labels", str(labels), "--epochs", "1", "--out", str(tmp_path / "run"), *common]) == 0
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    sid = sorted(p.stem for p in Path(feats).glob("*.h5"))[1]
+    (ann / f"{sid}.json").write_text(json.dumps([
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+            [[0, 0], [448, 0], [448, 224], [0, 224], [0, 0]]]},
+         "properties": {"classification": {"name": "Ignore*", "color": [1, 1, 1]}}}]))
+    base = ["-q", "predict", "--run", str(tmp_path / "run"), "--features", str(feats), *common]
+    assert main([*base, "--out", str(tmp_path / "p0")]) == 0
+    assert main([*base, "--annotations", str(ann), "--out", str(tmp_path / "p1")]) == 0
+    for out, n in (("p0", 16), ("p1", 14)):
+        with h5py.File(tmp_path / out / "tiles" / f"{sid}.h5") as f:
+            assert f["coords"].shape == (n, 2)
+            assert not (n == 14 and any(tuple(c) in {(0, 0), (224, 0)} for c in f["coords"][:]))
+    capsys.readouterr()
+    assert main([*base, "--annotations", str(ann), "--cluster", "local", "--out", str(tmp_path / "p2")]) == 2
+    assert "not supported with --cluster" in capsys.readouterr().err

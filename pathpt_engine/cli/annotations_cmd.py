@@ -57,6 +57,28 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     _map_arg(p)
 
 
+def add_predict_args(p: argparse.ArgumentParser) -> None:
+    """`--annotations DIR` and `--map` for `pathpt predict`: 'ignore' regions drop their tiles from the heat map
+    and the vote."""
+    p.add_argument("--annotations", type=Path, default=None, metavar="DIR",
+                   help="QuPath GeoJSON per slide (<slide_id>.geojson): tiles covered >= 50%% by an 'ignore' region "
+                        "are not predicted and do not vote")
+    _map_arg(p)
+
+
+def apply_predict_annotations(args: argparse.Namespace, classset: Any, slides: list[Any]) -> list[Any]:
+    """The slides with `--annotations` applied for prediction (unchanged without the option).
+
+    Raises:
+        ConfigError: `--annotations` with `--cluster` (not supported there).
+    """
+    if getattr(args, "annotations", None) is None:
+        return slides
+    if getattr(args, "cluster", None) is not None:
+        raise ConfigError("--annotations is not supported with --cluster; predict in this process")
+    return apply_train_annotations(args, classset, slides)
+
+
 def apply_train_annotations(args: argparse.Namespace, classset: Any, slides: list[Any]) -> list[Any]:
     """The training slides with `--annotations` applied (unchanged without the option)."""
     if getattr(args, "annotations", None) is None:

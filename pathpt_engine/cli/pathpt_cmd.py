@@ -13,7 +13,8 @@ from ..cluster.cli import run_predict as run_cluster_predict
 from ..errors import ConfigError
 from . import _checks as chk
 from ._features import features_dir
-from .annotations_cmd import add_train_args, apply_train_annotations
+from .annotations_cmd import add_predict_args as add_predict_annotation_args
+from .annotations_cmd import add_train_args, apply_predict_annotations, apply_train_annotations
 
 # pathpt_engine.pathpt.evaluate.METHODS, spelled out so `--help` does not import torch (a test keeps them equal)
 EVAL_METHODS = ("zeroshot", "ensemble", "abmil", "abmil-clean", "clam", "clam-clean", "transmil", "transmil-clean",
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p, classes=False, backbone=False)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_predict_args(p)  # --cluster: slides in chunks as Ray tasks (pathpt_engine.cluster)
+    add_predict_annotation_args(p)  # --annotations DIR: 'ignore' regions drop tiles from the heat map and vote
     p.set_defaults(func=_cmd_predict)
 
     e = sub.add_parser("evaluate", help="the paper's few-shot protocol: methods x shots x folds, mean ± sd")
@@ -200,10 +202,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from ..pathpt.predictor import load_run, predict_slides
     from ._progress import run_with_bar
 
+    if getattr(args, "annotations", None) is not None and getattr(args, "cluster", None) is not None:
+        raise ConfigError("--annotations is not supported with --cluster; predict in this process")
     if (code := run_cluster_predict(args)) is not None:  # --cluster; else this process
         return code
     run = load_run(args.run, weights=args.weights, device=_device(args.device))
     slides, empty = chk.split_empty([load_slide(p) for p in feature_files(args.features).values()])
+    slides = apply_predict_annotations(args, run.classset, slides)
     chk.check_dims(slides, run.model.backbone.embed_dim, args.features, f"run {args.run}")
     results = run_with_bar(predict_slides(run.model, run.classset, slides), quiet=args.quiet)
     _write_outputs(args.out, results, run.classset.subtype_names)
