@@ -56,9 +56,9 @@ class DemoProjectConfig:
 
     def __post_init__(self) -> None:
         if self.train_per_class < 1 or self.heldout_per_class < 0 or \
-                self.train_per_class + self.heldout_per_class >= self.slides_per_class:
+                self.train_per_class + self.heldout_per_class > self.slides_per_class:
             raise ValueError("need 1 <= train_per_class, 0 <= heldout_per_class and "
-                             "train_per_class + heldout_per_class < slides_per_class")
+                             "train_per_class + heldout_per_class <= slides_per_class")
 
 
 def default_demo_folder() -> Path:
