@@ -27,7 +27,10 @@ class DemoConfig:
         out: output folder.
         n_subtypes: tumour subtypes in the synthetic cohort.
         slides_per_class: slides per subtype (pool + test).
-        size: level-0 (width, height) of each synthetic slide (0.25 um/px).
+        size: level-0 (width, height) of each synthetic slide, or None (default) for the realistic scale
+            (`pathpt synth --size realistic`: a median of ~450 tissue tiles, some 2,000+ tile resections).
+        mpp: level-0 microns per pixel of the synthetic slides (0.5, a 20x scan).
+        jobs: slides synthesised in parallel.
         seed: cohort and protocol seed.
         shots: few-shot training slides per subtype.
         folds: evaluation folds (independent k-shot draws).
@@ -39,7 +42,9 @@ class DemoConfig:
     out: Path = Path("demo_out")
     n_subtypes: int = 3
     slides_per_class: int = 8
-    size: tuple[int, int] = (4096, 3072)
+    size: tuple[int, int] | None = None
+    mpp: float = 0.5
+    jobs: int = 2
     seed: int = 0
     shots: int = 3
     folds: int = 3
@@ -85,9 +90,10 @@ def _cohort(cfg: DemoConfig, folder: Path, cancel: threading.Event | None) -> Jo
     if (folder / "cohort.json").exists():
         yield Progress("synth", 1, 1, message="reusing existing cohort")
         return folder
+    w, h = cfg.size or (4096, 3072)
     spec = CohortSpec(n_subtypes=cfg.n_subtypes, slides_per_class=cfg.slides_per_class, normal_slides=0,
-                      width=cfg.size[0], height=cfg.size[1], seed=cfg.seed)
-    yield from make_cohort(folder, spec, cancel=cancel)
+                      width=w, height=h, seed=cfg.seed, mpp=cfg.mpp, scale="fixed" if cfg.size else "realistic")
+    yield from make_cohort(folder, spec, cancel=cancel, overwrite=True, jobs=cfg.jobs)
     return folder
 
 

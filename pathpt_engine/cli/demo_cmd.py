@@ -23,7 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", default="4096x3072", help="level-0 WxH of each synthetic slide")
+    p.add_argument("--size", default="realistic",
+                   help="level-0 WxH of each synthetic slide, or 'realistic' (default: sizes drawn per slide, "
+                   "a median of ~450 tissue tiles at 0.5 um/px)")
+    p.add_argument("--mpp", type=float, default=0.5, help="level-0 microns per pixel (default 0.5)")
+    p.add_argument("--jobs", type=int, default=2, help="slides synthesised in parallel (default 2)")
     p.add_argument("--backbone", default="demo", help="registry name (default: the shipped demo model)")
     p.add_argument("--weights", type=Path, default=None)
     p.set_defaults(func=_cmd_demo)
@@ -34,10 +38,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ._progress import run_with_bar
 
     try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
+        size = None if args.size.strip().lower() == "realistic" else tuple(
+            int(v) for v in args.size.lower().split("x"))
+        if size is not None and len(size) != 2:
+            raise ValueError(f"--size {args.size!r}: expected WIDTHxHEIGHT or 'realistic'")
+        if args.jobs < 1:
+            raise ValueError(f"--jobs {args.jobs}: must be >= 1")
         cfg = DemoConfig(out=args.out, n_subtypes=args.subtypes, slides_per_class=args.slides_per_class,
-                         size=(w, h), seed=args.seed, shots=args.shots, folds=args.folds, epochs=args.epochs,
-                         backbone=args.backbone, weights=args.weights)
+                         size=size, mpp=args.mpp, jobs=args.jobs, seed=args.seed, shots=args.shots,
+                         folds=args.folds, epochs=args.epochs, backbone=args.backbone, weights=args.weights)
     except ValueError as exc:
         raise ConfigError(f"pathpt demo: bad option ({exc})") from None
     summary = run_with_bar(run_demo(cfg), quiet=args.quiet)
