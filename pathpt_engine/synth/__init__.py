@@ -16,12 +16,20 @@ Patch generator (for training the demo vision-language model)::
 Slides and cohorts::
 
     from pathpt_engine.synth import CohortSpec, SlideSpec, make_cohort, write_synthetic_slide
-    write_synthetic_slide(path, masks_dir, "s1", SlideSpec(4096, 3072, kind=1, seed=3), fmt="svs")
+    write_synthetic_slide(path, masks_dir, "s1", SlideSpec(4096, 3072, kind=1, seed=3), fmt="svs")  # procedural
     slides = run_job(make_cohort(out_dir, CohortSpec(n_subtypes=3, slides_per_class=4, seed=0)))
+    # realistic scale, as `pathpt synth` does by default (world renderer, 20x, two worker processes):
+    slides = run_job(make_cohort(out_dir, CohortSpec(mpp=0.5, scale="realistic"), jobs=2))
+
+Cohorts use the "world" renderer by default: tissue fragments, fat, stroma, normal parenchyma and tumour regions
+(irregular borders, intratumoural stroma, minor second patterns) composed from a cached bank of textures rendered
+by `render` (`world`, `bank`, `compose`, `world_slide`), at tens of megapixels per second per core.
 
 Module map: `subtypes` (class table + morphology), `noise` (seamless hashed noise), `structure` (glands, nests,
-sheets, fibres), `nuclei` (placement + sprites), `render` (stain model, Beer-Lambert), `patch`, `slide` (layout,
-strips), `writer` (pyramidal TIFF/SVS), `cohort` (job, masks, labels.csv, cohort.json).
+sheets, fibres), `nuclei` (placement + sprites), `render` (stain model measured on real H&E, Beer-Lambert),
+`patch`, `slide` (procedural layout, strips), `world` (realistic layout, fine material map, texture pieces),
+`bank` (texture bank + disk cache), `compose` (strips + exact ground truth), `world_slide`, `writer` (pyramidal
+TIFF/SVS), `cohort` (job, plan, realistic sizes, worker processes, masks, labels.csv, cohort.json).
 """
 
 from __future__ import annotations
