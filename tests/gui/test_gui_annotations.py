@@ -215,3 +215,58 @@ def test_geojson_import_export_round_trip(annotating, tmp_path):
     out = ac.export_geojson(tmp_path / "out.geojson")
     got = json.loads(out.read_text())
     assert [f["geometry"] for f in got["features"]] == [f["geometry"] for f in doc["features"]]
+
+
+_DRAW_AND_DIE = r"""
+import os, sys
+sys.path.insert(0, sys.argv[3])
+from pathpt_gui._none_guard import protect_none
+protect_none()
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from test_gui_annotations import _drag, _mouse
+from pathpt_gui.main_window import MainWindow
+from pathpt_gui.panels.workflow import install_workflow
+from pathpt_gui.settings import AppSettings
+win = MainWindow(AppSettings.at(sys.argv[2] + "/settings.ini"))
+win.resize(1400, 900)
+win.show()
+wf = install_workflow(win, dialogs=False)
+wf.ctrl.open_project(sys.argv[1])
+view = win.open_slide(wf.ctrl.project.slides.get("slide").path)
+app.processEvents()
+view.model.set_view(1024, 768, 0.25)
+ac = wf.annotations
+ac.set_tool("rectangle")
+_drag(view, (100, 100), (300, 250))
+ac.set_tool("polygon")
+for x, y in ((400, 400), (500, 380), (480, 500)):
+    _mouse(view, "press", x, y)
+    _mouse(view, "release", x, y)
+_mouse(view, "double", 480, 500)
+print("drawn", len(wf.ctrl.project.annotations.list("slide")), flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_kill_minus_9_after_drawing_then_reopen(tmp_path, slide_file):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pathpt_engine.project import Project
+    from pathpt_engine.prompts.classsets import synth_classset
+
+    with Project.create(tmp_path / "proj") as p:
+        p.classes.set(synth_classset(2))
+        p.slides.add(slide_file)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-c", _DRAW_AND_DIE, str(tmp_path / "proj"), str(tmp_path),
+                           str(Path(__file__).parent)], capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert "drawn 2" in proc.stdout
+    with Project.open(tmp_path / "proj") as again:
+        kinds = [r.kind for r in again.annotations.list("slide")]
+        assert kinds == ["rectangle", "polygon"]
+        assert again.annotations.list("slide")[0].geometry.area() == pytest.approx(800 * 600)
