@@ -270,3 +270,32 @@ def test_kill_minus_9_after_drawing_then_reopen(tmp_path, slide_file):
         kinds = [r.kind for r in again.annotations.list("slide")]
         assert kinds == ["rectangle", "polygon"]
         assert again.annotations.list("slide")[0].geometry.area() == pytest.approx(800 * 600)
+
+
+def test_brush_stroke_outline_keeps_its_hole():
+    from pathpt_gui.annotations.tools import brush_geometry
+
+    t = np.linspace(0, 2 * np.pi, 73)
+    loop = [(500 + 200 * np.cos(a), 500 + 200 * np.sin(a)) for a in t]  # a closed circular stroke
+    geom = brush_geometry(loop, 40.0)
+    assert len(geom.parts) == 1 and len(geom.parts[0].holes) == 1
+    assert geom.area() == pytest.approx(np.pi * (220 ** 2 - 180 ** 2), rel=0.02)  # an annulus
+    dot = brush_geometry([(10.0, 10.0)], 8.0)
+    assert dot.area() == pytest.approx(np.pi * 16, rel=0.05)
+
+
+def test_unknown_class_is_mapped_in_a_dialog(annotating, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    win, wf, ac, view = annotating
+    sub = wf.ctrl.classset().subtype_names
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getItem",
+                        staticmethod(lambda *a, **k: (asked.append(a[2]) or sub[1], True)))
+    ac.dialogs = True
+    src = tmp_path / "q.geojson"
+    src.write_text(json.dumps({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+        [[0, 0], [300, 0], [300, 300], [0, 0]]]}, "properties": {"objectType": "annotation",
+                                                             "classification": {"name": "Tumor", "color": [1, 2, 3]}}}))
+    assert ac.import_geojson(src) == 1
+    assert "'Tumor'" in asked[0] and [r.class_name for r in _stored(wf)] == [sub[1]]
