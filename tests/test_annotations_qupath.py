@@ -76,6 +76,12 @@ def test_import_qupath_forms_holes_multipolygons_and_classes(tmp_path):
     as_list = read_qupath(_doc(tmp_path, QUPATH_DOC["features"], "l.json"), "s1", CS,
                           {"Tumour-A": SUB[0], "Stroma": "normal"})
     assert [r.geometry.same_as(q.geometry) for r, q in zip(as_list.regions, rep.regions, strict=True)] == [True] * 3
+    legacy = [{"type": "Feature", "id": "PathDetectionObject", "geometry": QUPATH_DOC["features"][0]["geometry"],
+               "properties": {"classification": {"name": "normal", "colorRGB": -16711936}}},
+              {"type": "Feature", "id": "PathAnnotationObject", "geometry": QUPATH_DOC["features"][0]["geometry"],
+               "properties": {"classification": {"name": "normal", "colorRGB": -16711936}}}]
+    old = read_qupath(_doc(tmp_path, legacy, "v02.json"), "s1", CS)  # QuPath 0.2: the object class in `id`
+    assert len(old.regions) == 1 and old.skipped == {"detection object(s)": 1}
     gz = tmp_path / "z.geojson.gz"
     gz.write_bytes(gzip.compress(json.dumps(QUPATH_DOC["features"][1]).encode()))
     assert len(read_qupath(gz, "s1", CS, {"Stroma": "normal"}).regions) == 1

@@ -76,13 +76,19 @@ def _walk(doc: Any, path: Path) -> Iterator[dict[str, Any]]:
                           "Feature)")
 
 
+_LEGACY_IDS = {"PathAnnotationObject": "annotation", "PathDetectionObject": "detection", "PathTileObject": "tile",
+               "PathCellObject": "cell", "PathTMACoreObject": "tmaCore", "PathRootObject": "root"}
+
+
 def _object_type(feat: Mapping[str, Any]) -> str:
+    """v0.4+ `objectType`, v0.3 `object_type`/`type`, v0.2 the object class in `id`; missing: annotation."""
     props = feat.get("properties") or {}
     for key in ("objectType", "object_type", "type"):
         value = props.get(key)
         if isinstance(value, str) and value and value != "Feature":
             return value
-    return "annotation"
+    fid = feat.get("id")
+    return _LEGACY_IDS.get(fid, "annotation") if isinstance(fid, str) else "annotation"
 
 
 def _class_name(props: Mapping[str, Any]) -> str | None:
