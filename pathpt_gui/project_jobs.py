@@ -221,7 +221,7 @@ def zeroshot_job(project: Project, choice: BackboneChoice, cancel: threading.Eve
     from pathpt_engine.prompts.zeroshot import encode_class_prompts, mean_classifier, zeroshot_tile_probs
 
     classset = _classset(project)
-    slides = _load(project, choice)
+    slides = _annotated(project, classset, _load(project, choice))  # 'ignore' regions: tiles not predicted
     if not slides:
         raise ProjectError(f"{project.root}: no slide has {choice.name} features yet; run Extract features first")
 
@@ -264,7 +264,7 @@ def train_job(project: Project, choice: BackboneChoice, config: Any,
     if empty:  # a clear error, not a conv1d traceback from inside the spatial module
         raise ProjectError(f"{project.root}: {len(empty)} labelled training slide(s) have no tissue tiles, e.g. "
                            f"{empty[0]!r}; remove their labels or extract them again")
-    val = _load(project, choice, val_ids, labels) if val_ids else None
+    val = _annotated(project, classset, _load(project, choice, val_ids, labels)) if val_ids else None
     val = [s for s in val if len(s.features)] or None if val else None
 
     def body(run_id: str) -> Job[str]:

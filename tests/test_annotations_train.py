@@ -137,3 +137,34 @@ def test_project_regions_reach_the_slides(setup, tmp_path):
         (out,) = annotate_from_project(p, cs, [s])
         assert len(out.features) == 30 and (out.coords[:, 1] > 0).all()
         assert out.attrs[OVERRIDES_KEY][0] == 2 and (out.attrs[OVERRIDES_KEY][1:] == -1).all()
+
+
+def test_gui_jobs_drop_ignored_tiles_and_train_on_regions(setup, tmp_path):
+    """The project's zero-shot and train jobs (what the GUI runs): 'ignore' tiles get no score and no vote."""
+    from slide_fixtures import make_slide
+
+    from pathpt_engine.export.scores import read_scores_h5
+    from pathpt_engine.features.store import write_features
+    from pathpt_engine.project import Project
+    from pathpt_gui import project_jobs as pj
+
+    bb, cs, slides = setup
+    keep = tmp_path / "keep"
+    tiny_backbone(keep)
+    choice = pj.BackboneChoice("keep", str(keep), "cpu")
+    with Project.create(tmp_path / "proj") as p:
+        p.classes.set(cs)
+        for i, s in enumerate(slides[:3]):
+            p.slides.add(make_slide(tmp_path / f"s{i}.tif", 512, 512, seed=i))
+            sid = p.slides.list()[-1].slide_id
+            write_features(pj.features_folder(p, choice) / f"s{i}.h5", s.coords,
+                           np.asarray(s.features, dtype=np.float32), coords_attrs={"patch_size_level0": T})
+            p.labels.set(sid, cs.subtype_names[s.label], "train")
+        ids = [r.slide_id for r in p.slides.list()]
+        p.annotations.add(Region(ids[0], IGNORE_CLASS, _row(0)))
+        p.annotations.add(Region(ids[1], "normal", _row(5)))
+        for job in (pj.zeroshot_job(p, choice), pj.train_job(p, choice, PathPTConfig(epochs=1, **FAST))):
+            run_id = run_job(job)
+            sc = read_scores_h5(pj.scores_path(p, run_id, ids[0]))[0]
+            assert len(sc.coords) == 30 and (np.asarray(sc.coords)[:, 1] > 0).all()
+            assert len(read_scores_h5(pj.scores_path(p, run_id, ids[1]))[0].coords) == 36
