@@ -62,3 +62,7 @@ class ImageWriteError(PathPTError):
 
 class JobCancelled(PathPTError):
     """A job stopped because the user cancelled it."""
+
+
+class InvalidRegion(ConfigError):
+    """An annotated region that cannot be stored (self-intersecting, zero area, hole outside its outline...)."""

@@ -17,13 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import InvalidRegion
+
+__all__ = ["Geometry", "InvalidRegion", "Part", "area_mm2", "contains", "ellipse", "polygon", "rectangle", "validate"]
 
 _CHUNK = 256  # edges per block in the pairwise crossing test
-
-
-class InvalidRegion(ConfigError):
-    """A region that cannot be stored: the message says which and why (one line)."""
 
 
 @dataclass(frozen=True, eq=False)
