@@ -64,6 +64,21 @@ class AnnotationPanel(QWidget):
                                    toolTip="Brush diameter on screen")
         row.addWidget(self.brush_size)
         lay.addLayout(row)
+        lay.addLayout(self._edit_row())
+        hint = QLabel("Ctrl+click a heatmap tile: set its class · Ctrl+Shift+click: clear · Esc: stop drawing · "
+                      "Enter or double-click: close a polygon")
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: #9aa0a6;")
+        lay.addWidget(hint)
+        lay.addWidget(self._region_table(), 2)
+        box = QGroupBox("Where to look next (least certain, or unlike zero-shot / your regions)")
+        bl = QVBoxLayout(box)
+        self.review = QListWidget()
+        self.review.itemClicked.connect(lambda it: self.review_clicked.emit(it.data(Qt.ItemDataRole.UserRole)))
+        bl.addWidget(self.review)
+        lay.addWidget(box, 1)
+
+    def _edit_row(self) -> QHBoxLayout:
         edit = QHBoxLayout()
         self.undo_btn = QPushButton("Undo")
         self.redo_btn = QPushButton("Redo")
@@ -72,12 +87,9 @@ class AnnotationPanel(QWidget):
         self.export_btn = QPushButton("Export GeoJSON…")
         for b in (self.undo_btn, self.redo_btn, self.delete_btn, self.import_btn, self.export_btn):
             edit.addWidget(b)
-        lay.addLayout(edit)
-        hint = QLabel("Ctrl+click a heatmap tile: set its class · Ctrl+Shift+click: clear · Esc: stop drawing · "
-                      "Enter or double-click: close a polygon")
-        hint.setWordWrap(True)
-        hint.setStyleSheet("color: #9aa0a6;")
-        lay.addWidget(hint)
+        return edit
+
+    def _region_table(self) -> QTableWidget:
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
@@ -85,13 +97,7 @@ class AnnotationPanel(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.cellClicked.connect(lambda r, _c: self.row_clicked.emit(
             self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)))
-        lay.addWidget(self.table, 2)
-        box = QGroupBox("Where to look next (least certain, or unlike zero-shot / your regions)")
-        bl = QVBoxLayout(box)
-        self.review = QListWidget()
-        self.review.itemClicked.connect(lambda it: self.review_clicked.emit(it.data(Qt.ItemDataRole.UserRole)))
-        bl.addWidget(self.review)
-        lay.addWidget(box, 1)
+        return self.table
 
     def set_classes(self, names: list[str], colors: dict[str, str]) -> None:
         current = self.class_combo.currentText()
