@@ -32,9 +32,33 @@ TEMPERATURE = 10.0
 ENSEMBLE_RECIPES = ("paper", "clean")
 
 
+_PROMPT_CACHE: dict[tuple, list[torch.Tensor]] = {}  # (backbone, weights hash, prompts) -> embeddings
+_PROMPT_CACHE_SIZE = 4
+
+
 @torch.no_grad()
 def encode_class_prompts(backbone: Backbone, classset: ClassSet, batch_size: int = 64) -> list[torch.Tensor]:
-    """L2-normalised embeddings of every prompt, one [P_c, D] float32 CPU tensor per class."""
+    """L2-normalised embeddings of every prompt, one [P_c, D] float32 CPU tensor per class.
+
+    Cached per process for backbones whose weights are identified by content (`weights_hash`): the frozen text
+    tower gives the same embeddings for the same prompts, so a retrain after an annotation edit skips them.
+    """
+    if not getattr(backbone, "weights_hash", ""):
+        return _encode_class_prompts(backbone, classset, batch_size)
+    device = str(next(iter(backbone.parameters()), torch.empty(0)).device)
+    key = (backbone.name, backbone.weights_hash, device, batch_size,
+           tuple(tuple(classset.prompts(c)) for c in range(classset.n_classes)))
+    hit = _PROMPT_CACHE.get(key)
+    if hit is None:
+        hit = _encode_class_prompts(backbone, classset, batch_size)
+        while len(_PROMPT_CACHE) >= _PROMPT_CACHE_SIZE:
+            _PROMPT_CACHE.pop(next(iter(_PROMPT_CACHE)))
+        _PROMPT_CACHE[key] = hit
+    return [t.clone() for t in hit]
+
+
+@torch.no_grad()
+def _encode_class_prompts(backbone: Backbone, classset: ClassSet, batch_size: int) -> list[torch.Tensor]:
     was_training = backbone.training
     backbone.eval()
     out = []
