@@ -60,6 +60,10 @@ class ImageWriteError(PathPTError):
     """An image (screenshot, exported view) could not be written."""
 
 
+class NonFiniteLossError(PathPTError):
+    """Training produced a non-finite loss or weights (no run is saved)."""
+
+
 class JobCancelled(PathPTError):
     """A job stopped because the user cancelled it."""
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..backbones.base import Backbone
-from ..errors import DeviceMemoryError, PathPTError
+from ..errors import DeviceMemoryError, NonFiniteLossError
 from ..jobs import Job, Progress, check_cancel
 from ..metrics import balanced_accuracy
 from ..prompts.classsets import ClassSet
@@ -69,10 +69,6 @@ class TrainResult:
     history: list[dict[str, float]]
     checkpoint: Path | None
     best_epoch: int
-
-
-class NonFiniteLossError(PathPTError):
-    """Training produced a non-finite loss or weights (no run is saved)."""
 
 
 _TERMS = ("loss", "labelled", "candidate", "pseudo")
