@@ -11,7 +11,7 @@ trained per (shots, fold, k) on the same slides and tested on held-out slides:
 * tile_auroc: tumour vs normal tiles (score 1 - p(Normal); a tile is tumour when > 50% of it is in the mask);
 * dice: subtype Dice, pooled over test tiles: tiles whose argmax is the slide's true subtype vs the tumour mask.
 
-Worlds: `--world fake` (default): the fake feature cohort of `pathpt_engine.pathpt.testing` (tiles in a tiny
+Worlds: `--world fake` (default): the fake feature cohort of `pathpt_engine.testing.cohorts` (tiles in a tiny
 random KEEP-format backbone's space, exact tile masks); `--world DIR`: a cohort folder holding `features/` (h5
 from `pathpt extract`), `labels.csv` and `masks/` (`pathpt synth`), with `--backbone/--weights` as extracted.
 
@@ -69,8 +69,8 @@ def simulate_regions(slide, tumour, cs, k, rng, noise, window):  # noqa: ANN001,
 def _truth(slides, masks):  # noqa: ANN001, ANN202
     from PIL import Image
 
+    from pathpt_engine.evaluate import find_mask
     from pathpt_engine.metrics import tiles_in_mask
-    from pathpt_engine.pathpt.evaluate import find_mask
 
     out = {}
     for s in slides:
@@ -105,7 +105,7 @@ def _world(args, work):  # noqa: ANN001, ANN202
 
     cs = load_classset("synthetic")
     if args.world == "fake":
-        from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
+        from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
         bb = tiny_backbone(work / "keep", width=64)
         feats, labels = make_fake_cohort(work / "cohort", bb, cs, per_class=args.per_class, n_tiles=args.tiles,

@@ -41,7 +41,7 @@ def _slides(root: Path, n: int, size: int) -> list[Path]:
 
 def _backbone(root: Path) -> tuple[str, Path | None]:
     from pathpt_engine.backbones.registry import resolve_weights
-    from pathpt_engine.backbones.testing import make_tiny_keep_folder
+    from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
     if resolve_weights("demo").is_dir():
         return "demo", None

@@ -120,8 +120,8 @@ def reader_only(reader: object, grid: object, encoder: TileEncoder, opts: Extrac
 
 
 def main() -> None:
+    from pathpt_engine.features.tiling import tile_slide
     from pathpt_engine.slides.reader import open_slide
-    from pathpt_engine.slides.tiling import tile_slide
     from pathpt_engine.slides.tissue import TissueParams
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -8,7 +8,7 @@ Pipeline, all through the `pathpt` command line (in-process):
 3. `pathpt evaluate` runs the methods over shots x folds and writes results.json / results.md.
 
 `--fake` skips 1-2 and uses a fake feature cohort in a tiny random KEEP-format backbone's space instead
-(pathpt_engine.pathpt.testing), for when the demo model or extraction are not available.
+(pathpt_engine.testing.cohorts), for when the demo model or extraction are not available.
 Prints the results table as JSON on stdout.
 
     python bench/fewshot.py --work /tmp/fewshot [--slides-per-class 32] [--shots 1 5 10] [--folds 5]
@@ -50,8 +50,8 @@ def _cli(args: list[str]) -> None:
 
 
 def _fake(work: Path, per_class: int, n_tiles: int) -> tuple[Path, Path, list[str], Path]:
-    from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
     from pathpt_engine.prompts.classsets import load_classset
+    from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
     bb = tiny_backbone(work / "keep")
     feats, labels = make_fake_cohort(work / "fake", bb, load_classset("synthetic"), per_class=per_class,

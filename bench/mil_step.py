@@ -1,8 +1,8 @@
 """Benchmark: seconds per MIL training step (forward + backward + optimiser) on one bag, fast vs shared Nyström.
 
 TransMIL and DGRMIL run Nyström attention with 256 landmarks. For bags shorter than that, the baselines use the
-exact lumped path (pathpt_engine.pathpt.lumped_nystrom); ``--reference`` rows run the same models with the
-shared implementation instead (pathpt_engine.pathpt.nystrom), side by side in one process, so the ratio is
+exact lumped path (pathpt_engine.ops.lumped_nystrom); ``--reference`` rows run the same models with the
+shared implementation instead (pathpt_engine.ops.nystrom), side by side in one process, so the ratio is
 meaningful even when the absolute figures are noisy. Prints JSON.
 
     python bench/mil_step.py [--tiles 20] [--dim 128] [--threads 1 2] [--steps 5]
@@ -38,8 +38,8 @@ def _step_seconds(model, x, steps: int) -> float:  # noqa: ANN001
 
 
 def _reference(model):  # noqa: ANN001, ANN202
-    from pathpt_engine.pathpt.lumped_nystrom import LumpedNystromAttention
-    from pathpt_engine.pathpt.nystrom import NystromAttention
+    from pathpt_engine.ops.lumped_nystrom import LumpedNystromAttention
+    from pathpt_engine.ops.nystrom import NystromAttention
 
     for sub in model.modules():
         if type(sub) is LumpedNystromAttention:

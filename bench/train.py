@@ -7,7 +7,7 @@ the paper recipe loss (all three terms on), one slide of N random L2-normalised 
 * ``ours``: text tower on the longest real prompt length (method.md §9), tile labels split once (`LabelPlan`), no
   gradient w.r.t. the input features, the Nyström product evaluated as attn1 @ (pinv @ (attn3 @ v)); on CUDA the
   trainer's settings: `amp="auto"` (bf16 where supported, else fp16 + one GradScaler), fused Adam, strict fp32
-  numerics (`pathpt.gpu.cuda_numerics`).
+  numerics (`ops.gpu.cuda_numerics`).
 * ``reference``: the reference's per-step work: text tower on all 256 positions, tile labels recomputed each step,
   `features.requires_grad_(True)` as in the reference forward, and nystrom-attention's (attn1 @ pinv) @ (attn3 @ v);
   on CUDA fp16 autocast + GradScaler, as the reference trains.
@@ -37,8 +37,8 @@ from pathlib import Path
 
 
 def _make_folder(path: Path) -> Path:
-    from pathpt_engine.backbones.testing import make_tiny_keep_folder
     from pathpt_engine.prompts.classsets import load_classset
+    from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
     words = {w.strip(".,").lower() for n in load_classset("ucs").learnable_names() for w in n.split()}
     return make_tiny_keep_folder(path, seed=0, text_width=768, text_layers=12, text_heads=12, max_positions=512,
@@ -134,7 +134,7 @@ def worker(folder: str, mode: str, n: int, steps: int, device: str) -> dict:
     memory of one mode (mode "reference"/"ours": one step in a fresh process)."""
     import torch
 
-    from pathpt_engine.pathpt.vote import tile_vote
+    from pathpt_engine.ops.vote import tile_vote
 
     bb, cs, ours = _setup(folder, "ours", device)
     feats, w = _inputs(n, device)
@@ -234,7 +234,7 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
-    from pathpt_engine.pathpt.gpu import cuda_numerics
+    from pathpt_engine.ops.gpu import cuda_numerics
 
     torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device

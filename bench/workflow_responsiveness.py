@@ -25,10 +25,10 @@ import numpy as np  # noqa: E402
 
 
 def _prepare(cache: Path, backbone: str, weights: str | None) -> tuple[Path, Path, dict[str, str], str]:
-    from pathpt_engine.backbones.testing import make_tiny_keep_folder
     from pathpt_engine.jobs import collect
     from pathpt_engine.prompts.classsets import synth_classset
     from pathpt_engine.synth.cohort import CohortSpec, make_cohort
+    from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
     cohort = cache / "cohort"
     if not (cohort / "cohort.json").exists():

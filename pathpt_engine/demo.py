@@ -109,8 +109,8 @@ def _features(cfg: DemoConfig, cohort: Path, out: Path, cancel: threading.Event 
 def _evaluate(cfg: DemoConfig, classset: Any, cohort: Path, features: Path, out: Path,
               cancel: threading.Event | None) -> Job[tuple[dict[str, Any], Any]]:
     from .backbones import load_backbone
+    from .evaluate import EvalConfig, evaluate_protocol
     from .pathpt.data import load_labelled, read_labels_csv
-    from .pathpt.evaluate import EvalConfig, evaluate_protocol
     from .pathpt.model import PathPTConfig
     from .pathpt.splits import draw_folds, make_division
 
@@ -187,8 +187,8 @@ def score_against_masks(masks_dir: Path, scores: dict[str, Any], predicted: dict
     import numpy as np
     from PIL import Image
 
+    from .evaluate import find_mask
     from .metrics import grounding_metrics, tiles_in_mask
-    from .pathpt.evaluate import find_mask
 
     pos, score, per_slide = [], [], {}
     for sid in sorted(scores):

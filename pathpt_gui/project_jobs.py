@@ -118,7 +118,7 @@ def failed_slides(project: Project, choice: BackboneChoice) -> dict[str, str]:
 
     Read from the extraction ledger (`features/extract-ledger.jsonl`); a later successful run clears the mark.
     """
-    from pathpt_engine.cluster.ledger import latest, ledger_path, read_ledger
+    from pathpt_engine.features.ledger import latest, ledger_path, read_ledger
 
     path = ledger_path(project.root / "features")
     if not path.is_file():

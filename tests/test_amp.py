@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from pathpt_engine.jobs import collect
+from pathpt_engine.ops.lumped_nystrom import LumpedNystromAttention, lumped_pinv
+from pathpt_engine.ops.nystrom import NystromAttention, moore_penrose_pinv
 from pathpt_engine.pathpt import trainer
 from pathpt_engine.pathpt.data import load_labelled, read_labels_csv
-from pathpt_engine.pathpt.lumped_nystrom import LumpedNystromAttention, lumped_pinv
 from pathpt_engine.pathpt.model import PathPTConfig
-from pathpt_engine.pathpt.nystrom import NystromAttention, moore_penrose_pinv
 from pathpt_engine.pathpt.spatial import SpatialAwareModule
-from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
 from pathpt_engine.prompts.classsets import load_classset
+from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
 FAST = dict(n_prompts_random=20, n_prompts_keep=10)
 HALF = (torch.bfloat16, torch.float16)

@@ -74,7 +74,7 @@ def test_unknown_slide_and_missing_file_exit_2(project, tmp_path, capsys):
 
 
 def test_train_with_annotations_dir(tmp_path, capsys, caplog):
-    from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
+    from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
     cs = load_classset("synthetic")
     bb = tiny_backbone(tmp_path / "keep2")
@@ -105,7 +105,7 @@ def test_train_with_annotations_dir(tmp_path, capsys, caplog):
 def test_predict_with_annotations_drops_ignored_tiles(tmp_path, capsys):
     import h5py
 
-    from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
+    from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
     cs = load_classset("synthetic")
     bb = tiny_backbone(tmp_path / "keep")

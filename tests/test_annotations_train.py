@@ -13,16 +13,16 @@ from pathpt_engine.annotations import IGNORE_CLASS, Region, rectangle
 from pathpt_engine.annotations.apply import annotate_slide
 from pathpt_engine.errors import ConfigError
 from pathpt_engine.jobs import run_job
+from pathpt_engine.ops.vote import tile_vote
 from pathpt_engine.pathpt.data import load_labelled, read_labels_csv
 from pathpt_engine.pathpt.losses import LabelPlan
 from pathpt_engine.pathpt.model import PathPTConfig
 from pathpt_engine.pathpt.predictor import predict_slide, scores_from_probs
 from pathpt_engine.pathpt.pseudo import OVERRIDES_KEY, slide_tile_labels, tile_labels
-from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
 from pathpt_engine.pathpt.trainer import _prepare, train_pathpt
-from pathpt_engine.pathpt.vote import tile_vote
 from pathpt_engine.prompts.classsets import load_classset
 from pathpt_engine.prompts.zeroshot import encode_class_prompts, mean_classifier, zeroshot_tile_probs
+from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
 FAST = dict(n_prompts_random=20, n_prompts_keep=10)
 T = 224  # tile size of the fake cohort; 6 x 6 grid of 36 tiles

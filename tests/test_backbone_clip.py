@@ -12,8 +12,8 @@ from torch.nn import functional as F
 
 from pathpt_engine.backbones import load_backbone
 from pathpt_engine.backbones.clip import causal_padding_mask
-from pathpt_engine.backbones.testing import make_tiny_clip_folder
 from pathpt_engine.errors import BackboneError
+from pathpt_engine.testing.backbones import make_tiny_clip_folder
 
 torch.set_num_threads(1)
 

@@ -12,8 +12,8 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from pathpt_engine.backbones import available_backbones, load_backbone, resolve_weights
-from pathpt_engine.backbones.testing import make_tiny_keep_folder
 from pathpt_engine.errors import BackboneError
+from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
 torch.set_num_threads(1)
 

@@ -12,7 +12,7 @@ from pathpt_engine.errors import BackboneError
 
 
 def test_conch_entry_loads_through_registry(tmp_path: Path) -> None:
-    from pathpt_engine.backbones.testing_conch import make_tiny_conch_folder
+    from pathpt_engine.testing.conch import make_tiny_conch_folder
 
     model = load_backbone("conch", make_tiny_conch_folder(tmp_path / "conch"))
     assert model.name == "conch" and model.embed_dim > 0
@@ -37,7 +37,7 @@ def test_missing_default_folder_explains_how_to_get_weights(tmp_path: Path,
 
 
 def test_auto_device(tmp_path: Path) -> None:
-    from pathpt_engine.backbones.testing import make_tiny_keep_folder
+    from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
     model = load_backbone("keep", make_tiny_keep_folder(tmp_path / "k"), device="auto")
     assert model.device.type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -19,7 +19,7 @@ from pathpt_engine.prompts.classsets import load_classset
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
+    from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
     d = tmp_path_factory.mktemp("bad")
     bb = tiny_backbone(d / "keep")
@@ -204,7 +204,7 @@ def test_impossible_settings_are_refused_up_front(cohort, tmp_path, capsys, args
 
 def test_evaluate_protocol_refuses_no_folds(cohort, tmp_path):
     from pathpt_engine.errors import ConfigError
-    from pathpt_engine.pathpt.evaluate import evaluate_protocol
+    from pathpt_engine.evaluate import evaluate_protocol
 
     with pytest.raises(ConfigError, match="no folds"):
         next(evaluate_protocol(None, load_classset("synthetic"), {}, {1: []}, tmp_path))

@@ -14,7 +14,7 @@ from pathpt_engine.prompts.classsets import load_classset
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
+    from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
     d = tmp_path_factory.mktemp("cli")
     bb = tiny_backbone(d / "keep")

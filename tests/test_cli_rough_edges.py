@@ -12,7 +12,7 @@ from pathpt_engine.errors import SlideError
 
 def test_methods_help_lists_every_method(capsys: pytest.CaptureFixture[str]) -> None:
     from pathpt_engine.cli.pathpt_cmd import EVAL_METHODS
-    from pathpt_engine.pathpt.evaluate import METHODS
+    from pathpt_engine.evaluate import METHODS
 
     assert EVAL_METHODS == METHODS
     with pytest.raises(SystemExit):

@@ -14,11 +14,11 @@ import torch
 from tempfiles import assert_no_temp
 
 from pathpt_engine.cluster import ClusterError, ClusterOptions
-from pathpt_engine.cluster.ledger import Ledger, LedgerEntry, latest, ledger_path, read_ledger, status_lines
 from pathpt_engine.cluster.lock import RunLock
 from pathpt_engine.cluster.netns import interfaces, loopback_only, namespace_command, require_private_network
 from pathpt_engine.cluster.staging import Stager
 from pathpt_engine.errors import ConfigError
+from pathpt_engine.features.ledger import Ledger, LedgerEntry, latest, ledger_path, read_ledger, status_lines
 
 pytestmark = pytest.mark.cluster
 
@@ -153,9 +153,9 @@ def _tissue_slide(path: Path) -> Path:
 
 def test_extract_slide_equals_the_job_path_and_reads_staged_pixels(tmp_path: Path) -> None:
     from pathpt_engine.backbones import load_backbone
-    from pathpt_engine.backbones.testing import make_tiny_keep_folder
     from pathpt_engine.features.extract import ExtractOptions, extract_slide, extract_slides, feature_path
     from pathpt_engine.jobs import collect
+    from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
     keep = make_tiny_keep_folder(tmp_path / "keep")
     slide = _tissue_slide(tmp_path / "s1.tiff")

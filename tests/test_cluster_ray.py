@@ -26,9 +26,9 @@ from pathpt_engine.cluster.netns import can_unshare, loopback_only, namespace_co
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'pathpt[cluster]')")
 
 from pathpt_engine.cluster import ClusterOptions  # noqa: E402
-from pathpt_engine.cluster.ledger import ledger_path, read_ledger, status_lines  # noqa: E402
 from pathpt_engine.errors import JobCancelled  # noqa: E402
 from pathpt_engine.features.extract import ExtractOptions, extract_slides, feature_path  # noqa: E402
+from pathpt_engine.features.ledger import ledger_path, read_ledger, status_lines  # noqa: E402
 from pathpt_engine.features.store import read_coords, read_features  # noqa: E402
 from pathpt_engine.jobs import collect, run_job  # noqa: E402
 
@@ -69,8 +69,8 @@ def ray_session():
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from pathpt_engine.backbones.testing import make_tiny_keep_folder
     from pathpt_engine.synth.writer import write_slide
+    from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
     root = tmp_path_factory.mktemp("cluster")
 
@@ -210,8 +210,8 @@ def test_cancel_after_two_results_stops_fast_and_rerun_completes(ray_session, co
 
 @pytest.fixture(scope="module")
 def features(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
     from pathpt_engine.prompts.classsets import load_classset
+    from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
     root = tmp_path_factory.mktemp("fake")
     bb = tiny_backbone(root / "keep")

@@ -12,8 +12,8 @@ from torch.nn import functional as F
 
 from pathpt_engine.backbones.conch import ConchBackbone, ConchConfig, load_conch
 from pathpt_engine.backbones.conch_tokenizer import CONCH_TOKENIZER_FILE
-from pathpt_engine.backbones.testing_conch import make_tiny_conch_folder
 from pathpt_engine.errors import BackboneError
+from pathpt_engine.testing.conch import make_tiny_conch_folder
 
 PROMPTS = ["X X X X X X X X a histopathology image of carcinoma.", "normal tissue", "an H&E image of sarcoma cells."]
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from pathpt_engine.backbones import load_backbone
-from pathpt_engine.backbones.demo_data import build_vocab, captions_for, class_texts, evaluate_zero_shot
 from pathpt_engine.backbones.registry import demo_folder
+from pathpt_engine.demo_model.data import build_vocab, captions_for, class_texts, evaluate_zero_shot
 
 torch.set_num_threads(1)
 
@@ -23,7 +23,7 @@ def test_demo_folder_is_keep_format_small_and_labelled() -> None:
     assert json.loads((folder / "config.json").read_text())["model_type"] == "keep"
     assert (folder / "model.safetensors").stat().st_size <= 20 * 2**20
     readme = (folder / "README.md").read_text()
-    assert "never for diagnosis" in readme and "python -m pathpt_engine.backbones.demo_train" in readme
+    assert "never for diagnosis" in readme and "python -m pathpt_engine.demo_model.train" in readme
 
 
 def test_demo_loads_through_the_keep_loader() -> None:
@@ -42,7 +42,7 @@ def test_demo_loads_through_the_keep_loader() -> None:
 def test_demo_zero_shot_is_above_chance_on_fresh_tiles() -> None:
     """Tiles cut from fresh slides of the synthetic world the model was trained on (a test seed: neither the
     training pool's nor the model card's evaluation seeds)."""
-    from pathpt_engine.backbones.demo_world import render_world_pool
+    from pathpt_engine.demo_model.world import render_world_pool
 
     model = load_backbone("demo")
     tiles, labels = render_world_pool(6, seed=987654, out_size=model.preprocess.crop)
@@ -52,7 +52,7 @@ def test_demo_zero_shot_is_above_chance_on_fresh_tiles() -> None:
 
 
 def test_world_pool_labels_follow_the_ground_truth() -> None:
-    from pathpt_engine.backbones.demo_world import _slide_tiles
+    from pathpt_engine.demo_model.world import _slide_tiles
 
     tiles, label, tissue = _slide_tiles(2, seed=31, n_subtypes=3)
     assert tiles.shape[1:] == (224, 224, 3) and len(tiles) == len(label) == 16 * 12
@@ -75,7 +75,7 @@ def test_vocab_covers_every_caption_without_unk() -> None:
 
 @pytest.mark.slow
 def test_training_script_end_to_end_tiny(tmp_path: Path) -> None:
-    from pathpt_engine.backbones.demo_train import main
+    from pathpt_engine.demo_model.train import main
 
     out = tmp_path / "demo"
     rc = main(["--out", str(out), "--n-per-class", "3", "--n-eval-per-class", "2", "--epochs", "2",
@@ -91,7 +91,7 @@ def test_training_script_end_to_end_tiny(tmp_path: Path) -> None:
 
 
 def test_tile_truth_from_mask() -> None:
-    from pathpt_engine.backbones.demo_eval import tile_truth
+    from pathpt_engine.demo_model.cohort_eval import tile_truth
 
     mask = np.zeros((10, 10), bool)
     mask[:, 5:] = True  # right half tumour, mask at downsample 16 -> level-0 160 x 160
@@ -102,7 +102,7 @@ def test_tile_truth_from_mask() -> None:
 
 
 def test_background_augmentation_paints_part_of_some_tiles() -> None:
-    from pathpt_engine.backbones.demo_train import _add_background
+    from pathpt_engine.demo_model.train import _add_background
 
     tiles = np.full((20, 32, 32, 3), 100, np.uint8)
     out = _add_background(tiles, 0.5, np.random.default_rng(0))

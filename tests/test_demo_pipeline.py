@@ -9,8 +9,8 @@ from pathlib import Path
 import h5py
 import pytest
 
-from pathpt_engine.backbones.testing import make_tiny_keep_folder
 from pathpt_engine.cli import main
+from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
 
 @pytest.mark.slow

@@ -84,9 +84,9 @@ def test_raster_order_and_tile_size():
 
 
 def test_grounding_against_masks(tmp_path):
-    from pathpt_engine.pathpt.evaluate import find_mask, grounding
-    from pathpt_engine.pathpt.testing import _write_mask
+    from pathpt_engine.evaluate import find_mask, grounding
     from pathpt_engine.pathpt.trainer import SlideData
+    from pathpt_engine.testing.cohorts import _write_mask
 
     idx = np.arange(16)
     coords = np.stack([(idx % 4) * 224, (idx // 4) * 224], 1)

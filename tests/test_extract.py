@@ -12,12 +12,12 @@ import torch
 
 from pathpt_engine.backbones import load_backbone
 from pathpt_engine.backbones.encode import BatchPrefetcher, DeviceMemoryError, TileEncoder, resolve_precision
-from pathpt_engine.backbones.testing import make_tiny_keep_folder
 from pathpt_engine.errors import JobCancelled, PathPTError, SlideError
 from pathpt_engine.features.extract import ExtractOptions, extract_slides, feature_path
 from pathpt_engine.features.store import read_coords, read_features
 from pathpt_engine.jobs import collect, run_job
 from pathpt_engine.synth.writer import write_slide
+from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
 torch.set_num_threads(1)
 
@@ -195,7 +195,7 @@ def test_cuda_bf16_extraction_matches_cpu_fp32(env: dict, tmp_path: Path) -> Non
 @pytest.mark.gpu
 def test_cuda_fp32_extraction_matches_cpu_fp32(env: dict, tmp_path: Path) -> None:
     """Strict fp32 on CUDA (TF32 off for matmuls and cuDNN convolutions) against the CPU: rounding only."""
-    from pathpt_engine.pathpt.gpu import cuda_numerics
+    from pathpt_engine.ops.gpu import cuda_numerics
 
     cpu, _ = collect(extract_slides([env["slide"]], tmp_path / "cpu", _opts(env)))
     with cuda_numerics(torch.device("cuda"), tf32=False):

@@ -12,12 +12,12 @@ import pytest
 import torch
 from openslide_fixtures import openslide_fixture
 
-from pathpt_engine.backbones.testing import make_tiny_keep_folder
 from pathpt_engine.cli import main
-from pathpt_engine.cluster.ledger import latest, ledger_path, read_ledger
 from pathpt_engine.features.extract import ExtractOptions, extract_slides, feature_path
+from pathpt_engine.features.ledger import latest, ledger_path, read_ledger
 from pathpt_engine.jobs import collect
 from pathpt_engine.synth.writer import write_slide
+from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
 torch.set_num_threads(1)
 

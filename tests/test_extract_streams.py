@@ -16,12 +16,12 @@ from pathpt_engine.backbones.encode_streams import (
     resolve_streams,
     torch_threads_restored,
 )
-from pathpt_engine.backbones.testing import make_tiny_keep_folder
 from pathpt_engine.errors import JobCancelled
 from pathpt_engine.features.extract import ExtractOptions, extract_slides, feature_path
 from pathpt_engine.features.store import read_features
 from pathpt_engine.jobs import collect, run_job
 from pathpt_engine.synth.writer import write_slide
+from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
 
 def _slide(path: Path) -> Path:

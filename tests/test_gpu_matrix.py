@@ -17,14 +17,14 @@ import pytest
 import torch
 
 from pathpt_engine.jobs import collect
+from pathpt_engine.ops.gpu import cuda_numerics
+from pathpt_engine.ops.nystrom import moore_penrose_pinv, sequence_depthwise_conv
 from pathpt_engine.pathpt import trainer
 from pathpt_engine.pathpt.data import load_labelled, read_labels_csv
-from pathpt_engine.pathpt.gpu import cuda_numerics
 from pathpt_engine.pathpt.model import PathPTConfig, PathPTModel
-from pathpt_engine.pathpt.nystrom import moore_penrose_pinv, sequence_depthwise_conv
 from pathpt_engine.pathpt.predictor import load_run, predict_slide
-from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
 from pathpt_engine.prompts.classsets import load_classset
+from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
 pytestmark = pytest.mark.gpu
 DEV = "cpu" if os.environ.get("PATHPT_GPU_DRY_RUN") == "cpu" else "cuda"

@@ -19,15 +19,16 @@ from pathpt_engine.cluster import predict as cluster_predict
 from pathpt_engine.cluster import tasks
 from pathpt_engine.cluster.base import ClusterError, ClusterOptions
 from pathpt_engine.jobs import collect
-from pathpt_engine.pathpt import gpu, trainer
+from pathpt_engine.ops import gpu
+from pathpt_engine.ops.gpu import tile_vote_tensor
+from pathpt_engine.ops.nystrom import sequence_depthwise_conv
 from pathpt_engine.pathpt import model as model_mod
+from pathpt_engine.pathpt import trainer
 from pathpt_engine.pathpt.data import load_labelled, read_labels_csv
-from pathpt_engine.pathpt.gpu import tile_vote_tensor
 from pathpt_engine.pathpt.losses import LabelPlan, pathpt_loss
 from pathpt_engine.pathpt.model import PathPTConfig, PathPTModel
-from pathpt_engine.pathpt.nystrom import sequence_depthwise_conv
-from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
 from pathpt_engine.prompts.classsets import load_classset
+from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
 FAST = dict(n_prompts_random=20, n_prompts_keep=10)
 
@@ -365,7 +366,7 @@ def test_training_on_cuda_runs_inside_the_numerics_context(cohort, monkeypatch):
 
 
 def test_device_vote_equals_the_vote_rule():
-    from pathpt_engine.pathpt.vote import tile_vote
+    from pathpt_engine.ops.vote import tile_vote
 
     rng = np.random.default_rng(0)
     for t in range(2000):  # integer-valued scores on even t: ties everywhere
@@ -455,7 +456,7 @@ def test_cluster_evaluate_with_device_auto_lets_the_workers_decide(monkeypatch, 
     import argparse
 
     from pathpt_engine.cluster import cli as cluster_cli
-    from pathpt_engine.pathpt.evaluate import EvalConfig
+    from pathpt_engine.evaluate import EvalConfig
 
     seen = []
 

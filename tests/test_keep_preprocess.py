@@ -19,7 +19,7 @@ from pathpt_engine.backbones import load_backbone
 from pathpt_engine.backbones.base import Preprocess
 from pathpt_engine.backbones.encode import TileEncoder
 from pathpt_engine.backbones.fast_preprocess import FastPreprocess
-from pathpt_engine.backbones.testing import make_tiny_keep_folder
+from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
 torch.set_num_threads(1)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -14,8 +14,8 @@ from pathpt_engine.baselines.dgrmil import DGRMILConfig, train_dgrmil
 from pathpt_engine.baselines.models import CLAMSB
 from pathpt_engine.baselines.train import MILConfig, train_mil
 from pathpt_engine.jobs import collect
-from pathpt_engine.pathpt.lumped_nystrom import LumpedNystromAttention
-from pathpt_engine.pathpt.nystrom import NystromAttention
+from pathpt_engine.ops.lumped_nystrom import LumpedNystromAttention
+from pathpt_engine.ops.nystrom import NystromAttention
 
 _READS = {"item", "tolist", "numpy", "__float__", "__int__", "__bool__", "cpu"}
 _FACTORIES = {"ones", "zeros", "tensor", "full", "arange", "empty", "as_tensor"}

@@ -9,8 +9,8 @@ import torch
 
 from pathpt_engine.baselines.dgrmil import DGRMIL
 from pathpt_engine.baselines.models import TransMIL
-from pathpt_engine.pathpt.lumped_nystrom import LumpedNystromAttention, lumped_pinv, use_lumped_nystrom
-from pathpt_engine.pathpt.nystrom import NystromAttention, TransLayer, moore_penrose_pinv
+from pathpt_engine.ops.lumped_nystrom import LumpedNystromAttention, lumped_pinv, use_lumped_nystrom
+from pathpt_engine.ops.nystrom import NystromAttention, TransLayer, moore_penrose_pinv
 
 
 def _reference(model: torch.nn.Module) -> torch.nn.Module:
@@ -123,7 +123,7 @@ def test_value_conv_weight_gradient_is_exact(monkeypatch):
 
 def _conv_output_grad(layer: TransLayer, x: torch.Tensor, monkeypatch) -> torch.Tensor:
     """d loss / d (value convolution output) for loss = layer(x).square().sum(), via a tensor hook (float64)."""
-    from pathpt_engine.pathpt import lumped_nystrom
+    from pathpt_engine.ops import lumped_nystrom
 
     store: list[torch.Tensor] = []
     original = lumped_nystrom.sequence_depthwise_conv

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from pathpt_engine import evaluate
 from pathpt_engine.baselines.models import build_mil
 from pathpt_engine.baselines.train import MILConfig, train_mil
+from pathpt_engine.evaluate import EvalConfig, FoldRunner
 from pathpt_engine.jobs import collect
-from pathpt_engine.pathpt import evaluate
-from pathpt_engine.pathpt.evaluate import EvalConfig, FoldRunner
 from pathpt_engine.pathpt.splits import Fold
 from pathpt_engine.pathpt.trainer import SlideData
 from pathpt_engine.prompts.classsets import load_classset

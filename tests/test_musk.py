@@ -11,8 +11,8 @@ from torch.nn import functional as F
 
 from pathpt_engine.backbones.musk import MuskBackbone, MuskConfig, load_musk
 from pathpt_engine.backbones.musk_tokenizer import MUSK_TOKENIZER_FILE, MuskTokenizer, parse_spm
-from pathpt_engine.backbones.testing_musk import make_tiny_musk_folder, spm_bytes, tiny_spm_pieces
 from pathpt_engine.errors import BackboneError
+from pathpt_engine.testing.musk import make_tiny_musk_folder, spm_bytes, tiny_spm_pieces
 
 PROMPTS = [" ".join(["X"] * 32) + " Normal tissue.", "a histopathology image of tumor", "Zebra carcinoma?"]
 

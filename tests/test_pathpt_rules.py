@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from pathpt_engine.ops.vote import tile_vote
 from pathpt_engine.pathpt.losses import LossConfig, balanced_cross_entropy, pathpt_loss
 from pathpt_engine.pathpt.pseudo import tile_labels
 from pathpt_engine.pathpt.schedule import lr_factor
-from pathpt_engine.pathpt.vote import tile_vote
 
 
 def ce(row, y):

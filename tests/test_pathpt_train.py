@@ -15,9 +15,9 @@ from pathpt_engine.pathpt.checkpoint import is_complete, load_checkpoint, save_c
 from pathpt_engine.pathpt.data import load_labelled, read_labels_csv
 from pathpt_engine.pathpt.model import PathPTConfig
 from pathpt_engine.pathpt.predictor import load_run, predict_slide
-from pathpt_engine.pathpt.testing import make_fake_cohort, tiny_backbone
 from pathpt_engine.pathpt.trainer import amp_settings, train_pathpt
 from pathpt_engine.prompts.classsets import load_classset
+from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
 
 FAST = dict(n_prompts_random=20, n_prompts_keep=10)
 

@@ -6,9 +6,9 @@ import dataclasses
 
 import torch
 
-from pathpt_engine.pathpt.testing import tiny_backbone
 from pathpt_engine.prompts import zeroshot
 from pathpt_engine.prompts.classsets import synth_classset
+from pathpt_engine.testing.cohorts import tiny_backbone
 
 
 def test_second_encoding_is_served_from_the_cache(tmp_path, monkeypatch):

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from pathpt_engine.backbones import load_backbone
-from pathpt_engine.backbones.testing import make_tiny_keep_folder
 from pathpt_engine.pathpt.prompt_learner import PromptLearner, repeat_words
 from pathpt_engine.prompts.classsets import load_classset
 from pathpt_engine.prompts.zeroshot import (
@@ -16,6 +15,7 @@ from pathpt_engine.prompts.zeroshot import (
     select_prompt_ensemble,
     zeroshot_tile_probs,
 )
+from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
 NAMES = ["normal tissue", "solid carcinoma", "malignant sarcoma of the tissue"]
 

@@ -11,8 +11,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from pathpt_engine.backbones.quiltnet import load_quiltnet
-from pathpt_engine.backbones.testing_quiltnet import make_tiny_quiltnet_folder
 from pathpt_engine.errors import BackboneError
+from pathpt_engine.testing.quiltnet import make_tiny_quiltnet_folder
 
 PROMPTS = ["x x x x a histopathology image of carcinoma.", "normal tissue", "an h&e image of sarcoma"]
 

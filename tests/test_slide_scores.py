@@ -24,9 +24,9 @@ from pathpt_engine.export import (
     write_predictions_csv,
     write_scores_h5,
 )
+from pathpt_engine.ops.vote import ALL, TUMOUR, tile_vote, vote_summary
 from pathpt_engine.pathpt.predictor import scores_from_probs
 from pathpt_engine.pathpt.trainer import SlideData
-from pathpt_engine.pathpt.vote import ALL, TUMOUR, tile_vote, vote_summary
 from pathpt_engine.prompts.classsets import load_classset
 from pathpt_engine.results import (
     ALL_TILE_VOTES,

@@ -11,9 +11,9 @@ from slide_fixtures import make_slide
 
 from pathpt_engine.errors import ConfigError, JobCancelled
 from pathpt_engine.features import read_coords
+from pathpt_engine.features.tiling import tile_slides
 from pathpt_engine.jobs import collect, run_job
 from pathpt_engine.slides import GridParams, TissueParams
-from pathpt_engine.slides.tiling import tile_slides
 
 TISSUE = TissueParams(thumb_size=512)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pathpt_engine.pathpt.nystrom import NystromAttention, TransLayer, moore_penrose_pinv
+from pathpt_engine.ops.nystrom import NystromAttention, TransLayer, moore_penrose_pinv
 from pathpt_engine.pathpt.spatial import SpatialAwareModule
 
 
@@ -181,7 +181,7 @@ def test_fast_spatial_module_equals_reference_order_in_float32():
 def test_value_convolution_gradients_match_float64(b, n, d):
     """Kernel and input gradients of the value convolution against a float64 shift-and-add reference, at lengths
     where torch 2.13's own CPU kernel gradient is wrong (256, 1216) and at ordinary ones."""
-    from pathpt_engine.pathpt.nystrom import sequence_depthwise_conv
+    from pathpt_engine.ops.nystrom import sequence_depthwise_conv
 
     torch.manual_seed(n)
     h, k = 4, 33
@@ -202,7 +202,7 @@ def test_value_convolution_gradients_match_float64(b, n, d):
 def test_fast_spatial_module_on_short_sequences_equals_reference(n):
     """Fewer tiles than landmarks (D/2 = 128): the fast module takes the exact lumped path and still equals the
     reference operations, forward and parameter gradients."""
-    from pathpt_engine.pathpt.lumped_nystrom import LumpedNystromAttention
+    from pathpt_engine.ops.lumped_nystrom import LumpedNystromAttention
 
     torch.manual_seed(n)
     fast, ref = SpatialAwareModule(256, fast=True).eval(), SpatialAwareModule(256, fast=False).eval()

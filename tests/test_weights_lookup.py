@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from pathpt_engine.backbones import load_backbone, locate, resolve_weights
-from pathpt_engine.backbones.testing import make_tiny_clip_folder, make_tiny_keep_folder
 from pathpt_engine.cli import main
 from pathpt_engine.errors import BackboneError
+from pathpt_engine.testing.backbones import make_tiny_clip_folder, make_tiny_keep_folder
 
 torch.set_num_threads(1)
 ENV_VARS = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME", "XDG_DATA_HOME", "PATHPT_DATA_DIR",
@@ -79,9 +79,9 @@ def test_hf_hub_cache_wins_over_hf_home(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_every_published_backbone_is_found_in_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pathpt_engine.backbones.testing_conch import make_tiny_conch_folder
-    from pathpt_engine.backbones.testing_musk import make_tiny_musk_folder
-    from pathpt_engine.backbones.testing_quiltnet import make_tiny_quiltnet_folder
+    from pathpt_engine.testing.conch import make_tiny_conch_folder
+    from pathpt_engine.testing.musk import make_tiny_musk_folder
+    from pathpt_engine.testing.quiltnet import make_tiny_quiltnet_folder
 
     cache = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))

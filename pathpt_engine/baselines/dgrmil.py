@@ -37,9 +37,9 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from ..jobs import Job, Progress, check_cancel
-from ..pathpt.gpu import cuda_numerics
-from ..pathpt.lumped_nystrom import use_lumped_nystrom
-from ..pathpt.nystrom import TransLayer
+from ..ops.gpu import cuda_numerics
+from ..ops.lumped_nystrom import use_lumped_nystrom
+from ..ops.nystrom import TransLayer
 
 EXTRA_LOSS_EPOCH = 10  # 1-based epoch from which L_div and L_align are added
 EXTRA_LOSS_WEIGHT = 0.1
@@ -214,7 +214,7 @@ def train_dgrmil(
     """Train DGRMIL on bags (features [N, D], 0-based subtype label); returns the selected model in eval mode.
 
     Selection as `train_mil`: "last" epoch, or "val" = lowest validation bag CE (ties to the earlier epoch). On
-    CUDA under strict fp32 numerics (`pathpt.gpu.cuda_numerics`).
+    CUDA under strict fp32 numerics (`ops.gpu.cuda_numerics`).
     """
     with cuda_numerics(torch.device(cfg.device)):
         return (yield from _train_dgrmil(cfg, n_classes, train, val, cancel))

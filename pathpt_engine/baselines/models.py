@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from ..pathpt.lumped_nystrom import use_lumped_nystrom
-from ..pathpt.nystrom import TransLayer
+from ..ops.lumped_nystrom import use_lumped_nystrom
+from ..ops.nystrom import TransLayer
 
 
 class GatedAttentionNet(nn.Module):

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from ..jobs import Job, Progress, check_cancel
-from ..pathpt.gpu import cuda_numerics
+from ..ops.gpu import cuda_numerics
 from .models import CLAMSB, MODELS, build_mil
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def train_mil(
 ) -> Job[nn.Module]:
     """Train one MIL model on bags (features [N, D], 0-based subtype label); returns the selected model (eval).
 
-    On CUDA under strict fp32 numerics (`pathpt.gpu.cuda_numerics`: no TF32, deterministic algorithms).
+    On CUDA under strict fp32 numerics (`ops.gpu.cuda_numerics`: no TF32, deterministic algorithms).
     """
     with cuda_numerics(torch.device(cfg.device)):
         return (yield from _train_mil(cfg, n_classes, train, val, cancel))

@@ -83,7 +83,7 @@ def _cmd_weights_get(args: argparse.Namespace) -> int:
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     from ..features.extract import ExtractOptions, extract_slides
-    from ._progress import run_with_bar
+    from ..progress import run_with_bar
 
     try:
         opts = ExtractOptions(
@@ -102,7 +102,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         state = "skipped (up to date)" if s.skipped else f"{s.n_tiles} tiles, {s.tiles_per_s:.1f} tiles/s"
         print(f"{s.slide_name}: {state} -> {s.output}")
     if summary.failed:
-        from ..cluster.ledger import ledger_path
+        from ..features.ledger import ledger_path
 
         print(f"pathpt: {len(summary.failed)} of {len(args.slides)} slides failed (recorded in "
               f"{ledger_path(args.out)}); re-run to retry only those", file=sys.stderr)
@@ -113,7 +113,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 def _refuse_same_ids(slides: list[Path]) -> None:
     """Two slides filed under one id (a/x.tiff, b/x.tiff) would overwrite each other's feature file."""
-    from ..slides.tiling import slide_name
+    from ..features.tiling import slide_name
 
     seen: dict[str, Path] = {}
     for path in slides:

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, run_demo
-    from ._progress import run_with_bar
+    from ..progress import run_with_bar
 
     try:
         size = None if args.size.strip().lower() == "realistic" else tuple(

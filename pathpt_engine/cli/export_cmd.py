@@ -30,8 +30,8 @@ from ..export import (
 from ..export.colors import hex_to_rgb
 from ..export.guards import require_finite, safe_child
 from ..jobs import Job, Progress, check_cancel
+from ..progress import run_with_bar
 from ..results import SlidePrediction, TileScores
-from ._progress import run_with_bar
 
 FORMATS = ("png", "geojson", "csv", "h5")
 _SUFFIX = {"png": ".png", "geojson": ".geojson", "h5": ".h5"}

@@ -16,7 +16,7 @@ from ._features import features_dir
 from .annotations_cmd import add_predict_args as add_predict_annotation_args
 from .annotations_cmd import add_train_args, apply_predict_annotations, apply_train_annotations
 
-# pathpt_engine.pathpt.evaluate.METHODS, spelled out so `--help` does not import torch (a test keeps them equal)
+# pathpt_engine.evaluate.METHODS, spelled out so `--help` does not import torch (a test keeps them equal)
 EVAL_METHODS = ("zeroshot", "ensemble", "abmil", "abmil-clean", "clam", "clam-clean", "transmil", "transmil-clean",
                 "dgrmil", "dgrmil-clean", "pathpt-paper", "pathpt-clean")
 
@@ -168,8 +168,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..pathpt.data import load_labelled, read_labels_csv
     from ..pathpt.splits import draw_folds
     from ..pathpt.trainer import train_pathpt
+    from ..progress import run_with_bar
     from ..prompts.classsets import load_classset
-    from ._progress import run_with_bar
 
     chk.check_run_out(args.out, args.overwrite)
     cs = load_classset(args.classes)
@@ -200,7 +200,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ..pathpt.data import feature_files, load_slide
     from ..pathpt.predictor import load_run, predict_slides
-    from ._progress import run_with_bar
+    from ..progress import run_with_bar
 
     if getattr(args, "annotations", None) is not None and getattr(args, "cluster", None) is not None:
         raise ConfigError("--annotations is not supported with --cluster; predict in this process")
@@ -234,10 +234,10 @@ def _folds(args: argparse.Namespace, cs) -> dict:  # noqa: ANN001
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..evaluate import EvalConfig, evaluate_protocol
     from ..pathpt.data import load_labelled
-    from ..pathpt.evaluate import EvalConfig, evaluate_protocol
+    from ..progress import run_with_bar
     from ..prompts.classsets import load_classset
-    from ._progress import run_with_bar
 
     cs = load_classset(args.classes)
     folds = _folds(args, cs)

@@ -15,9 +15,9 @@ from typing import Any
 
 from ..atomic import write_text_atomic
 from ..errors import ConfigError
+from ..progress import run_with_bar
 from ..slides import GridParams, TissueParams, open_slide
 from ..slides.reader import MPP_PLAUSIBLE
-from ._progress import run_with_bar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -94,7 +94,7 @@ def _params(args: argparse.Namespace) -> tuple[GridParams, TissueParams]:
 
 
 def _tile(args: argparse.Namespace) -> int:
-    from ..slides.tiling import tile_slides
+    from ..features.tiling import tile_slides
 
     grid_params, tissue_params = _params(args)
     job = tile_slides(args.slides, args.out, grid_params, tissue_params, reuse=not args.no_reuse,

@@ -46,8 +46,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..progress import run_with_bar
     from ..synth.cohort import CohortSpec, make_cohort
-    from ._progress import run_with_bar
 
     realistic = args.size.strip().lower() == "realistic"
     w, h = (4096, 3072) if realistic else parse_size(args.size)

@@ -48,7 +48,7 @@ def run_extract(args: argparse.Namespace, opts: ExtractOptions) -> int | None:
         ConfigError: no slides given (and not `--status`), or `--stage-dir` without `--cluster`.
         ClusterError: see `extract_cluster`.
     """
-    from .ledger import status_lines
+    from ..features.ledger import status_lines
 
     if args.status:
         for line in status_lines(args.out):
@@ -60,7 +60,7 @@ def run_extract(args: argparse.Namespace, opts: ExtractOptions) -> int | None:
         if args.stage_dir is not None:
             raise ConfigError("--stage-dir needs --cluster local|auto")
         return None
-    from ..cli._progress import run_with_bar
+    from ..progress import run_with_bar
     from .driver import extract_cluster
 
     summary = run_with_bar(extract_cluster(args.slides, args.out, opts, cluster_options(args)), quiet=args.quiet)
@@ -69,7 +69,7 @@ def run_extract(args: argparse.Namespace, opts: ExtractOptions) -> int | None:
 
 def print_summary(summary: ClusterSummary, out: Path) -> int:
     """Print a cluster run (workers, start-up, counts, every slide not done); exit code 1 if any failed."""
-    from .ledger import FINAL, ledger_path
+    from ..features.ledger import FINAL, ledger_path
 
     print(f"{len(summary.workers)} workers ({', '.join(w['device'] for w in summary.workers)}), start-up "
           f"{summary.startup_s:.1f} s, {summary.tiles} tiles in {summary.run_s:.1f} s "
@@ -97,7 +97,7 @@ def run_evaluate(args: argparse.Namespace, folds: dict, cfg: object) -> int | No
     """Run the protocol on Ray when `--cluster` is given (None: run it in this process) and print the table."""
     if getattr(args, "cluster", None) is None:
         return None
-    from ..cli._progress import run_with_bar
+    from ..progress import run_with_bar
     from .base import import_ray
 
     import_ray()
@@ -125,9 +125,9 @@ def run_predict(args: argparse.Namespace) -> int | None:
     """Predict on Ray when `--cluster` is given (None: in this process); writes the same files as without."""
     if getattr(args, "cluster", None) is None:
         return None
-    from ..cli._progress import run_with_bar
     from ..export.tables import write_predictions_csv
     from ..pathpt.data import feature_files
+    from ..progress import run_with_bar
     from .base import import_ray
 
     import_ray()

@@ -20,9 +20,9 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..features.extract import ExtractOptions
+from ..features.ledger import Ledger, LedgerEntry
 from ..jobs import Eta, Job, Progress, check_cancel
 from .base import ClusterError, ClusterOptions, import_ray
-from .ledger import Ledger, LedgerEntry
 from .lock import RunLock, clean_temp_files
 from .netns import require_private_network
 

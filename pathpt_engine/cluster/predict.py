@@ -17,9 +17,9 @@ try:
 except ImportError:  # the optional extra is missing: importable, not usable (import_ray raises)
     ray = None  # type: ignore[assignment]
 
+from ..features.ledger import Ledger
 from ..jobs import Job, Progress
 from .base import ClusterOptions, import_ray
-from .ledger import Ledger
 from .lock import RunLock
 from .netns import require_private_network
 from .tasks import cache_key, placement, ray_session, remote_task, run_tasks, task_device

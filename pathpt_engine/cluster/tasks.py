@@ -28,10 +28,10 @@ try:
 except ImportError:  # the optional extra is missing: importable, not usable (import_ray raises)
     ray = None  # type: ignore[assignment]
 
+from ..features.ledger import Ledger, LedgerEntry
 from ..jobs import Job, Progress, check_cancel
 from .base import ClusterError, ClusterOptions, import_ray
 from .driver import _connect
-from .ledger import Ledger, LedgerEntry
 from .lock import RunLock, clean_temp_files
 from .netns import require_private_network
 
@@ -84,9 +84,9 @@ def _backbone(name: str, weights: Path | None, device: str) -> Any:
 
 def run_eval_unit(inputs: EvalInputs, cfg: Any, method: str, shots: int, fold: Any, out_dir: str) -> dict:
     """One (method, shots, fold) in this process (the body of the Ray task); returns a short record."""
+    from ..evaluate import FoldRunner, evaluate_fold
     from ..jobs import run_job
     from ..pathpt.data import load_labelled
-    from ..pathpt.evaluate import FoldRunner, evaluate_fold
     from ..prompts.classsets import load_classset
 
     device = task_device(cfg.pathpt.device)
@@ -117,7 +117,7 @@ def evaluate_cluster(inputs: EvalInputs, folds_by_shots: Mapping[int, list[Any]]
         ClusterError: Ray missing or cannot start, network not private, folder locked.
         JobCancelled: `cancel` was set (running tasks are cancelled; finished folds stay).
     """
-    from ..pathpt.evaluate import fold_result_path, summarize
+    from ..evaluate import fold_result_path, summarize
 
     import_ray()
     require_private_network(copts.allow_network)

@@ -39,11 +39,11 @@ from ..backbones.encode_streams import (
     resolve_streams,
     torch_threads_restored,
 )
-from ..cluster.ledger import Ledger, LedgerEntry
 from ..errors import FeatureFileError, SlideError
 from ..jobs import Eta, Job, Progress, check_cancel, run_job
 from ..slides.grid import GridParams, TileGrid
 from ..slides.tissue import TissueParams
+from .ledger import Ledger, LedgerEntry
 from .store import grid_from_coords, read_coords, stale_reason, write_features
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def extract_slide(path: str | Path, out_dir: str | Path, model: Backbone, opts: 
 def _extract_one(path: Path, out: Path, model: Backbone, encoder: TileEncoder, opts: ExtractOptions,
                  cancel: threading.Event | None, tag: str, pixels_from: Path | None = None) -> Job[SlideExtraction]:
     from ..slides.reader import open_slide
-    from ..slides.tiling import tile_params_json, tile_slide
+    from .tiling import tile_params_json, tile_slide
 
     gp, tp = opts.grid_params(model), TissueParams()
     tiling = tile_slide(path, out / "coords", gp, tp, reuse=True)

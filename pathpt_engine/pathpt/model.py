@@ -11,7 +11,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from ..backbones.base import Backbone
 from ..errors import DeviceMemoryError
-from .gpu import bytes_per_tile, cuda_numerics, free_bytes, is_oom, plan_chunk, release_cached
+from ..ops.gpu import bytes_per_tile, cuda_numerics, free_bytes, is_oom, plan_chunk, release_cached
 from .losses import RECIPES
 from .prompt_learner import CTX_INIT_TEXT, PromptLearner
 from .spatial import SpatialAwareModule
@@ -49,8 +49,8 @@ class PathPTConfig:
         text_dropout: keep the frozen text tower's dropout on while training (None = the recipe's choice:
             on for "paper", as the reference's model.train() does; off for "clean").
         tf32: CUDA only: allow TF32 matmuls/convolutions (faster, ~1e-3 relative error per product); False keeps
-            strict fp32 (parity, evaluation). See `pathpt.gpu`.
-        deterministic: CUDA only: deterministic cuDNN/torch algorithms, so seeded runs repeat (see `pathpt.gpu`).
+            strict fp32 (parity, evaluation). See `ops.gpu`.
+        deterministic: CUDA only: deterministic cuDNN/torch algorithms, so seeded runs repeat (see `ops.gpu`).
     """
 
     recipe: str = "paper"

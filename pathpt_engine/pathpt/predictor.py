@@ -14,12 +14,12 @@ import torch
 from ..backbones.base import Backbone
 from ..errors import ConfigError
 from ..jobs import Job, Progress, check_cancel
+from ..ops.vote import TUMOUR, vote_summary
 from ..prompts.classsets import ClassSet, classset_from_dict
 from ..results import ALL_TILE_VOTES, TUMOUR_TILE_VOTES, SlidePrediction, TileScores
 from .checkpoint import load_checkpoint
 from .model import PathPTConfig, PathPTModel
 from .trainer import SlideData
-from .vote import TUMOUR, vote_summary
 
 log = logging.getLogger(__name__)
 

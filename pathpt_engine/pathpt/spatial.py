@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .lumped_nystrom import use_lumped_nystrom
-from .nystrom import TransLayer
+from ..ops.lumped_nystrom import use_lumped_nystrom
+from ..ops.nystrom import TransLayer
 
 
 class SpatialAwareModule(nn.Module):

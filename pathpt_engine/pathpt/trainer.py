@@ -35,15 +35,15 @@ from ..backbones.base import Backbone
 from ..errors import DeviceMemoryError, NonFiniteLossError
 from ..jobs import Job, Progress, check_cancel
 from ..metrics import balanced_accuracy
+from ..ops.gpu import bytes_per_tile, cuda_numerics, free_bytes, is_oom, release_cached, tile_vote_tensor
+from ..ops.vote import tile_vote
 from ..prompts.classsets import ClassSet
 from ..prompts.zeroshot import encode_class_prompts, select_prompt_ensemble
 from .checkpoint import save_checkpoint
-from .gpu import bytes_per_tile, cuda_numerics, free_bytes, is_oom, release_cached, tile_vote_tensor
 from .losses import LabelPlan, LossConfig, pathpt_loss
 from .model import PathPTConfig, PathPTModel
 from .pseudo import slide_tile_labels
 from .schedule import lr_factor
-from .vote import tile_vote
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from ..backbones.base import Backbone
 from ..metrics import balanced_accuracy
-from ..pathpt.vote import tile_vote
+from ..ops.vote import tile_vote
 from .classsets import ClassSet
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Slides: reader protocol + OpenSlide reader (with a JPEG-tile fast path), tissue mask, tile grid, tile reading.
 
-The tiling job (tissue + grid + coords h5 for many slides) lives in `pathpt_engine.slides.tiling`; import it
-from there (it writes through `pathpt_engine.features`, which itself builds on this package).
+The tiling job (tissue + grid + coords h5 for many slides) is `pathpt_engine.features.tiling`: it writes the
+feature store's coords files, so it lives in `features`, which builds on this package.
 """
 
 from .base import SlideReader

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from pathpt_engine.errors import PathPTError
-from pathpt_engine.pathpt.vote import TUMOUR, vote_summary
+from pathpt_engine.ops.vote import TUMOUR, vote_summary
 from pathpt_engine.results import ALL_TILE_VOTES, TILE_VOTES, TUMOUR_TILE_VOTES, score_heading, score_text
 
 from ..project_controller import ProjectController

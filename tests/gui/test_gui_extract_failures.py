@@ -32,7 +32,7 @@ def window(qtbot, tmp_path):
 def test_bad_slide_does_not_stop_project_extraction(window, qtbot, tmp_path, slide_file):
     import torch
 
-    from pathpt_engine.backbones.testing import make_tiny_keep_folder
+    from pathpt_engine.testing.backbones import make_tiny_keep_folder
     from pathpt_gui.project_jobs import BackboneChoice, failed_slides, features_folder
 
     torch.set_num_threads(1)

@@ -63,7 +63,7 @@ def test_72dpi_slide_shows_unknown_is_asked_once_and_stored(window, tmp_path, sl
 def test_project_extraction_uses_the_pixel_size_given(window, tmp_path, slide_file, qtbot) -> None:
     import torch
 
-    from pathpt_engine.backbones.testing import make_tiny_keep_folder
+    from pathpt_engine.testing.backbones import make_tiny_keep_folder
     from pathpt_gui.project_jobs import BackboneChoice, failed_slides, features_folder
 
     torch.set_num_threads(1)

@@ -171,10 +171,10 @@ def test_zeroshot_before_features_fails_clearly(window, slide_file, tmp_path, qt
 # ---- end to end on synthetic slides with a tiny KEEP model (slow) -------------------------------------------
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    from pathpt_engine.backbones.testing import make_tiny_keep_folder
     from pathpt_engine.jobs import collect
     from pathpt_engine.prompts.classsets import synth_classset
     from pathpt_engine.synth.cohort import CohortSpec, make_cohort
+    from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
     root = tmp_path_factory.mktemp("cohort")
     collect(make_cohort(root / "cohort", CohortSpec(n_subtypes=2, slides_per_class=2, normal_slides=0,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .demo_train import atomic_write_text
+from .train import atomic_write_text
 
-_CMD = "python -m pathpt_engine.backbones.demo_train --out resources/models/demo"
+_CMD = "python -m pathpt_engine.demo_model.train --out resources/models/demo"
 
 
 def command(cfg: dict) -> str:
@@ -78,7 +78,7 @@ def readme_text(report: dict) -> str:
         "",
         f"    {command(cfg)}",
         "",
-        "The tiles are cut from realistic synthetic slides (`pathpt_engine.backbones.demo_world`); if the synthetic "
+        "The tiles are cut from realistic synthetic slides (`pathpt_engine.demo_model.world`); if the synthetic "
         "generator changes, a re-run trains on different pixels (the training pool's hash is in train_report.json "
         "as `pool_sha256`).",
         "",

@@ -1,8 +1,8 @@
 """Train the shipped demo vision-language model on synthetic tiles (KEEP folder format).
 
-    python -m pathpt_engine.backbones.demo_train --out resources/models/demo
+    python -m pathpt_engine.demo_model.train --out resources/models/demo
 
-Seeded and CPU-only by default. Tiles are cut from realistic synthetic slides (`demo_world`; 224 px at 0.5 um/px, resized
+Seeded and CPU-only by default. Tiles are cut from realistic synthetic slides (`demo_model.world`; 224 px at 0.5 um/px, resized
 to the model's image size by its own preprocessing); captions are class synonyms x the 22 PathPT templates, with
 a fraction of wrong-class captions (label noise) and random filler words in front (so that class names also
 appear at the positions the prompt learner uses). Loss: CLIP-style symmetric contrastive loss where captions of
@@ -31,7 +31,8 @@ import torch
 from torch.nn import functional as F
 
 from ..atomic import write_text_atomic
-from .demo_data import (
+from ..backbones.keep import KeepBackbone
+from .data import (
     FILLER,
     build_vocab,
     cached_pool,
@@ -40,7 +41,6 @@ from .demo_data import (
     evaluate_zero_shot,
     normalise,
 )
-from .keep import KeepBackbone
 
 log = logging.getLogger(__name__)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -178,7 +178,7 @@ def _multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, cls_img: np.ndarr
 
 def _new_model(cfg: DemoTrainConfig, vocab: list[str]) -> KeepBackbone:
     """A fresh demo model with its tokenizer (built through the real vocab.txt loader)."""
-    from .keep import load_keep_tokenizer
+    from ..backbones.keep import load_keep_tokenizer
 
     folder = Path(tempfile.mkdtemp(prefix="pathpt-demo-"))
     try:
@@ -284,9 +284,9 @@ def evaluate_folder(folder: Path, cfg: DemoTrainConfig, cache: Path | None = Non
                     slides: bool = True) -> dict:
     """Zero-shot results of the model saved in `folder`: held-out tiles (a seed the training never used) and,
     with `slides`, tiles of a small held-out synthetic cohort labelled by its tumour masks."""
+    from ..backbones.keep import load_keep
     from ..synth import DEFAULT_SUBTYPES
-    from .demo_eval import evaluate_on_cohort
-    from .keep import load_keep
+    from .cohort_eval import evaluate_on_cohort
 
     model = load_keep(folder, name="demo")
     tiles, labels = cached_pool(cache, cfg.n_eval_per_class, cfg.seed + 1000, cfg.img_size)
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         write_folder(model, vocab, cfg.model_config(len(vocab)), args.out)
     results = evaluate_folder(args.out, cfg, args.cache, slides=not args.no_slides)
     report = {**train_log, "zero_shot": results}
-    from .demo_readme import write_readme
+    from .readme import write_readme
 
     atomic_write_text(args.out / "train_report.json", json.dumps(report, indent=2) + "\n")
     write_readme(args.out, report)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Backbone, Preprocess
+from ..backbones.base import Backbone, Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +136,9 @@ def render_pool(n_per_class: int, seed: int, out_size: int, tile_size: int = 224
 
 
 def cached_pool(cache: Path | None, n_per_class: int, seed: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tiles cut from realistic synthetic slides (`demo_world.render_world_pool`), memoised in
+    """Tiles cut from realistic synthetic slides (`world.render_world_pool`), memoised in
     `cache/world_pool_<n>_<seed>_<size>.npz` when a cache folder is given."""
-    from .demo_world import render_world_pool
+    from .world import render_world_pool
 
     if cache is None:
         return render_world_pool(n_per_class, seed, out_size)

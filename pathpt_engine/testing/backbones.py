@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .keep import KeepBackbone
+from ..backbones.keep import KeepBackbone
 
 # Words every tiny vocabulary knows (whole tokens); anything else still tokenises via single letters/##letters.
 BASE_WORDS = (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .testing import tiny_clip_bpe
+from .backbones import tiny_clip_bpe
 
 
 def openclip_state_dict(*, vocab: int, width: int, layers: int, heads: int, context: int, v_width: int,

@@ -24,25 +24,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..backbones.base import Backbone
-from ..baselines.dgrmil import DGRMILConfig, train_dgrmil
-from ..baselines.train import MILConfig, predict_mil, train_mil
-from ..errors import ConfigError
-from ..jobs import Job, Progress, check_cancel
-from ..metrics import classification_report, grounding_metrics, mean_sd, tiles_in_mask
-from ..prompts.classsets import ClassSet
-from ..prompts.zeroshot import (
+from .backbones.base import Backbone
+from .baselines.dgrmil import DGRMILConfig, train_dgrmil
+from .baselines.train import MILConfig, predict_mil, train_mil
+from .errors import ConfigError
+from .jobs import Job, Progress, check_cancel
+from .metrics import classification_report, grounding_metrics, mean_sd, tiles_in_mask
+from .ops.vote import tile_vote
+from .pathpt.checkpoint import atomic_bytes
+from .pathpt.model import PathPTConfig
+from .pathpt.splits import Fold
+from .pathpt.trainer import SlideData, train_pathpt
+from .prompts.classsets import ClassSet
+from .prompts.zeroshot import (
     encode_class_prompts,
     mean_classifier,
     select_prompt_ensemble,
     zeroshot_tile_probs,
 )
-from ..results import PROBABILITY, TILE_VOTES
-from .checkpoint import atomic_bytes
-from .model import PathPTConfig
-from .splits import Fold
-from .trainer import SlideData, train_pathpt
-from .vote import tile_vote
+from .results import PROBABILITY, TILE_VOTES
 
 log = logging.getLogger(__name__)
 

@@ -85,7 +85,7 @@ def _write_mask(path: Path, coords: np.ndarray, tile_size: int, side: int, ds: i
 def tiny_backbone(folder: str | os.PathLike[str], width: int = 32, seed: int = 0) -> Backbone:
     """A tiny random KEEP-format backbone (text width = embed dim = `width`) for tests."""
     from ..backbones import load_backbone
-    from ..backbones.testing import make_tiny_keep_folder
+    from .backbones import make_tiny_keep_folder
 
     torch.manual_seed(seed)
     path = make_tiny_keep_folder(folder, seed=seed, text_width=width, max_positions=96)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .base import Backbone
-from .demo_data import class_texts, zero_shot_classifier
+from ..backbones.base import Backbone
+from .data import class_texts, zero_shot_classifier
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import logging
 import numpy as np
 import torch
 
-from .base import Preprocess
+from ..backbones.base import Preprocess
 
 log = logging.getLogger(__name__)
 SLIDE_PX = (3584, 2688)  # 16 x 12 tiles of 224 px

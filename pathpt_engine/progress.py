@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-from ..jobs import Progress, run_job
+from .jobs import Progress, run_job
 
 # tqdm's monitor thread outlives the bar; the CLI needs no stall watchdog.
 tqdm.monitor_interval = 0

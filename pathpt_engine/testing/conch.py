@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .conch import CONFIG_FILE, ConchBackbone, ConchConfig
-from .conch_tokenizer import CONCH_TOKENIZER_FILE
+from ..backbones.conch import CONFIG_FILE, ConchBackbone, ConchConfig
+from ..backbones.conch_tokenizer import CONCH_TOKENIZER_FILE
 
 SPECIAL_TOKENS = ["<pad>", "<start_of_text>", "<end_of_text>", "<|person|>", "<|mrn|>", "<|specimen_id|>",
                   "<|date|>"]

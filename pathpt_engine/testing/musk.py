@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .musk import CONFIG_FILE, MuskBackbone, MuskConfig
-from .musk_tokenizer import MUSK_TOKENIZER_FILE
+from ..backbones.musk import CONFIG_FILE, MuskBackbone, MuskConfig
+from ..backbones.musk_tokenizer import MUSK_TOKENIZER_FILE
 
 WORD_PIECES = [("▁X", -2.0), ("▁a", -2.5), ("▁his", -4.0), ("to", -4.0), ("path", -4.0), ("ology", -4.0),
                ("▁image", -3.0), ("▁of", -2.5), ("▁tumor", -3.5), ("▁Normal", -3.5), ("▁normal", -3.5),

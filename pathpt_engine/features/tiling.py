@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, SlideError
-from ..features.store import is_valid, read_coords, write_coords
 from ..jobs import Job, Progress, check_cancel
-from .grid import MAX_SILENT_UPSAMPLE, GridParams, make_grid
-from .reader import open_slide
-from .tissue import TissueParams, tissue_mask
+from ..slides.grid import MAX_SILENT_UPSAMPLE, GridParams, make_grid
+from ..slides.reader import open_slide
+from ..slides.tissue import TissueParams, tissue_mask
+from .store import is_valid, read_coords, write_coords
 
 logger = logging.getLogger(__name__)
 
