@@ -132,13 +132,11 @@ def _final_run(cfg: DemoConfig, classset: Any, cohort: Path, features: Path, fol
     from .backbones import load_backbone
     from .export.geojson import write_geojson
     from .export.png import OverlayStyle, export_overlay_png
-    from .export.scores import write_scores_h5
-    from .export.tables import write_predictions_csv
     from .pathpt.data import load_labelled
     from .pathpt.model import PathPTConfig
-    from .pathpt.predictor import predict_slides
     from .pathpt.trainer import train_pathpt
     from .slides import open_slide
+    from .workflow import model_probs, predict, write_run_outputs
 
     backbone = load_backbone(cfg.backbone, cfg.weights, "cpu").freeze()
     train = load_labelled(features, fold.train)
@@ -147,22 +145,21 @@ def _final_run(cfg: DemoConfig, classset: Any, cohort: Path, features: Path, fol
                                      meta={"demo": True, "train": sorted(fold.train)})
     test = [replace(s, label=y) for s, y in zip(load_labelled(features, fold.test), fold.test.values(),
                                                    strict=True)]
-    results = yield from predict_slides(result.model, classset, test, cancel)
+    found = yield from predict(classset, test, model_probs(result.model), cancel)
+    results = found.results
     pred_dir, export_dir = out / "predictions", out / "exports"
-    (pred_dir / "tiles").mkdir(parents=True, exist_ok=True)
+    write_run_outputs(pred_dir, results, classset.subtype_names)
     export_dir.mkdir(parents=True, exist_ok=True)
     colors = {c.name: c.color for c in classset.classes}
     style = OverlayStyle(mode="argmax", alpha=0.45, colors=colors)
     slides_dir = cohort / "slides"
     for i, (pred, scores) in enumerate(results):
         check_cancel(cancel)
-        write_scores_h5(pred_dir / "tiles" / f"{pred.slide_id}.h5", scores, pred)
         write_geojson(export_dir / f"{pred.slide_id}.geojson", scores, pred, colors=colors)
         slide_path = next(slides_dir.glob(f"{pred.slide_id}.*"))
         with open_slide(slide_path) as reader:
             export_overlay_png(export_dir / f"{pred.slide_id}_overlay.png", reader, scores, 16.0, style)
         yield Progress("export", i + 1, len(results), message=pred.slide_id)
-    write_predictions_csv(pred_dir / "predictions.csv", [p for p, _ in results], list(classset.subtype_names))
     truth = {s.slide_id: classset.subtype_names[s.label] for s in test}
     correct = sum(p.predicted == truth[p.slide_id] for p, _ in results)
     return {"run": str(out / "run"), "predictions": str(pred_dir / "predictions.csv"), "exports": str(export_dir),

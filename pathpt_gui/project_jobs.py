@@ -14,11 +14,15 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pathpt_engine.errors import ConfigError, JobCancelled, ProjectError
 from pathpt_engine.jobs import Job, Progress, check_cancel
 from pathpt_engine.project import Project
+
+if TYPE_CHECKING:
+    from pathpt_engine.results import SlidePrediction, TileScores
+    from pathpt_engine.workflow import ProbsFn
 
 log = logging.getLogger(__name__)
 
@@ -198,27 +202,23 @@ def _tracked_run(project: Project, recipe: str, choice: BackboneChoice, settings
 
 
 def _predict_all(project: Project, run_id: str, classset: Any, slides: list[Any],
-                 probs_fn: Callable[[Any], Any], cancel: threading.Event | None) -> Job[int]:
-    """Score each slide, write its tile h5 and store its prediction at once (progress message = slide_id)."""
-    from pathpt_engine.export.scores import write_scores_h5
-    from pathpt_engine.pathpt.predictor import scores_from_probs
+                 probs_fn: ProbsFn, cancel: threading.Event | None) -> Job[int]:
+    """The engine's predict job (`pathpt_engine.workflow.predict`), each slide's tile h5 written and its call
+    stored in the project as soon as it is scored (progress message = slide_id)."""
+    from pathpt_engine.workflow import predict, write_tile_scores
 
-    for i, slide in enumerate(slides):
-        check_cancel(cancel)
-        if len(slide.features) == 0:  # nothing to call: never a confident answer from no tiles
-            logging.getLogger("pathpt_engine.project").warning("%s: no tissue tiles (no call)", slide.slide_id)
-            yield Progress("predict", i + 1, len(slides))
-            continue
-        pred, scores = scores_from_probs(classset, slide, probs_fn(slide))
-        write_scores_h5(scores_path(project, run_id, slide.slide_id), scores, pred)
+    def store(pred: SlidePrediction, scores: TileScores) -> None:
+        write_tile_scores(project.root / "runs" / run_id, pred, scores)
         project.runs.add_predictions(run_id, [pred])
-        yield Progress("predict", i + 1, len(slides), message=slide.slide_id)
+
+    yield from predict(classset, slides, probs_fn, cancel, on_result=store)
     return len(slides)
 
 
 def zeroshot_job(project: Project, choice: BackboneChoice, cancel: threading.Event | None = None) -> Job[str]:
     """Job: zero-shot tile probabilities for every slide with features (no labels needed); returns the run id."""
-    from pathpt_engine.prompts.zeroshot import encode_class_prompts, mean_classifier, zeroshot_tile_probs
+    from pathpt_engine.prompts.zeroshot import zeroshot_tile_probs
+    from pathpt_engine.workflow import zeroshot_classifier
 
     classset = _classset(project)
     slides = _annotated(project, classset, _load(project, choice))  # 'ignore' regions: tiles not predicted
@@ -226,10 +226,7 @@ def zeroshot_job(project: Project, choice: BackboneChoice, cancel: threading.Eve
         raise ProjectError(f"{project.root}: no slide has {choice.name} features yet; run Extract features first")
 
     def body(run_id: str) -> Job[str]:
-        yield Progress("prompts", 0, 1, message="encoding class prompts")
-        backbone = _backbone(choice)
-        classifier = mean_classifier(encode_class_prompts(backbone, classset)).cpu()
-        yield Progress("prompts", 1, 1)
+        classifier = yield from zeroshot_classifier(_backbone(choice), classset)
         n = yield from _predict_all(project, run_id, classset, slides,
                                     lambda s: zeroshot_tile_probs(s.features, classifier), cancel)
         return f"zero-shot on {n} slides"
@@ -253,6 +250,7 @@ def train_job(project: Project, choice: BackboneChoice, config: Any,
     """Job: train PathPT on the labelled train slides (held-out ones validate the clean recipe), then predict
     every slide with features. Returns the run id."""
     from pathpt_engine.pathpt.trainer import train_pathpt
+    from pathpt_engine.workflow import model_probs
 
     classset = _classset(project)
     labels, train_ids, val_ids = _labelled(project, classset)
@@ -273,7 +271,7 @@ def train_job(project: Project, choice: BackboneChoice, config: Any,
                                          val=val, cancel=cancel, meta={"project": str(project.root)})
         model = result.model
         slides = _annotated(project, classset, _load(project, choice))  # 'ignore' regions: tiles not predicted
-        yield from _predict_all(project, run_id, classset, slides, lambda s: _model_probs(model, s), cancel)
+        yield from _predict_all(project, run_id, classset, slides, model_probs(model), cancel)
         last = result.history[-1] if result.history else {}
         return (f"{len(train)} train slides, {len(result.history)} epochs, train acc "
                 f"{last.get('train_acc', float('nan')):.2f}")
@@ -289,19 +287,12 @@ def _annotated(project: Project, classset: Any, slides: list[Any]) -> list[Any]:
     return annotate_from_project(project, classset, slides)
 
 
-def _model_probs(model: Any, slide: Any) -> Any:
-    import torch
-
-    dev = next(model.parameters()).device
-    with torch.no_grad():
-        return model.predict_probs(torch.as_tensor(slide.features, dtype=torch.float32, device=dev)).cpu().numpy()
-
-
 def predict_job(project: Project, run_id: str, choice: BackboneChoice,
                 cancel: threading.Event | None = None) -> Job[int]:
     """Job: re-predict every slide with features using a trained run's checkpoint (e.g. after adding slides)."""
     from pathpt_engine.pathpt.checkpoint import is_complete
     from pathpt_engine.pathpt.predictor import load_run
+    from pathpt_engine.workflow import model_probs
 
     run = project.runs.get(run_id)
     if run.checkpoint is None or not is_complete(run.checkpoint):
@@ -310,8 +301,7 @@ def predict_job(project: Project, run_id: str, choice: BackboneChoice,
     loaded = load_run(run.checkpoint, weights=choice.weights, device=choice.torch_device())
     yield Progress("load", 1, 1)
     slides = _annotated(project, loaded.classset, _load(project, choice))
-    return (yield from _predict_all(project, run_id, loaded.classset, slides,
-                                    lambda s: _model_probs(loaded.model, s), cancel))
+    return (yield from _predict_all(project, run_id, loaded.classset, slides, model_probs(loaded.model), cancel))
 
 
 @dataclass(frozen=True)

@@ -90,12 +90,6 @@ def split_empty(slides: list[Any]) -> tuple[list[Any], list[str]]:
     return [s for s in slides if len(s.features)], empty
 
 
-def report_empty(empty: list[str]) -> None:
-    """Say which slides got no call because they have no tissue tiles."""
-    for sid in empty:
-        print(f"{sid}\tno tissue tiles (no call)")
-
-
 def refuse_empty_training(slides: list[Any], labels: Path) -> None:
     """`train`: a labelled slide without tiles cannot be learned from; name them."""
     _, empty = split_empty(slides)

@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..cluster.cli import add_evaluate_args, add_predict_args
 from ..cluster.cli import run_evaluate as run_cluster_evaluate
@@ -15,6 +16,9 @@ from . import _checks as chk
 from ._features import features_dir
 from .annotations_cmd import add_predict_args as add_predict_annotation_args
 from .annotations_cmd import add_train_args, apply_predict_annotations, apply_train_annotations
+
+if TYPE_CHECKING:
+    from ..workflow import Predictions
 
 # pathpt_engine.evaluate.METHODS, spelled out so `--help` does not import torch (a test keeps them equal)
 EVAL_METHODS = ("zeroshot", "ensemble", "abmil", "abmil-clean", "clam", "clam-clean", "transmil", "transmil-clean",
@@ -123,45 +127,28 @@ def _config(args: argparse.Namespace, recipe: str = "paper"):  # noqa: ANN202
         raise ConfigError(f"bad training options: {exc}") from None
 
 
-def _write_outputs(out: Path, results: list, class_names: tuple[str, ...]) -> None:
-    from ..export.guards import safe_child
-    from ..export.scores import write_scores_h5
-    from ..export.tables import write_predictions_csv
+def _finish(out: Path, found: Predictions, class_names: tuple[str, ...]) -> int:
+    from ..workflow import output_lines, write_run_outputs
 
-    (out / "tiles").mkdir(parents=True, exist_ok=True)
-    for pred, scores in results:
-        write_scores_h5(safe_child(out / "tiles", pred.slide_id, ".h5"), scores, pred)
-    write_predictions_csv(out / "predictions.csv", [p for p, _ in results], list(class_names))
-    for pred, _ in results:
-        print(f"{pred.slide_id}\t{pred.predicted}")
-    print(f"wrote {out / 'predictions.csv'} and {len(results)} tile score files in {out / 'tiles'}")
+    write_run_outputs(out, found.results, class_names)
+    for line in output_lines(out, found.calls, found.empty):
+        print(line)
+    return 0
 
 
 def _cmd_zeroshot(args: argparse.Namespace) -> int:
     from ..pathpt.data import feature_files, load_labelled, load_slide, read_labels_csv
-    from ..pathpt.predictor import scores_from_probs
+    from ..progress import run_with_bar
     from ..prompts.classsets import load_classset
-    from ..prompts.zeroshot import (
-        encode_class_prompts,
-        mean_classifier,
-        select_prompt_ensemble,
-        zeroshot_tile_probs,
-    )
+    from ..workflow import zeroshot
 
     cs = load_classset(args.classes)
     labelled = load_labelled(args.features, read_labels_csv(args.labels, cs)) if args.labels is not None else []
-    slides, empty = chk.split_empty([load_slide(path) for path in feature_files(args.features).values()])
+    slides = [load_slide(path) for path in feature_files(args.features).values()]
     bb = _backbone(args)
     chk.check_dims([*labelled, *slides], bb.embed_dim, args.features, f"backbone {bb.name}")
-    embs = encode_class_prompts(bb, cs)
-    w = mean_classifier(embs)
-    if labelled:
-        labelled = chk.split_empty(labelled)[0]
-        w = select_prompt_ensemble(embs, [(s.features, s.label) for s in labelled]).classifier
-    results = [scores_from_probs(cs, slide, zeroshot_tile_probs(slide.features, w)) for slide in slides]
-    _write_outputs(args.out, results, cs.subtype_names)
-    chk.report_empty(empty)
-    return 0
+    found = run_with_bar(zeroshot(bb, cs, slides, labelled), quiet=args.quiet)
+    return _finish(args.out, found, cs.subtype_names)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -199,21 +186,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ..pathpt.data import feature_files, load_slide
-    from ..pathpt.predictor import load_run, predict_slides
+    from ..pathpt.predictor import load_run
     from ..progress import run_with_bar
+    from ..workflow import model_probs, predict
 
     if getattr(args, "annotations", None) is not None and getattr(args, "cluster", None) is not None:
         raise ConfigError("--annotations is not supported with --cluster; predict in this process")
     if (code := run_cluster_predict(args)) is not None:  # --cluster; else this process
         return code
     run = load_run(args.run, weights=args.weights, device=_device(args.device))
-    slides, empty = chk.split_empty([load_slide(p) for p in feature_files(args.features).values()])
+    slides = [load_slide(p) for p in feature_files(args.features).values()]
     slides = apply_predict_annotations(args, run.classset, slides)
     chk.check_dims(slides, run.model.backbone.embed_dim, args.features, f"run {args.run}")
-    results = run_with_bar(predict_slides(run.model, run.classset, slides), quiet=args.quiet)
-    _write_outputs(args.out, results, run.classset.subtype_names)
-    chk.report_empty(empty)
-    return 0
+    found = run_with_bar(predict(run.classset, slides, model_probs(run.model)), quiet=args.quiet)
+    return _finish(args.out, found, run.classset.subtype_names)
 
 
 def _folds(args: argparse.Namespace, cs) -> dict:  # noqa: ANN001

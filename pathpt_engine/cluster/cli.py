@@ -125,9 +125,9 @@ def run_predict(args: argparse.Namespace) -> int | None:
     """Predict on Ray when `--cluster` is given (None: in this process); writes the same files as without."""
     if getattr(args, "cluster", None) is None:
         return None
-    from ..export.tables import write_predictions_csv
     from ..pathpt.data import feature_files
     from ..progress import run_with_bar
+    from ..workflow import output_lines, write_run_outputs
     from .base import import_ray
 
     import_ray()
@@ -136,10 +136,9 @@ def run_predict(args: argparse.Namespace) -> int | None:
     copts = ClusterOptions(address=args.cluster, cpus_per_worker=args.cpus_per_task,
                            allow_network=args.allow_network)
     files = list(feature_files(args.features).values())
-    preds = run_with_bar(predict_cluster(args.run, files, args.out, args.weights, copts,
-                                         device=getattr(args, "device", "auto")), quiet=args.quiet)
-    write_predictions_csv(Path(args.out) / "predictions.csv", preds, list(preds[0].probs) if preds else None)
-    for pred in preds:
-        print(f"{pred.slide_id}\t{pred.predicted}")
-    print(f"wrote {Path(args.out) / 'predictions.csv'} and {len(preds)} tile score files in {Path(args.out) / 'tiles'}")
+    calls, empty = run_with_bar(predict_cluster(args.run, files, args.out, args.weights, copts,
+                                                device=getattr(args, "device", "auto")), quiet=args.quiet)
+    write_run_outputs(args.out, [(p, None) for p in calls], list(calls[0].probs) if calls else [])
+    for line in output_lines(args.out, calls, empty):
+        print(line)
     return 0

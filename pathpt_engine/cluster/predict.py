@@ -1,7 +1,7 @@
 """Cohort prediction with a trained run on Ray: slides in chunks, one task per chunk.
 
 Each task rebuilds the run once per Ray worker process (cached), reads its slides' feature files from shared
-storage, writes `tiles/<slide_id>.h5` atomically (the same `predict_slide` + `write_scores_h5` as the
+storage, writes `tiles/<slide_id>.h5` atomically (the same `pathpt_engine.workflow` predict job and writer as the
 single-process `pathpt predict`) and returns the slide calls; the driver writes `predictions.csv`.
 """
 
@@ -19,6 +19,7 @@ except ImportError:  # the optional extra is missing: importable, not usable (im
 
 from ..features.ledger import Ledger
 from ..jobs import Job, Progress
+from ..results import SlidePrediction
 from .base import ClusterOptions, import_ray
 from .lock import RunLock
 from .netns import require_private_network
@@ -32,28 +33,32 @@ _RUNS: dict[tuple[str, ...], Any] = {}
 
 def predict_chunk(run_dir: str, weights: str | None, paths: list[str], out_dir: str,
                   device: str = "auto") -> dict[str, Any]:
-    """Predict some slides in this process (the body of the Ray task); returns their `SlidePrediction`s."""
-    from ..export.scores import write_scores_h5
+    """Predict some slides in this process (the body of the Ray task): `pathpt_engine.workflow.predict`, each
+    slide's `tiles/<id>.h5` written as it is called; returns the calls and the ids of slides without tiles."""
+    from ..jobs import run_job
+    from ..pathpt import predictor
     from ..pathpt.data import load_slide
-    from ..pathpt.predictor import load_run, predict_slide
+    from ..workflow import Predictions, model_probs, predict, write_tile_scores
 
     device = task_device(device)
     key = cache_key(run_dir, str(weights), device)
     if key not in _RUNS:
-        _RUNS[key] = load_run(run_dir, weights=weights, device=device)
+        _RUNS[key] = predictor.load_run(run_dir, weights=weights, device=device)
     run = _RUNS[key]
-    preds = []
-    for path in paths:
-        pred, scores = predict_slide(run.model, run.classset, load_slide(path))
-        write_scores_h5(Path(out_dir) / "tiles" / f"{pred.slide_id}.h5", scores, pred)
-        preds.append(pred)
-    return {"predictions": preds, "summary": {"slides": len(preds), "device": device, **placement()}}
+    slides = [load_slide(p) for p in paths]
+    found = run_job(predict(run.classset, slides, model_probs(run.model),
+                            on_result=lambda pred, scores: write_tile_scores(out_dir, pred, scores))
+                    ) if slides else Predictions()
+    return {"predictions": found.calls, "empty": found.empty,
+            "summary": {"slides": len(found.calls), "device": device, **placement()}}
 
 
 def predict_cluster(run_dir: str | Path, features: list[Path], out_dir: str | Path, weights: str | Path | None,
                     copts: ClusterOptions = ClusterOptions(), chunk: int = 16,
-                    cancel: threading.Event | None = None, device: str = "auto") -> Job[list[Any]]:
-    """Job: predict every feature file on Ray; returns `SlidePrediction`s in input order. `device` as `--device`
+                    cancel: threading.Event | None = None,
+                    device: str = "auto") -> Job[tuple[list[SlidePrediction], list[str]]]:
+    """Job: predict every feature file on Ray (the tasks write the tile scores); returns the calls in input
+    order and the ids of the slides without tiles (no call). `device` as `--device`
     ("cpu" keeps every task on the CPU; see `tasks.task_device`).
 
     Raises:
@@ -75,4 +80,5 @@ def predict_cluster(run_dir: str | Path, features: list[Path], out_dir: str | Pa
                        for i, c in enumerate(chunks)}
             results = yield from run_tasks(pending, Ledger(out, name=PREDICT_LEDGER), "predict", len(chunks),
                                            "", copts, cancel)
-    return [p for key in sorted(results) for p in results[key]["predictions"]]
+    return ([p for key in sorted(results) for p in results[key]["predictions"]],
+            [sid for key in sorted(results) for sid in results[key].get("empty", [])])

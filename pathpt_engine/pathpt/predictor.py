@@ -64,10 +64,14 @@ def load_run(run_dir: str | Path, backbone: Backbone | None = None, weights: str
 
 def predict_slide(model: PathPTModel, classset: ClassSet, slide: SlideData) -> tuple[SlidePrediction, TileScores]:
     """Tile probabilities [N, C] (class 0 Normal) and the slide call by tile vote (shares of tile votes)."""
+    return _result(classset, slide, predict_probs(model, slide.features))
+
+
+def predict_probs(model: PathPTModel, features: np.ndarray) -> np.ndarray:
+    """A trained model's tile probabilities float32 [N, C] (class 0 Normal) for one slide's features."""
     dev = next(model.parameters()).device
-    probs = model.predict_probs(torch.as_tensor(slide.features, dtype=torch.float32, device=dev))
-    probs = probs.cpu().numpy().astype(np.float32)
-    return _result(classset, slide, probs)
+    probs = model.predict_probs(torch.as_tensor(features, dtype=torch.float32, device=dev))
+    return probs.cpu().numpy().astype(np.float32)
 
 
 def _result(classset: ClassSet, slide: SlideData, probs: np.ndarray) -> tuple[SlidePrediction, TileScores]:
