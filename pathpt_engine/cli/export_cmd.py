@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..colors import hex_to_rgb
 from ..errors import ConfigError
 from ..export import (
     ARGMAX,
@@ -27,7 +28,6 @@ from ..export import (
     write_predictions_csv,
     write_scores_h5,
 )
-from ..export.colors import hex_to_rgb
 from ..export.guards import require_finite, safe_child
 from ..jobs import Job, Progress, check_cancel
 from ..progress import run_with_bar

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..colors import class_colors
 from ..results import TileScores
 from ._atomic import ExportError, atomic_path
-from .colors import class_colors
 from .png import ARGMAX, OverlayStyle, rasterize, tile_colors
 
 

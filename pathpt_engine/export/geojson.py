@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from ..colors import class_colors, packed_to_rgb
 from ..results import PROBABILITY, SCORE_KINDS, TILE_VOTES, SlidePrediction, TileScores, score_text
 from ._atomic import ExportError, write_text_atomic
-from .colors import class_colors, packed_to_rgb
 from .polygons import Polygon, tile_square, tile_union
 
 log = logging.getLogger(__name__)

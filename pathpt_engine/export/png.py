@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..colors import class_colors
 from ..results import TileScores
 from ..slides.base import SlideReader
 from ._atomic import ExportError, atomic_path
-from .colors import class_colors
 
 ARGMAX = "argmax"
 MAX_OUTPUT_PIXELS = 100_000_000  # 10k x 10k; choose a larger downsample beyond

@@ -1,7 +1,7 @@
 """Project store: one SQLite database per project folder (slides, classes, labels, runs, predictions, settings)."""
 
+from ..colors import DEFAULT_PALETTE, default_colors
 from ..prompts.classsets import ClassInfo, ClassSet
-from .classes import DEFAULT_PALETTE, default_colors
 from .db import DB_NAME, SCHEMA_VERSION
 from .labels import SPLITS, Label, LabelImportReport
 from .runs import STATUSES, PredictionRecord, RunRecord, margin_uncertainty

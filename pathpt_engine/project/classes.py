@@ -1,32 +1,14 @@
 """The project's class set (`pathpt_engine.prompts.classsets.ClassSet`: names, display names, synonyms,
-colours, Normal = class 0, templates) stored in the `classes`/`templates` tables, plus the default palette."""
+colours, Normal = class 0, templates) stored in the `classes`/`templates` tables (default colours:
+`pathpt_engine.colors`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 from ..errors import ConfigError
 from ..prompts.classsets import ClassInfo, ClassSet
 from .db import Database
-
-# Deterministic default palette (tab10, then tab20 extras); Normal gets grey.
-DEFAULT_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
-                   "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2")
-NORMAL_COLOR = "#7f7f7f"
-
-
-def default_colors(names: Sequence[str], normal: str | None = None) -> dict[str, str]:
-    """Colours by position: the Normal class grey, the others from `DEFAULT_PALETTE` in order (cycled)."""
-    out: dict[str, str] = {}
-    k = 0
-    for name in names:
-        if name == normal:
-            out[name] = NORMAL_COLOR
-        else:
-            out[name] = DEFAULT_PALETTE[k % len(DEFAULT_PALETTE)]
-            k += 1
-    return out
 
 
 class ClassStore:

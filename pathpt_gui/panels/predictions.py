@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pathpt_engine.colors import class_rgb
 from pathpt_engine.errors import PathPTError
 from pathpt_engine.ops.vote import TUMOUR, vote_summary
 from pathpt_engine.results import ALL_TILE_VOTES, TILE_VOTES, TUMOUR_TILE_VOTES, score_heading, score_text
@@ -189,7 +190,7 @@ class PredictionPanel(QWidget):
             return
         cs = self.ctrl.classset()
         colors = {c.name: c.color for c in cs.classes} if cs else {}
-        rgb = [tuple(QColor(colors.get(n, "#888888")).getRgb()[:3]) for n in scores.class_names]
+        rgb = class_rgb(scores.class_names, colors)  # unset classes: the export palette
         channel = self.mode.currentData()
         if channel is not None and channel not in scores.class_names:
             channel = None

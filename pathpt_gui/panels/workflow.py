@@ -13,6 +13,7 @@ from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
+from pathpt_engine.colors import class_rgb
 from pathpt_engine.errors import PathPTError
 
 from ..project_controller import ProjectController
@@ -247,9 +248,7 @@ class Workflow(QObject):
             return None
         cs = self.ctrl.classset()
         colors = {c.name: c.color for c in cs.classes} if cs else {}
-        from PySide6.QtGui import QColor
-
-        rgb = [tuple(QColor(colors.get(n, "#888888")).getRgb()[:3]) for n in doc.scores.class_names]
+        rgb = class_rgb(doc.scores.class_names, colors)  # unset classes: the export palette
         view.overlay.set_tile_scores(doc.scores, None, rgb)
         pred = f"; slide call {doc.prediction.predicted}" if doc.prediction else ""
         self.ctrl.info(f"showing {len(doc.scores.coords)} tiles from {path}{pred}")

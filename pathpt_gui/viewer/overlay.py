@@ -13,14 +13,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from pathpt_engine.colors import class_rgb
+
 from .signals import Signal
 
 MODES = ("scalar", "classmap", "rgba")
 OUTLINE_COLOR = (255, 255, 0)  # the ground-truth outline: pure yellow, unlike every class colour
-DEFAULT_CLASS_COLORS = (
-    (46, 160, 44), (214, 39, 40), (31, 119, 180), (255, 127, 14), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-)
 
 
 @lru_cache(maxsize=64)
@@ -197,12 +195,12 @@ class OverlayModel:
     def set_class_probs(self, coords: np.ndarray, tile_size: int, probs: np.ndarray,
                         class_names: tuple[str, ...] | list[str],
                         class_colors: list[tuple[int, int, int]] | None = None) -> None:
-        """Class map: each tile painted in the colour of its argmax class."""
+        """Class map: each tile painted in the colour of its argmax class (default: the engine's palette,
+        `pathpt_engine.colors`, class 0 Normal grey, as in every export)."""
         probs = np.asarray(probs, np.float32)
         if probs.ndim != 2 or probs.shape[1] != len(class_names):
             raise ValueError(f"probs must be [N, {len(class_names)}], got {probs.shape}")
-        colors = list(class_colors) if class_colors is not None else [
-            DEFAULT_CLASS_COLORS[i % len(DEFAULT_CLASS_COLORS)] for i in range(len(class_names))]
+        colors = list(class_colors) if class_colors is not None else class_rgb(list(class_names))
         if len(colors) != len(class_names):
             raise ValueError(f"{len(colors)} class colours for {len(class_names)} classes")
         self.grid = HeatmapGrid.build(coords, tile_size, "classmap", probs)
