@@ -16,12 +16,14 @@ $(STAMP): constraints.txt setup.cfg pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/pathpt-gui --demo --demo-dir demo_out/project
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check pathpt_engine pathpt_gui tests bench
+test: lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
+# ruff; import-linter (layers, no Qt in the engine: [tool.importlinter]); mypy on the engine ([tool.mypy])
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pathpt_engine pathpt_gui tests bench
+	$(VENV)/bin/lint-imports --cache-dir $(VENV)/.import_linter_cache
+	$(VENV)/bin/mypy --cache-dir $(VENV)/.mypy_cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_out pathpt-demo-out

@@ -89,7 +89,7 @@ def download_job(name: str, to: str | Path | None = None) -> Job[Path]:
     spec = get_spec(name)
     state: dict[str, Any] = {"done": 0, "total": None}
 
-    class _Bar(tqdm):  # type: ignore[misc, valid-type]
+    class _Bar(tqdm):
         def update(self, n: float | None = 1) -> bool | None:
             out = super().update(n)
             state["done"], state["total"] = int(self.n), (int(self.total) if self.total else None)

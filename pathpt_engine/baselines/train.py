@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +60,7 @@ class Lookahead(torch.optim.Optimizer):
         self.base.zero_grad(set_to_none=set_to_none)
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001, ANN201
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         loss = self.base.step(closure)
         self._steps += 1
         if self._steps % self.k == 0:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,12 +39,12 @@ class _SequenceDepthwiseConv(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(v, weight)
         return F.conv2d(v, weight, padding=(weight.shape[2] // 2, 0), groups=weight.shape[0])
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         v, weight = ctx.saved_tensors
         heads, k, half = weight.shape[0], weight.shape[2], weight.shape[2] // 2
         grad_v = grad_w = None

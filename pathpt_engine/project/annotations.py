@@ -10,7 +10,9 @@ and `tile_corrections` (one row per corrected tile, keyed by its top-left corner
 
 from __future__ import annotations
 
+import builtins
 import json
+import sqlite3
 from collections.abc import Iterable
 
 from ..annotations.geometry import Geometry, validate
@@ -89,7 +91,7 @@ class AnnotationStore:
             rows = self._db.query("SELECT * FROM regions WHERE slide_id=? ORDER BY seq", (slide_id,))
         return [self._region(r) for r in rows]
 
-    def slides(self) -> list[str]:
+    def slides(self) -> builtins.list[str]:
         """Slides with at least one region or tile correction."""
         rows = self._db.query("SELECT slide_id FROM regions UNION SELECT slide_id FROM tile_corrections "
                               "ORDER BY slide_id")
@@ -118,19 +120,19 @@ class AnnotationStore:
 
     # ---- helpers -------------------------------------------------------------------------------------------
     @staticmethod
-    def _checked(region: Region) -> tuple[Region, list[str]]:
+    def _checked(region: Region) -> tuple[Region, builtins.list[str]]:
         geom, notes = validate(region.geometry, f"region {region.name or region.region_id[:8]}")
         return region.with_geometry(geom), notes
 
-    def _check_slide(self, conn, slide_id: str) -> None:  # noqa: ANN001
+    def _check_slide(self, conn: sqlite3.Connection, slide_id: str) -> None:
         if conn.execute("SELECT 1 FROM slides WHERE slide_id=?", (slide_id,)).fetchone() is None:
             raise ProjectError(f"{self._db.path}: no slide {slide_id!r} in this project")
 
     @staticmethod
-    def _next_seq(conn) -> int:  # noqa: ANN001
+    def _next_seq(conn: sqlite3.Connection) -> int:
         return int(conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM regions").fetchone()[0])
 
-    def _region(self, row) -> Region:  # noqa: ANN001
+    def _region(self, row: sqlite3.Row) -> Region:
         try:
             geom = Geometry.from_lists(json.loads(row["geometry"]))
         except (ValueError, TypeError, IndexError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import math
@@ -139,7 +140,7 @@ class RunStore:
         except ValueError:
             return str(p)
 
-    def missing_files(self) -> list[str]:
+    def missing_files(self) -> builtins.list[str]:
         """One line per finished run whose folder is missing from this project or stored outside it."""
         out = []
         for row in self._db.query("SELECT run_id, checkpoint FROM runs WHERE status='done'"):
@@ -165,7 +166,7 @@ class RunStore:
         if status != "running" and run_id in self._locks:
             self._locks.pop(run_id).release()
 
-    def recover_interrupted(self) -> list[str]:
+    def recover_interrupted(self) -> builtins.list[str]:
         """Mark `running` runs whose owner process is gone as `interrupted`; returns their ids.
 
         Called when a project is opened: a run left `running` by a killed app would otherwise look alive

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import sqlite3
 import threading
@@ -106,7 +107,7 @@ class SlideStore:
             raise ProjectError(f"{self._db.path}: no slide {slide_id!r} in this project")
         return _record(row)
 
-    def ids(self) -> list[str]:
+    def ids(self) -> builtins.list[str]:
         return [r[0] for r in self._db.query("SELECT slide_id FROM slides ORDER BY slide_id")]
 
     def add(self, path: str | Path, slide_id: str | None = None) -> SlideRecord:
@@ -173,7 +174,7 @@ class SlideStore:
             if conn.execute("DELETE FROM slides WHERE slide_id=?", (slide_id,)).rowcount == 0:
                 raise ProjectError(f"{self._db.path}: no slide {slide_id!r} to remove")
 
-    def missing(self) -> list[SlideRecord]:
+    def missing(self) -> builtins.list[SlideRecord]:
         """Slides whose file no longer exists at the stored path."""
         return [r for r in self.list() if not r.exists]
 
@@ -192,7 +193,7 @@ class SlideStore:
         """Job: find missing slides under `folder`, by file name (hash-checked) then by quickhash alone."""
         missing = self.missing()
         candidates = find_slide_files(Path(folder)) if missing else []
-        by_name: dict[str, list[Path]] = {}
+        by_name: dict[str, builtins.list[Path]] = {}
         for p in candidates:
             by_name.setdefault(p.name, []).append(p)
         hashes: dict[Path, str | None] = {}
@@ -211,7 +212,7 @@ class SlideStore:
             yield Progress("relink", i + 1, len(missing), message=rec.slide_id)
         return report
 
-    def _match(self, rec: SlideRecord, paths: list[Path], hashes: dict[Path, str | None],
+    def _match(self, rec: SlideRecord, paths: builtins.list[Path], hashes: dict[Path, str | None],
                check: bool) -> Path | None:
         for p in paths:
             if not check or not rec.quickhash:

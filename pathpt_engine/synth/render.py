@@ -56,7 +56,8 @@ class Stain:
         """A random slide-to-slide variation (hue, saturation, brightness, blur) around the default."""
         def jit(v: tuple[float, float, float], s: float) -> tuple[float, float, float]:
             a = np.asarray(v) * np.exp(rng.normal(0, s, 3))
-            return tuple(float(t) for t in a / np.linalg.norm(a))
+            a = a / np.linalg.norm(a)
+            return float(a[0]), float(a[1]), float(a[2])
 
         return cls(h_vec=jit(H_VEC, 0.08), e_vec=jit(E_VEC, 0.12),
                    h_scale=float(np.exp(rng.normal(0, 0.15))), e_scale=float(np.exp(rng.normal(0, 0.2))),

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from .render import Stain
 from .subtypes import SUBTYPES
 from .world import WorldSpec, make_world
 from .writer import write_slide_streamed
+
+if TYPE_CHECKING:  # cohort imports this module
+    from .cohort import SynthSlide
 
 # Glass + mounting medium of the reference H&E tile (RGB 245, 243, 243): OD ~0.016.
 _BACKGROUND_OD = (0.008, 0.025)
@@ -43,7 +47,7 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def write_world_slide(path: Path, masks_dir: Path, slide_id: str, spec: WorldSpec, fmt: str = "tiff",
-                      cancel: threading.Event | None = None):  # -> cohort.SynthSlide
+                      cancel: threading.Event | None = None) -> SynthSlide:
     """Render and write one realistic slide (streamed strips), its masks, tile table and sidecar."""
     from .cohort import SynthSlide, _png_bytes, atomic_write_bytes, label_image, macro_image
 

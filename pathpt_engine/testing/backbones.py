@@ -9,6 +9,7 @@ Both are deterministic for a given seed and take well under a second.
 from __future__ import annotations
 
 import json
+import os
 import string
 from collections.abc import Iterable
 from pathlib import Path
@@ -62,7 +63,7 @@ def tiny_keep_config(vocab_size: int, *, img_size: int = 32, patch_size: int = 8
     }
 
 
-def make_tiny_keep_folder(path: str | Path, *, seed: int = 0, fmt: str = "safetensors",
+def make_tiny_keep_folder(path: str | os.PathLike[str], *, seed: int = 0, fmt: str = "safetensors",
                           extra_words: Iterable[str] = (), ls_key: str = "weight",
                           config_overrides: dict | None = None, **config_kw: object) -> Path:
     """Write a random-init KEEP-format folder at `path` and return it.

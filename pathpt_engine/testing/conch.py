@@ -70,9 +70,9 @@ def make_tiny_conch_folder(path: str | Path, *, seed: int = 0, fmt: str = "bin",
     torch.manual_seed(seed)
     model = ConchBackbone(cfg)
     with torch.no_grad():  # non-trivial LayerNorms so a wrong key mapping shows up
-        for name, p in model.named_parameters():
+        for name, param in model.named_parameters():
             if name.endswith(("ln_final.weight", "ln_contrast.weight", "norm.weight")):
-                p.mul_(0.5).add_(torch.rand_like(p))
+                param.mul_(0.5).add_(torch.rand_like(param))
     sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     if with_caption:  # the 11 caption-pooler tensors of the real layout (d_model = width here), one decoder tensor
         w, p = cfg.vision_width, "visual.attn_pool_caption."
@@ -83,7 +83,7 @@ def make_tiny_conch_folder(path: str | Path, *, seed: int = 0, fmt: str = "bin",
             sd |= {ln + ".weight": torch.ones(w), ln + ".bias": torch.zeros(w)}
         sd["text_decoder.resblocks.0.ln_1.weight"] = torch.ones(cfg.text_width)
     if wrap:
-        sd = {wrap: {f"module.{k}": v for k, v in sd.items()}}  # type: ignore[dict-item]
+        sd = {wrap: {f"module.{k}": v for k, v in sd.items()}}
     if fmt == "bin":
         torch.save(sd, folder / "pytorch_model.bin")
     else:
