@@ -109,11 +109,11 @@ def reader_only(reader: object, grid: object, encoder: TileEncoder, opts: Extrac
     from pathpt_engine.features.extract import tile_source
 
     t0, n = time.perf_counter(), 0
-    source, batched = tile_source(reader, grid, opts, encoder.device)
+    source, _native = tile_source(reader, grid, opts, encoder.device)
     cpu = encoder.device.type == "cpu"
     with torch_threads_restored(), closing(source), BatchPrefetcher(
             source, opts.batch_size, encoder.host_transform, opts.prefetch_batches, pin=not cpu,
-            thread_init=one_torch_thread if cpu else None, batched=batched) as batches:
+            thread_init=one_torch_thread if cpu else None, batched=True) as batches:
         for idx, _ in batches:
             n += len(idx)
     return n / (time.perf_counter() - t0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from pathpt_engine.errors import SlideError
+from pathpt_engine.slides.base import SlideReader
 
 from .settings import CACHE_MB_RANGE, THREADS_RANGE, AppSettings
 from .viewer.loader import array_to_qimage
@@ -30,7 +30,7 @@ from .viewer.loader import array_to_qimage
 log = logging.getLogger(__name__)
 
 
-def slide_summary(reader: Any) -> list[tuple[str, str]]:
+def slide_summary(reader: SlideReader) -> list[tuple[str, str]]:
     """Human-readable key facts of a slide."""
     w, h = reader.dimensions
     mpp = reader.mpp
@@ -47,7 +47,7 @@ def slide_summary(reader: Any) -> list[tuple[str, str]]:
     return rows
 
 
-def _unknown_mpp(reader: Any) -> str:
+def _unknown_mpp(reader: SlideReader) -> str:
     stated = getattr(reader, "reported_mpp", None)
     if stated is None:
         return "unknown (the file does not state it)"
@@ -57,7 +57,7 @@ def _unknown_mpp(reader: Any) -> str:
 class SlidePropertiesDialog(QDialog):
     """Key facts, every OpenSlide property, and the associated images (label, macro, thumbnail)."""
 
-    def __init__(self, reader: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, reader: SlideReader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Slide properties: {reader.path.name}")
         self.resize(760, 560)
@@ -88,7 +88,7 @@ class SlidePropertiesDialog(QDialog):
         return t
 
     @staticmethod
-    def _image_tab(reader: Any, name: str) -> QWidget:
+    def _image_tab(reader: SlideReader, name: str) -> QWidget:
         label = QLabel()
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         try:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pathpt_engine.errors import SlideError
-from pathpt_engine.features.extract import ExtractOptions, native_tile_batches, tile_source
+from pathpt_engine.features.extract import ExtractOptions, tile_source
+from pathpt_engine.slides.batches import native_tile_batches
 from pathpt_engine.slides.grid import GridParams, make_grid
 from pathpt_engine.slides.reader import open_slide
 from pathpt_engine.slides.tiles import read_tile

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +40,7 @@ from ..backbones.encode_streams import (
 )
 from ..errors import FeatureFileError, SlideError
 from ..jobs import Eta, Job, Progress, check_cancel, run_job
+from ..slides.base import SlideReader
 from ..slides.grid import GridParams, TileGrid
 from ..slides.tissue import TissueParams
 from .ledger import Ledger, LedgerEntry
@@ -234,12 +234,12 @@ def _extract_one(path: Path, out: Path, model: Backbone, encoder: TileEncoder, o
     return SlideExtraction(tiling.slide_name, str(path), str(target), len(grid), False, dt, rate)
 
 
-def encode_grid(reader: object, grid: TileGrid, model: Backbone, encoder: TileEncoder, opts: ExtractOptions,
+def encode_grid(reader: SlideReader, grid: TileGrid, model: Backbone, encoder: TileEncoder, opts: ExtractOptions,
                 cancel: threading.Event | None = None, message: str = "") -> Job[np.ndarray]:
     """Job: encode every tile of `grid`; returns float32 [N, D].
 
-    Tiles come in batches: composed straight from the level's native tiles where the grid allows
-    (`native_tile_batches`), else read one by one by reader threads and stacked. One batcher thread preprocesses
+    Tiles come in batches (`slides.batches.iter_tile_batches`): composed straight from the level's native tiles
+    where the grid allows, else read one by one by reader threads and stacked. One batcher thread preprocesses
     them, and they are encoded in this thread (CUDA) or by parallel encoder streams (CPU, single-threaded on 2
     cores). On CPU the batcher runs torch on one thread, so no two OpenMP teams share the cores; the caller's torch
     thread count is restored after.
@@ -251,11 +251,11 @@ def encode_grid(reader: object, grid: TileGrid, model: Backbone, encoder: TileEn
     eta, done = Eta(), 0
     cpu = encoder.device.type == "cpu"
     streams = resolve_streams(encoder.device, opts.encoder_streams)
-    source, batched = tile_source(reader, grid, opts, encoder.device)
+    source, _native = tile_source(reader, grid, opts, encoder.device)
     with torch_threads_restored(), closing(source), BatchPrefetcher(
             source, opts.batch_size, encoder.host_transform, opts.prefetch_batches,
             pin=encoder.device.type == "cuda", thread_init=one_torch_thread if cpu else None,
-            batched=batched) as batches:
+            batched=True) as batches:
         yield Progress("extract", 0, n, message=message)
         with closing(encode_batches(encoder, batches, streams)) as encoded:
             for idx, f in encoded:
@@ -267,121 +267,19 @@ def encode_grid(reader: object, grid: TileGrid, model: Backbone, encoder: TileEn
     return feats
 
 
-def tile_source(reader: object, grid: TileGrid, opts: ExtractOptions,
-                device: torch.device | None = None) -> tuple[Iterator, bool]:
-    """The tiles of `grid` for `BatchPrefetcher`: (`native_tile_batches`, True) where the grid allows, else
-    (`iter_tiles`, False) (single tiles). Reader threads: `reader_threads(device, opts.workers)`."""
-    from ..slides.tiles import iter_tiles
+def tile_source(reader: SlideReader, grid: TileGrid, opts: ExtractOptions,
+                device: torch.device | None = None) -> tuple[Iterator[tuple[np.ndarray, np.ndarray]], bool]:
+    """The batches of `grid` for `BatchPrefetcher` (`slides.batches.iter_tile_batches`, which chooses native or
+    region reads), and whether they are composed from native tiles. Reader threads: `reader_threads(device,
+    opts.workers)`; every batch is written into the same array on the native path."""
+    from ..slides.batches import iter_tile_batches, native_tile_batches
 
     workers = reader_threads(device or torch.device("cpu"), opts.workers)
     ahead = opts.batch_size * opts.prefetch_batches
-    batches = native_tile_batches(reader, grid, opts.batch_size, workers, ahead, reuse=True)
-    if batches is not None:
-        return batches, True
-    return iter_tiles(reader, grid, num_threads=workers, prefetch=ahead), False
-
-
-def native_tile_batches(reader: object, grid: TileGrid, batch_size: int, workers: int = 1, ahead: int = 96,
-                        reuse: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]] | None:
-    """(indices, uint8 tiles [B, S, S, 3]) for the whole grid, composed straight from the level's native tiles.
-
-    The same pixels as `slides.tiles.read_tile` (i.e. `read_region` composing native tiles), without its per-tile
-    costs: each native tile is decoded once (by `workers` threads, up to about `ahead` grid tiles in advance),
-    copied into the batch array where the grid tiles overlap it, and dropped after its last use. With `reuse`
-    every batch is written into the same array (no page faults for a fresh one per batch): the consumer must be
-    done with a batch before it asks for the next (`BatchPrefetcher` is). None when the grid does not allow it
-    (no fast path at the level, tiles resized after reading, off-grid coordinates).
-    """
-    size = grid.tile_size
-    native = getattr(reader, "native_tile_size", None)
-    if grid.read_size != size or len(grid) == 0 or native is None or native(grid.level) is None:
-        return None
-    ds = grid.level_downsample
-    if grid.level != 0 and not (float(ds).is_integer() and not (grid.coords % int(ds)).any()):
-        return None
-    tw, th = native(grid.level)
-    lxy = np.rint(grid.coords / ds).astype(np.int64)
-    lw, lh = grid.level_dimensions
-    return _compose_batches(reader, grid.level, lxy, size, (tw, th), (lw, lh), batch_size, workers, ahead, reuse)
-
-
-def _native_keys(x: int, y: int, size: int, tw: int, th: int, lw: int, lh: int) -> list[tuple[int, int]]:
-    """Native tiles (col, row) that the level region [x, x+size) x [y, y+size) overlaps inside the level."""
-    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + size, lw), min(y + size, lh)
-    if x0 >= x1 or y0 >= y1:
-        return []
-    return [(c, r) for r in range(y0 // th, (y1 - 1) // th + 1) for c in range(x0 // tw, (x1 - 1) // tw + 1)]
-
-
-def _compose_batches(reader: object, level: int, lxy: np.ndarray, size: int, tile: tuple[int, int],
-                     dims: tuple[int, int], batch_size: int, workers: int, ahead: int,
-                     reuse: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    (tw, th), (lw, lh) = tile, dims
-    keys = [_native_keys(int(x), int(y), size, tw, th, lw, lh) for x, y in lxy]
-    last_use: dict[tuple[int, int], int] = {}
-    order: list[tuple[int, tuple[int, int]]] = []  # (first grid tile needing it, key), in order of need
-    for i, ks in enumerate(keys):
-        for k in ks:
-            if k not in last_use:
-                order.append((i, k))
-            last_use[k] = i
-    read = reader.read_native_tile  # type: ignore[attr-defined]
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pathpt-tiles") if workers > 0 else None
-    live: dict[tuple[int, int], Future[np.ndarray]] = {}
-    nxt = 0
-    buf = np.empty((batch_size, size, size, 3), np.uint8) if reuse else None
-
-    def fetch(until: int) -> None:  # start decoding every native tile first needed by grid tile < until
-        nonlocal nxt
-        while nxt < len(order) and order[nxt][0] < until:
-            key = order[nxt][1]
-            live[key] = pool.submit(read, level, *key) if pool is not None else _done(read(level, *key))
-            nxt += 1
-
-    try:
-        for start in range(0, len(keys), batch_size):
-            stop = min(start + batch_size, len(keys))
-            fetch(stop + ahead)
-            out = buf[: stop - start] if buf is not None else np.empty((stop - start, size, size, 3), np.uint8)
-            for i in range(start, stop):
-                _compose_one(out[i - start], int(lxy[i, 0]), int(lxy[i, 1]), keys[i], live, tw, th)
-                for k in keys[i]:
-                    if last_use[k] == i:
-                        del live[k]
-            yield np.arange(start, stop, dtype=np.int64), out
-    finally:
-        for fut in live.values():
-            fut.cancel()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _compose_one(dst: np.ndarray, x: int, y: int, keys: list[tuple[int, int]],
-                 live: dict[tuple[int, int], Future[np.ndarray]], tw: int, th: int) -> None:
-    """Copy the parts of the native tiles `keys` into `dst` (level region at (x, y)); white where none covers."""
-    size = dst.shape[0]
-    covered = 0
-    for col, row in keys:
-        tile = live[(col, row)].result()
-        tx, ty = col * tw, row * th
-        sx0, sy0 = max(x, tx), max(y, ty)
-        sx1, sy1 = min(x + size, tx + tile.shape[1]), min(y + size, ty + tile.shape[0])
-        dst[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[sy0 - ty : sy1 - ty, sx0 - tx : sx1 - tx]
-        covered += (sx1 - sx0) * (sy1 - sy0)
-    if covered < size * size:  # outside the level (or a cropped edge tile): white, as read_region gives
-        mask = np.ones((size, size), bool)
-        for col, row in keys:
-            tile = live[(col, row)].result()
-            tx, ty = col * tw, row * th
-            mask[max(ty - y, 0) : max(min(ty + tile.shape[0] - y, size), 0),
-                 max(tx - x, 0) : max(min(tx + tile.shape[1] - x, size), 0)] = False
-        dst[mask] = 255
-
-
-def _done(value: np.ndarray) -> Future[np.ndarray]:
-    fut: Future[np.ndarray] = Future()
-    fut.set_result(value)
-    return fut
+    native = native_tile_batches(reader, grid, opts.batch_size, workers, ahead, reuse=True)
+    if native is not None:
+        return native, True
+    return iter_tile_batches(reader, grid, opts.batch_size, workers, ahead), False
 
 
 def default_device_summary() -> str:

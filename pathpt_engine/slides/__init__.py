@@ -5,6 +5,7 @@ feature store's coords files, so it lives in `features`, which builds on this pa
 """
 
 from .base import SlideReader
+from .batches import iter_tile_batches
 from .grid import GridParams, TileGrid, make_grid
 from .reader import OpenSlideReader, open_slide
 from .tiles import iter_tiles, read_tile
@@ -17,6 +18,7 @@ __all__ = [
     "TileGrid",
     "TissueMask",
     "TissueParams",
+    "iter_tile_batches",
     "iter_tiles",
     "make_grid",
     "open_slide",

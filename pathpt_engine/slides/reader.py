@@ -21,6 +21,7 @@ import openslide
 from PIL import Image
 
 from ..errors import SlideError
+from .compose import compose_native, native_keys
 from .tiff_tiles import TiffTileSource, open_tile_source
 
 logger = logging.getLogger(__name__)
@@ -244,7 +245,7 @@ class OpenSlideReader:
     def read_native_tile(self, level: int, col: int, row: int) -> np.ndarray:
         self._check_level(level)
         if self._tiles is not None and self._tiles.tile_size(level) is not None:
-            return self._tiles.read_tile(level, col, row, cache=False)
+            return self._tiles.decode_tile(level, col, row, cache=False)
         tw, th = self._openslide_tile_size(level)
         lw, lh = self._level_dims[level]
         if not (0 <= col * tw < lw and 0 <= row * th < lh):
@@ -265,19 +266,10 @@ class OpenSlideReader:
         tw, th = tiles.tile_size(level)  # type: ignore[misc]  # can_compose checked the level has tiles
         lw, lh = self._level_dims[level]
         if lx % tw == 0 and ly % th == 0 and (w, h) == (tw, th) and lx + w <= lw and ly + h <= lh:
-            return tiles.read_tile(level, lx // tw, ly // th, cache=False)  # exactly one whole native tile
-        out = np.full((h, w, 3), 255, np.uint8)
-        x_lo, y_lo = max(lx, 0), max(ly, 0)
-        x_hi, y_hi = min(lx + w, lw), min(ly + h, lh)
-        if x_lo >= x_hi or y_lo >= y_hi:
-            return out
-        for row in range(y_lo // th, (y_hi - 1) // th + 1):
-            for col in range(x_lo // tw, (x_hi - 1) // tw + 1):
-                tile = tiles.read_tile(level, col, row)
-                tx, ty = col * tw, row * th
-                sx0, sy0 = max(x_lo, tx), max(y_lo, ty)
-                sx1, sy1 = min(x_hi, tx + tile.shape[1]), min(y_hi, ty + tile.shape[0])
-                out[sy0 - ly:sy1 - ly, sx0 - lx:sx1 - lx] = tile[sy0 - ty:sy1 - ty, sx0 - tx:sx1 - tx]
+            return tiles.decode_tile(level, lx // tw, ly // th, cache=False)  # exactly one whole native tile
+        out = np.empty((h, w, 3), np.uint8)
+        keys = native_keys(lx, ly, (w, h), (tw, th), (lw, lh))
+        compose_native(out, lx, ly, keys, lambda key: tiles.decode_tile(level, *key), (tw, th))
         return out
 
     def thumbnail(self, max_size: int) -> np.ndarray:

@@ -165,7 +165,7 @@ class TiffTileSource:
         ds = int(downsample)
         return x0 % ds == 0 and y0 % ds == 0
 
-    def read_tile(self, level: int, col: int, row: int, cache: bool = True) -> np.ndarray:
+    def decode_tile(self, level: int, col: int, row: int, cache: bool = True) -> np.ndarray:
         """Decoded RGB tile, cropped at the level's right and bottom edges.
 
         With `cache` the tile goes through the LRU cache and the array is shared and read-only (for composing

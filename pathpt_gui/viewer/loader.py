@@ -26,6 +26,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
 from pathpt_engine.errors import SlideError
+from pathpt_engine.slides.base import SlideReader
 
 from .tiles import TileKey, TileLayout
 
@@ -62,7 +63,7 @@ def array_to_qimage(rgb: np.ndarray) -> QImage:
     return img.convertToFormat(QImage.Format.Format_RGB32)
 
 
-def read_tile(reader: Any, layout: TileLayout, key: TileKey) -> np.ndarray:
+def read_view_tile(reader: SlideReader, layout: TileLayout, key: TileKey) -> np.ndarray:
     """Read one tile through the reader: its native tile when the level has a fast path, else a region."""
     info = layout.levels[key.level]
     if info.native:
@@ -79,7 +80,7 @@ class TileLoader(QObject):
     job_done = Signal(str, object, str)  # name, result, error message
     _wake = Signal()  # worker -> GUI thread (queued): the outbox became non-empty, see _deliver
 
-    def __init__(self, reader: Any, layout: TileLayout, threads: int = 4, parent: QObject | None = None) -> None:
+    def __init__(self, reader: SlideReader, layout: TileLayout, threads: int = 4, parent: QObject | None = None) -> None:
         super().__init__(parent)
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -181,10 +182,10 @@ class TileLoader(QObject):
     def _read(self, key: TileKey, generation: int) -> None:
         image, error = None, ""
         try:
-            image = array_to_qimage(read_tile(self.reader, self.layout, key))
+            image = array_to_qimage(read_view_tile(self.reader, self.layout, key))
         except SlideError as exc:
             error = str(exc)
-        except Exception as exc:  # keep the worker alive; the view logs it once and shows a missing tile
+        except Exception as exc:  # noqa: BLE001 - keep the worker alive; the view logs it once and shows a missing tile
             error = f"{type(exc).__name__}: {exc}"
         with self._cv:
             self.stats.reads += 1

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from pathpt_engine.slides.base import SlideReader
+
 from .model import ViewState
 
 DEFAULT_TILE = 512
@@ -49,7 +51,7 @@ class TileLayout:
         self.levels = levels
 
     @classmethod
-    def from_reader(cls, reader: object, default_tile: int = DEFAULT_TILE) -> TileLayout:
+    def from_reader(cls, reader: SlideReader, default_tile: int = DEFAULT_TILE) -> TileLayout:
         """Build from a SlideReader's metadata (no pixel reads)."""
         w0, h0 = reader.dimensions  # type: ignore[attr-defined]
         levels = []

@@ -24,6 +24,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QWidget
 
+from pathpt_engine.slides.base import SlideReader
+
 from . import decor
 from .cache import TileCache
 from .loader import TileLoader, TileResult, array_to_qimage
@@ -42,7 +44,7 @@ TILE_PAINT_INTERVAL_MS = 30  # while tiles stream in, repaint at most this often
 PREFETCH_FALLBACK_MS = 100  # prefetch ring of a settled view that is not being painted (hidden) starts after this
 
 
-def base_magnification(reader: Any) -> float | None:
+def base_magnification(reader: SlideReader) -> float | None:
     """Objective power of level 0: the slide's own, else derived from mpp (0.25 µm/px = 40x), else None."""
     if reader.objective_power:
         return float(reader.objective_power)
@@ -60,7 +62,7 @@ class SlideView(QWidget):
     settled = Signal()  # every visible tile of the target level is painted (or known missing)
     _request_soon = Signal()  # queued to self: one request per event-loop turn, ahead of the (low-priority) repaint
 
-    def __init__(self, reader: Any, cache_bytes: int = 512 * 2**20, threads: int = 4,
+    def __init__(self, reader: SlideReader, cache_bytes: int = 512 * 2**20, threads: int = 4,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.reader = reader
