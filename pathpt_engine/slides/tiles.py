@@ -12,7 +12,7 @@ Typical use by the feature extractor::
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -42,7 +42,7 @@ def iter_tiles(
     num_threads: int = 2,
     prefetch: int = 64,
     indices: Sequence[int] | None = None,
-) -> Iterator[tuple[int, np.ndarray]]:
+) -> Generator[tuple[int, np.ndarray], None, None]:
     """Yield `(index, tile)` for the tiles of `grid`, in order, read by `num_threads` threads over one reader.
 
     Signature: ``iter_tiles(reader, grid, num_threads=2, prefetch=64, indices=None)
