@@ -133,7 +133,8 @@ def grounding(test: list[SlideData], tile_scores: list[np.ndarray], masks_dir: P
 class FoldRunner:
     """Runs one (method, fold) on cached slides."""
 
-    def __init__(self, backbone: Backbone, classset: ClassSet, cfg: EvalConfig, cancel: threading.Event | None):
+    def __init__(self, backbone: Backbone, classset: ClassSet, cfg: EvalConfig,
+                 cancel: threading.Event | None) -> None:
         self.backbone, self.classset, self.cfg, self.cancel = backbone, classset, cfg, cancel
         self.n_sub = classset.n_classes - 1
         self._embs: list[torch.Tensor] | None = None

@@ -91,7 +91,8 @@ class JobWorker(QThread):
         factory, cancel, name = self._factory, self._cancel, self.name
         outcome: tuple[Any, tuple[Any, ...]]
         try:
-            assert factory is not None
+            if factory is None:
+                raise RuntimeError(f"worker {name!r} started without a job")
             outcome = (self.finished_ok, (self._drive(factory(cancel), cancel),))
         except JobCancelled:
             log.info("%s cancelled", name)

@@ -185,7 +185,7 @@ def test_seed_seeds_and_does_not_size_the_folds(cohort, tmp_path, monkeypatch):
     assert sorted(meta["train_slides"]) == sorted(real(labels, {}, 2, 1, first=5000000)[0].train)
 
 
-@pytest.mark.parametrize("args, needle", [
+@pytest.mark.parametrize(("args", "needle"), [
     (["--folds", "0"], "--folds"),
     (["--shots", "-2"], "--shots"),
     (["--test-fraction", "1.5"], "--test-fraction"),

@@ -131,7 +131,7 @@ def test_prefetcher_propagates_reader_errors_and_joins() -> None:
             yield i, np.full((4, 4, 3), i, np.uint8)
 
     seen = []
-    with pytest.raises(SlideError, match="cannot decode"), BatchPrefetcher(
+    with pytest.raises(SlideError, match="cannot decode"), BatchPrefetcher(  # noqa: PT012 - raised mid-iteration
             tiles(), 2, lambda a: torch.from_numpy(a).float()) as batches:
         for idx, x in batches:
             seen.extend(idx.tolist())

@@ -29,7 +29,7 @@ def _slide(path: Path, seed: int) -> Path:
     return write_slide(path, img.astype(np.uint8), mpp=0.25, fmt="tiff")
 
 
-@pytest.fixture()
+@pytest.fixture
 def env(tmp_path: Path) -> dict:
     bad_read = tmp_path / "a_unreadable.svs"
     shutil.copy(openslide_fixture("unreadable.svs"), bad_read)

@@ -265,7 +265,7 @@ def test_two_threads_write_concurrently(proj: Project) -> None:
         try:
             for i in range(50):
                 proj.set_setting(f"{prefix}{i}", i)
-        except BaseException as exc:  # reported below
+        except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(p,)) for p in ("gui", "worker")]

@@ -52,7 +52,7 @@ def test_subtype_index_accepts_names_and_ints():
         cs.subtype_index(2)
 
 
-@pytest.mark.parametrize("mutate, fragment", [
+@pytest.mark.parametrize(("mutate", "fragment"), [
     (lambda d: d.pop("templates"), "missing key"),
     (lambda d: d["classes"][0].pop("normal"), "normal"),
     (lambda d: d["classes"][1].update(color="red"), "color"),

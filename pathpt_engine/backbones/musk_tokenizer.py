@@ -14,12 +14,17 @@ and the text tower inverts it.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import BackboneError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 MUSK_TOKENIZER_FILE = "tokenizer.spm"
 BOS_ID, PAD_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
@@ -54,7 +59,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: bytes):
+def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     """Yield (field number, wire type, value) of one protobuf message (value: int or bytes)."""
     pos = 0
     while pos < len(buf):
@@ -111,7 +116,7 @@ def parse_spm(data: bytes) -> SpmModel:
     return m
 
 
-def build_fast_tokenizer(m: SpmModel, path: Path):
+def build_fast_tokenizer(m: SpmModel, path: Path) -> Tokenizer:
     """A `tokenizers.Tokenizer` producing fairseq ids (no special tokens added)."""
     from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
     from tokenizers.models import Unigram

@@ -74,7 +74,7 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[dict[str, torch.Te
         raise ConfigError(f"{weights}: checksum does not match {META} (incomplete or modified checkpoint)")
     try:
         state = load(blob)
-    except Exception as exc:  # safetensors raises its own error types for a malformed header or body
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a malformed header or body
         raise ConfigError(f"{weights}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
     bad = sorted(k for k, v in state.items() if not bool(torch.isfinite(v).all()))
     if bad:

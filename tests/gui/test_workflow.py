@@ -49,7 +49,7 @@ def test_worker_result_progress_and_eta(qtbot):
     assert format_eta(65) == "ETA 1:05" and format_eta(None) == ""
 
 
-@pytest.mark.parametrize("exc, expect", [(PathPTError("/x/slide.svs: bad tile"), "/x/slide.svs: bad tile"),
+@pytest.mark.parametrize(("exc", "expect"), [(PathPTError("/x/slide.svs: bad tile"), "/x/slide.svs: bad tile"),
                                          (ValueError("boom"), "ValueError: boom")])
 def test_worker_errors_reach_errored(qtbot, exc, expect):
     from pathpt_gui.workers import JobWorker
