@@ -8,30 +8,16 @@
 from __future__ import annotations
 
 import argparse
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..colors import hex_to_rgb
 from ..errors import ConfigError
-from ..export import (
-    ARGMAX,
-    ExportError,
-    OverlayStyle,
-    export_heatmap_figure,
-    export_overlay_png,
-    read_geojson,
-    read_predictions_csv,
-    read_scores_h5,
-    write_geojson,
-    write_predictions_csv,
-    write_scores_h5,
-)
-from ..export.guards import require_finite, safe_child
-from ..jobs import Job, Progress, check_cancel
+from ..export import ARGMAX, ExportError, OverlayStyle, read_predictions_csv
+from ..export.guards import safe_child
 from ..progress import run_with_bar
-from ..results import SlidePrediction, TileScores
+from ..results import SlidePrediction
+from ..workflow.export import ExportOptions, export_run
 
 FORMATS = ("png", "geojson", "csv", "h5")
 _SUFFIX = {"png": ".png", "geojson": ".geojson", "h5": ".h5"}
@@ -64,28 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export)
 
 
-@dataclass(frozen=True)
-class ExportRequest:
-    """Everything one `pathpt export` call needs, validated."""
-
-    inputs: tuple[Path, ...]
-    fmt: str
-    out: Path
-    style: OverlayStyle
-    downsample: float
-    slide: Path | None
-    region: tuple[int, int, int, int] | None
-    heatmap: bool
-    predictions: dict[str, SlidePrediction]
-    include_tiles: bool
-
-    def __post_init__(self) -> None:
-        if self.fmt not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}")
-        if self.downsample <= 0:
-            raise ValueError(f"--downsample must be > 0, got {self.downsample}")
-
-
 def score_inputs(scores: Path) -> tuple[Path, ...]:
     """The score files named by `--scores` (a file, or every *.h5 in a folder)."""
     if scores.is_dir():
@@ -96,16 +60,6 @@ def score_inputs(scores: Path) -> tuple[Path, ...]:
     if not scores.is_file():
         raise ExportError(f"{scores}: scores file or folder not found")
     return (scores,)
-
-
-def load_scores(path: Path) -> tuple[TileScores, SlidePrediction | None]:
-    """Scores (+ stored slide prediction) from a scores h5 or a PathPT/QuPath GeoJSON file."""
-    if path.suffix.lower() in (".geojson", ".json"):
-        got = read_geojson(path)
-        if got.scores is None:
-            raise ExportError(f"{path}: no tile objects with class measurements")
-        return got.scores, got.prediction
-    return read_scores_h5(path)
 
 
 def find_slide(slide: Path, slide_id: str) -> Path:
@@ -119,50 +73,6 @@ def find_slide(slide: Path, slide_id: str) -> Path:
     if not hits:
         raise ExportError(f"{slide}: no slide file named {slide_id}.* (looked for {', '.join(_SLIDE_EXTS)})")
     return hits[0]
-
-
-def _output(req: ExportRequest, slide_id: str) -> Path:
-    single = len(req.inputs) == 1 and req.out.suffix != ""
-    return req.out if single else safe_child(req.out, slide_id, _SUFFIX[req.fmt])
-
-
-def run_export(req: ExportRequest, cancel: threading.Event | None = None) -> Job[list[Path]]:
-    """Job: export every input; yields one progress event per slide and returns the written paths."""
-    written: list[Path] = []
-    preds: list[SlidePrediction] = []
-    class_names: list[str] = []
-    yield Progress("export", 0, len(req.inputs))
-    for i, path in enumerate(req.inputs):
-        check_cancel(cancel)
-        scores, stored = load_scores(path)
-        pred = stored or req.predictions.get(scores.slide_id)
-        class_names.extend(c for c in scores.class_names if c not in class_names)
-        if req.fmt == "csv":
-            if pred is None:
-                raise ExportError(f"{path}: no slide prediction stored and none for {scores.slide_id!r} in "
-                                  "the predictions CSV; pass --predictions")
-            preds.append(pred)
-        else:
-            written.append(_export_one(req, scores, pred))
-        yield Progress("export", i + 1, len(req.inputs), message=scores.slide_id)
-    if req.fmt == "csv":
-        written.append(write_predictions_csv(req.out, preds, class_names))
-    return written
-
-
-def _export_one(req: ExportRequest, scores: TileScores, pred: SlidePrediction | None) -> Path:
-    out = _output(req, scores.slide_id)
-    require_finite(out, scores, pred)
-    if req.fmt == "geojson":
-        return write_geojson(out, scores, pred, colors=dict(req.style.colors), include_tiles=req.include_tiles)
-    if req.fmt == "h5":
-        return write_scores_h5(out, scores, pred)
-    if req.slide is None or req.heatmap:
-        return export_heatmap_figure(out, scores, req.style)
-    from ..slides import open_slide
-
-    with open_slide(find_slide(req.slide, scores.slide_id)) as reader:
-        return export_overlay_png(out, reader, scores, req.downsample, req.style, req.region)
 
 
 def _parse_colors(items: list[str]) -> dict[str, str]:
@@ -197,24 +107,41 @@ def _predictions(args: argparse.Namespace, inputs: tuple[Path, ...]) -> dict[str
     return {p.slide_id: p for p in read_predictions_csv(path)} if path else {}
 
 
-def build_request(args: argparse.Namespace) -> ExportRequest:
-    """Validate the parsed arguments into an `ExportRequest` (ConfigError on bad values)."""
+def _kind(args: argparse.Namespace) -> str:
+    if args.format == "png":
+        return "heatmap_png" if args.slide is None or args.heatmap else "overlay_png"
+    return {"geojson": "geojson", "h5": "scores_h5"}[args.format]
+
+
+def build_request(args: argparse.Namespace) -> tuple[tuple[Path, ...], ExportOptions, dict[str, SlidePrediction]]:
+    """Validate the parsed arguments: (score files, `ExportOptions`, predictions from the CSV); ConfigError on
+    bad values."""
     inputs = score_inputs(args.scores)
     if args.format == "csv" and args.out.suffix.lower() != ".csv":
         raise ConfigError(f"{args.out}: --format csv writes one file; give a .csv path")
     try:
         style = OverlayStyle(args.klass, args.cmap, args.alpha, _parse_colors(args.color))
-        return ExportRequest(inputs, args.format, args.out, style, args.downsample, args.slide,
-                             _parse_region(args.region), args.heatmap, _predictions(args, inputs),
-                             not args.no_tiles)
+        if args.format == "csv":
+            opts = ExportOptions(args.out, (), style, args.downsample, csv=args.out)
+        else:
+            kind = _kind(args)
+            opts = ExportOptions(args.out, (kind,), style, args.downsample, _parse_region(args.region),
+                                 not args.no_tiles, {kind: _SUFFIX[args.format]},
+                                 one_file=len(inputs) == 1 and args.out.suffix != "")
+        return inputs, opts, _predictions(args, inputs)
     except ValueError as exc:
         raise ConfigError(f"pathpt export: {exc}") from exc
 
 
 def _export(args: argparse.Namespace) -> int:
-    req = build_request(args)
-    written = run_with_bar(run_export(req), quiet=args.quiet)
-    for path in _summarise(written):
+    inputs, opts, predictions = build_request(args)
+    slides = args.slide
+
+    def slide_for(slide_id: str) -> Path | None:
+        return None if slides is None else find_slide(slides, slide_id)
+
+    written = run_with_bar(export_run(inputs, opts, slide_for, predictions), quiet=args.quiet)
+    for path in _summarise([p for paths in written.values() for p in paths]):
         print(path)
     return 0
 

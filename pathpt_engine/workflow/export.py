@@ -1,0 +1,139 @@
+"""Exporting a run's tile scores, written once for `pathpt export` and the GUI's Export Results.
+
+`export_run(sources, opts)` is a job over score sources (a scores h5 or a PathPT/QuPath GeoJSON per slide): for
+each slide it writes the files `opts.kinds` asks for (blended overlay PNG, heatmap figure with legend, QuPath
+GeoJSON, scores h5), and optionally one predictions CSV at the end. Every name taken from the data is checked
+(`export.guards.safe_child`) and non-finite scores are refused before anything of that slide is written.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..export import ExportError, OverlayStyle, read_geojson, read_scores_h5
+from ..export.guards import require_finite, safe_child
+from ..export.png import Region
+from ..jobs import Job, Progress, check_cancel
+from ..results import SlidePrediction, TileScores
+
+KINDS = ("overlay_png", "heatmap_png", "geojson", "scores_h5")
+# per-slide file names in a folder: <slide_id><suffix> (the GUI's Export Results layout)
+SUFFIXES: Mapping[str, str] = {"overlay_png": "_overlay.png", "heatmap_png": "_heatmap.png", "geojson": ".geojson",
+                               "scores_h5": "_scores.h5"}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What `export_run` writes and how.
+
+    Attributes:
+        out: output folder (files `<slide_id><suffix>`), or with `one_file` the single output file.
+        kinds: per-slide files, from `KINDS` (may be empty: only the CSV).
+        style: overlay mode ("argmax" or a class name), colormap, opacity and class colours.
+        downsample: level-0 pixels per PNG pixel of the blended overlay.
+        region: level-0 (x, y, w, h) of the blended overlay instead of the whole slide.
+        include_tiles: GeoJSON: one object per tile besides the whole-tissue annotation.
+        suffixes: file-name suffix per kind (default `SUFFIXES`).
+        one_file: `out` is the one file to write (one source and one kind).
+        csv: also write the exported slides' predictions to this CSV (each needs a prediction).
+    """
+
+    out: Path
+    kinds: tuple[str, ...] = KINDS
+    style: OverlayStyle = field(default_factory=OverlayStyle)
+    downsample: float = 8.0
+    region: Region | None = None
+    include_tiles: bool = True
+    suffixes: Mapping[str, str] = field(default_factory=lambda: dict(SUFFIXES))
+    one_file: bool = False
+    csv: Path | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.kinds if k not in KINDS]
+        if unknown:
+            raise ValueError(f"unknown export kind(s) {unknown}; known: {list(KINDS)}")
+        if not self.downsample > 0:  # also refuses nan
+            raise ValueError(f"--downsample must be > 0, got {self.downsample}")
+        if self.one_file and len(self.kinds) != 1:
+            raise ValueError("one output file holds one kind of export")
+
+
+def load_scores(path: Path) -> tuple[TileScores, SlidePrediction | None]:
+    """Scores (+ stored slide prediction) from a scores h5 or a PathPT/QuPath GeoJSON file."""
+    if path.suffix.lower() in (".geojson", ".json"):
+        got = read_geojson(path)
+        if got.scores is None:
+            raise ExportError(f"{path}: no tile objects with class measurements")
+        return got.scores, got.prediction
+    return read_scores_h5(path)
+
+
+SlideFor = Callable[[str], Path | None]  # slide_id -> its slide file (None: no slide, no blended overlay)
+
+
+def export_run(sources: Sequence[Path], opts: ExportOptions, slide_for: SlideFor = lambda _sid: None,
+               predictions: Mapping[str, SlidePrediction] | None = None,
+               cancel: threading.Event | None = None) -> Job[dict[str, list[Path]]]:
+    """Job: export every source (one progress event per slide); returns kind -> written paths ("csv" too).
+
+    Args:
+        sources: scores h5 or GeoJSON files, one per slide.
+        opts: what to write.
+        slide_for: the slide file of a slide id (for `overlay_png`).
+        predictions: slide calls for sources that store none (e.g. from a predictions CSV).
+        cancel: checked before every slide.
+    """
+    written: dict[str, list[Path]] = {k: [] for k in opts.kinds}
+    calls: list[SlidePrediction] = []
+    class_names: list[str] = []
+    yield Progress("export", 0, len(sources))
+    for i, path in enumerate(sources):
+        check_cancel(cancel)
+        scores, stored = load_scores(path)
+        pred = stored or (predictions or {}).get(scores.slide_id)
+        class_names.extend(c for c in scores.class_names if c not in class_names)
+        if opts.csv is not None:
+            if pred is None:
+                raise ExportError(f"{path}: no slide prediction stored and none for {scores.slide_id!r} in "
+                                  "the predictions CSV; pass --predictions")
+            calls.append(pred)
+        for kind, out in export_slide(scores, pred, opts, slide_for).items():
+            written[kind].append(out)
+        yield Progress("export", i + 1, len(sources), message=scores.slide_id)
+    if opts.csv is not None:
+        from ..export.tables import write_predictions_csv
+
+        written["csv"] = [write_predictions_csv(opts.csv, calls, class_names)]
+    return written
+
+
+def export_slide(scores: TileScores, pred: SlidePrediction | None, opts: ExportOptions,
+                 slide_for: SlideFor = lambda _sid: None) -> dict[str, Path]:
+    """Write one slide's files (`opts.kinds`); names and values are checked before the first one is written."""
+    sid = scores.slide_id
+    paths = {k: opts.out if opts.one_file else safe_child(opts.out, sid, opts.suffixes[k]) for k in opts.kinds}
+    if paths:
+        require_finite(next(iter(paths.values())), scores, pred)
+    return {kind: _write(kind, path, scores, pred, opts, slide_for) for kind, path in paths.items()}
+
+
+def _write(kind: str, path: Path, scores: TileScores, pred: SlidePrediction | None, opts: ExportOptions,
+           slide_for: SlideFor) -> Path:
+    from ..export import export_heatmap_figure, export_overlay_png, write_geojson, write_scores_h5
+
+    if kind == "geojson":
+        return write_geojson(path, scores, pred, colors=dict(opts.style.colors), include_tiles=opts.include_tiles)
+    if kind == "scores_h5":
+        return write_scores_h5(path, scores, pred)
+    if kind == "heatmap_png":
+        return export_heatmap_figure(path, scores, opts.style)
+    slide = slide_for(scores.slide_id)
+    if slide is None:
+        raise ExportError(f"{path}: no slide file for {scores.slide_id!r} to blend the overlay over")
+    from ..slides import open_slide
+
+    with open_slide(slide) as reader:
+        return export_overlay_png(path, reader, scores, opts.downsample, opts.style, opts.region)
