@@ -280,6 +280,14 @@ class MainWindow(QMainWindow):
         self.actions["overlay"].setChecked(v.overlay.visible)
         self.actions["smooth"].setChecked(v.overlay.smooth)
 
+    def view_info_text(self) -> str:
+        """The status bar's view part: magnification, level and zoom of the current view."""
+        return self._view_label.text()
+
+    def cursor_text(self) -> str:
+        """The status bar's cursor part: slide position in pixels and µm."""
+        return self._cursor_label.text()
+
     def _show_view_info(self) -> None:
         v = self.current_view()
         if v is None:

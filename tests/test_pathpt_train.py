@@ -69,16 +69,26 @@ def test_epoch0_runs_at_lr_zero_and_schedule_in_events(setup):
     assert lrs[3] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(1e-4 * 0.5 * (1 + np.cos(np.pi * 8 / 9)))
 
 
-def test_epoch0_does_not_move_weights(setup):
+def test_epoch0_does_not_move_weights(setup, monkeypatch):
     """Epoch 0 runs at lr 0: after its steps the context still equals the template initialisation."""
+    from pathpt_engine.pathpt import trainer
+    from pathpt_engine.pathpt.model import PathPTModel
     from pathpt_engine.pathpt.prompt_learner import PromptLearner
 
+    built: list[PathPTModel] = []
+
+    class Recorded(PathPTModel):  # the model the trainer builds, kept for a look at it between events
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(trainer, "PathPTModel", Recorded)
     bb, cs, slides = setup
     job = train_pathpt(bb, cs, slides[:2], PathPTConfig(epochs=10, **FAST))
     for ev in job:
         if ev.stage == "train" and "epoch" in ev.metrics:
             break
-    model = job.gi_frame.f_locals["model"]  # the generator's live model after epoch 0
+    (model,) = built  # the job's live model after epoch 0
     after = model.prompt_learner.ctx.detach().clone()
     next(job)  # one more step, at lr 5e-5, moves it
     moved = model.prompt_learner.ctx.detach().clone()

@@ -9,6 +9,10 @@ was empty, so the GUI thread handles every result that landed since its last tur
 after one `loaded` per result) instead of paying one queued event and one settle check per tile. The GUI thread
 then accepts a result only if the key is still wanted; stale results are dropped and never painted. The GUI
 thread never waits on a read.
+
+With `threads=0` the loader is synchronous, for tests: no threads; each request or job is read on the GUI thread
+in the next event-loop turn (a queued call), and delivered the same way, so a test waits on state (`is_idle`),
+never on time.
 """
 
 from __future__ import annotations
@@ -79,11 +83,12 @@ class TileLoader(QObject):
     batch_loaded = Signal(object)  # list[TileResult]: the results of one delivery, after their `loaded`
     job_done = Signal(str, object, str)  # name, result, error message
     _wake = Signal()  # worker -> GUI thread (queued): the outbox became non-empty, see _deliver
+    _work_soon = Signal()  # synchronous mode (threads=0): run the queued work in the next event-loop turn
 
     def __init__(self, reader: SlideReader, layout: TileLayout, threads: int = 4, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: synchronous, for tests), got {threads}")
         self.reader = reader
         self.layout = layout
         self.stats = LoaderStats()
@@ -96,6 +101,8 @@ class TileLoader(QObject):
         self._generation = 0
         self._closing = False
         self._wake.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        self._work_soon.connect(self._work_now, Qt.ConnectionType.QueuedConnection)
+        self.synchronous = threads == 0
         self._threads = [threading.Thread(target=self._work, name=f"pathpt-tiles-{i}", daemon=True)
                          for i in range(threads)]
         for t in self._threads:
@@ -105,6 +112,11 @@ class TileLoader(QObject):
     def generation(self) -> int:
         return self._generation
 
+    @property
+    def threads(self) -> tuple[threading.Thread, ...]:
+        """The reader threads (none when synchronous, or once closed)."""
+        return tuple(self._threads)
+
     def request(self, keys: tuple[TileKey, ...] | list[TileKey]) -> int:
         """Replace the queued requests by `keys` (in priority order); returns the new generation."""
         with self._cv:
@@ -112,13 +124,18 @@ class TileLoader(QObject):
             self._wanted = frozenset(keys)
             self._pending = deque(k for k in keys if k not in self._inflight)
             self._cv.notify_all()
-            return self._generation
+            generation = self._generation
+        if self.synchronous:
+            self._work_soon.emit()
+        return generation
 
     def submit_job(self, name: str, fn: Callable[[], Any]) -> None:
         """Run `fn()` ahead of tile reads; `job_done(name, result, error)` fires on the GUI thread."""
         with self._cv:
             self._jobs.append((name, fn))
             self._cv.notify()
+        if self.synchronous:
+            self._work_soon.emit()
 
     def is_wanted(self, key: TileKey) -> bool:
         return key in self._wanted
@@ -142,30 +159,47 @@ class TileLoader(QObject):
             t.join()
         self._threads = []
 
+    def _take(self) -> tuple[str, Any] | None:
+        """The next job or wanted tile (jobs first), or None when there is nothing to do; caller holds _cv."""
+        if self._jobs:
+            self.stats.extra["jobs_running"] = self.stats.extra.get("jobs_running", 0) + 1
+            return ("job", self._jobs.popleft())
+        while self._pending:
+            key = self._pending.popleft()
+            if key in self._wanted and key not in self._inflight:
+                self._inflight.add(key)
+                return ("tile", (key, self._generation))
+            self.stats.skipped += 1
+        return None
+
     def _next(self) -> tuple[str, Any] | None:
         with self._cv:
-            while True:
-                if self._closing:
-                    return None
-                if self._jobs:
-                    self.stats.extra["jobs_running"] = self.stats.extra.get("jobs_running", 0) + 1
-                    return ("job", self._jobs.popleft())
-                while self._pending:
-                    key = self._pending.popleft()
-                    if key in self._wanted and key not in self._inflight:
-                        self._inflight.add(key)
-                        return ("tile", (key, self._generation))
-                    self.stats.skipped += 1
+            while not self._closing:
+                if (item := self._take()) is not None:
+                    return item
                 self._cv.wait()
+            return None
+
+    def _run(self, item: tuple[str, Any]) -> None:
+        kind, payload = item
+        if kind == "job":
+            self._run_job(*payload)
+        else:
+            self._read(*payload)
 
     def _work(self) -> None:
         _lower_thread_priority(READER_NICE)
         while (item := self._next()) is not None:
-            kind, payload = item
-            if kind == "job":
-                self._run_job(*payload)
-            else:
-                self._read(*payload)
+            self._run(item)
+
+    def _work_now(self) -> None:
+        """Synchronous mode, on the GUI thread: everything queued, read in order (deliveries are queued calls)."""
+        while True:
+            with self._cv:
+                item = None if self._closing else self._take()
+            if item is None:
+                return
+            self._run(item)
 
     def _run_job(self, name: str, fn: Callable[[], Any]) -> None:
         try:

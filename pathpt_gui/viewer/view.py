@@ -242,6 +242,11 @@ class SlideView(QWidget):
     def is_settled(self) -> bool:
         return self._backdrop_done and not self.pending_visible()
 
+    def is_idle(self) -> bool:
+        """Settled, its prefetch ring requested, and nothing posted, queued, being read or awaiting delivery."""
+        return (self.is_settled() and self._ring_requested and not self._request_posted
+                and not self._request_timer.isActive() and self.loader.is_idle())
+
     def _check_settled(self) -> bool:
         """Emit `settled` once per view change when the last visible tile lands; True at that moment."""
         if not self._was_settled and self.is_settled():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gui_fakes import FakeReader, gradient_image
+from gui_fakes import FakeReader, flush_events, gradient_image
 
 from pathpt_gui._none_guard import protect_none
 
@@ -42,7 +42,7 @@ def make_view(qtbot):
 def settle(qtbot):
     def wait(view, timeout=5000):
         qtbot.waitUntil(view.is_settled, timeout=timeout)
-        qtbot.wait(20)  # let queued paints run
+        flush_events()  # the paints and calls the last delivery queued
         view.repaint()
     return wait
 

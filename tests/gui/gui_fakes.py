@@ -11,6 +11,14 @@ from pathpt_engine.errors import SlideError
 from pathpt_engine.synth.writer import build_pyramid
 
 
+def flush_events() -> None:
+    """Run every event already posted (queued calls, resizes, layout and paint requests): no timing involved."""
+    from PySide6.QtCore import QCoreApplication
+
+    QCoreApplication.sendPostedEvents()
+    QCoreApplication.processEvents()
+
+
 def gradient_image(w: int, h: int) -> np.ndarray:
     """A smooth, position-coded RGB image: red grows with x, green with y, blue constant."""
     x = np.linspace(0, 255, w, dtype=np.float32)[None, :]

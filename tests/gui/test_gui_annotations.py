@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from gui_fakes import flush_events
 from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
@@ -54,7 +55,7 @@ def annotating(qtbot, tmp_path, slide_file):
     wf.ctrl.add_slides([slide_file])
     view = win.open_slide(slide_file)
     qtbot.waitExposed(view)
-    qtbot.wait(50)  # let the window settle its size (a resize refits a view that was never moved)
+    flush_events()  # let the window settle its size (a resize refits a view that was never moved)
     view.model.set_view(1024, 768, 0.25)  # 4 level-0 px per screen px; view centre = slide centre
     assert view.model.state.scale == 0.25
     assert ac.layer is not None and ac.layer.slide_id == "slide"

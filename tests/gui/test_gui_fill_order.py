@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from gui_fakes import FakeReader
+from gui_fakes import FakeReader, flush_events
 
 from pathpt_gui.viewer.loader import TileLoader
 from pathpt_gui.viewer.model import ViewState
@@ -31,7 +31,7 @@ def test_prefetch_ring_is_read_only_after_the_visible_tiles(make_view, settle, q
     reader = FakeReader()
     view = make_view(reader, size=(800, 600))
     settle(view)
-    qtbot.wait(150)  # the fitted view's own follow-up requests are done
+    qtbot.waitUntil(view.is_idle, timeout=5000)  # the fitted view's own follow-up requests are done
     reader.gate.clear()  # block reads: the request for the new view stays observable
     n0 = len(reader.tile_calls)
     view.model.set_view(2048, 1536, 1.0)
@@ -58,7 +58,7 @@ def test_view_change_requests_once_and_before_the_repaint(qtbot, settle) -> None
     qtbot.waitExposed(view)
     try:
         settle(view)
-        qtbot.wait(150)
+        qtbot.waitUntil(view.is_idle, timeout=5000)
         g0 = view.loader.generation
         view.model.set_view(1000, 1000, 1.0)
         view.model.set_view(2048, 1536, 1.0)  # two changes in one event: one request, for the last
@@ -90,7 +90,7 @@ def test_loader_delivers_finished_reads_in_one_batch(qtbot) -> None:
             time.sleep(0.005)
         assert not loader.is_idle()  # finished but not yet handed to the GUI thread: still in flight
         qtbot.waitUntil(lambda: bool(batches), timeout=3000)
-        qtbot.wait(30)
+        flush_events()  # a second delivery, if there were one, is queued by now (every read had finished)
         assert len(batches) == 1 and sorted(r.key for r in batches[0]) == keys
         assert [r.key for r in singles] == [r.key for r in batches[0]]  # one `loaded` per result, same order
         assert all(r.image is not None and r.image.width() == 256 for r in batches[0])
@@ -117,3 +117,22 @@ def test_cold_view_shows_the_backdrop_while_its_tiles_are_read(make_view, settle
         reader.gate.set()
     settle(view)
     assert set(view.layout.visible_tiles(view.model.state)) <= view.painted_keys
+
+
+def test_synchronous_loader_reads_in_the_next_event_loop_turn(qtbot) -> None:
+    reader = FakeReader()
+    loader = TileLoader(reader, TileLayout.from_reader(reader), threads=0)
+    batches = []
+    loader.batch_loaded.connect(batches.append)
+    keys = [TileKey(0, c, 0) for c in range(4)]
+    try:
+        assert loader.threads == ()  # no reader threads at all
+        loader.request(keys)
+        assert not reader.tile_calls and not loader.is_idle()  # queued: read in the next turn, never inside
+        loader.request(keys[2:])  # replaces the queue before anything was read
+        qtbot.waitUntil(loader.is_idle, timeout=3000)
+        assert reader.tile_calls == [tuple(k) for k in keys[2:]]  # in order, the replaced keys never read
+        assert len(batches) == 1 and [r.key for r in batches[0]] == keys[2:]
+        assert all(r.image is not None and r.image.width() == 256 for r in batches[0])
+    finally:
+        loader.close()

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from gui_fakes import FakeReader
+from gui_fakes import FakeReader, flush_events
 from PySide6.QtCore import QPoint, QPointF, Qt
 
 from pathpt_gui.viewer.tiles import TileKey
@@ -20,7 +20,7 @@ def expected_requests(view) -> set[TileKey]:
 
 
 def test_open_reads_visible_tiles_at_the_right_level(make_view, settle, fake_reader) -> None:
-    view = make_view(fake_reader, size=(800, 600))
+    view = make_view(fake_reader, size=(800, 600), threads=0)  # synchronous loader: reads in event-loop turns
     view.model.set_view(2048, 1536, 1.0)
     settle(view)
     assert view.target_level() == 0
@@ -78,8 +78,9 @@ def test_stale_results_are_dropped_and_never_painted(make_view, settle, qtbot) -
     qtbot.waitUntil(lambda: len(reader.tile_calls) >= n0 + 2, timeout=3000)
     first = set(reader.tile_calls[n0:])
     assert len(first) == 2  # two reader threads, both blocked
+    g = view.loader.generation
     view.model.set_view(3500, 2600, 1.0)  # far away: the first requests are stale now
-    qtbot.wait(50)
+    qtbot.waitUntil(lambda: view.loader.generation > g, timeout=3000)  # ...once the new request went out
     reader.gate.set()
     settle(view)
     stale = first - set(view.layout.plan(view.model.state))
@@ -114,7 +115,7 @@ def test_bad_tile_shows_missing_and_logs_once(make_view, settle, caplog, qtbot) 
 
 def test_region_path_when_no_native_tiles(make_view, settle) -> None:
     reader = FakeReader(tile=None)
-    view = make_view(reader, size=(800, 600))
+    view = make_view(reader, size=(800, 600), threads=0)
     view.model.set_view(2048, 1536, 1.0)
     settle(view)
     assert not reader.tile_calls
@@ -132,7 +133,7 @@ def test_overlay_changes_do_not_read_tiles(make_view, settle, fake_reader, qtbot
     xs, ys = np.meshgrid(np.arange(0, 4096, 256), np.arange(0, 3072, 256))
     coords = np.stack([xs.ravel(), ys.ravel()], 1)
     view.overlay.set_values(coords, 256, coords[:, 0] / 4096.0, label="score")
-    qtbot.wait(20)
+    flush_events()
     view.repaint()
     calls = fake_reader.all_calls
     base = view.grab().toImage().pixelColor(400, 300)
@@ -194,7 +195,7 @@ def test_keyboard_and_wheel_navigation(make_view, fake_reader, qtbot) -> None:
 
 def test_shutdown_stops_threads_and_closes_reader(make_view, fake_reader) -> None:
     view = make_view(fake_reader)
-    threads = list(view.loader._threads)
+    threads = view.loader.threads
     view.shutdown()
     assert fake_reader.closed and not any(t.is_alive() for t in threads)
     view.shutdown()  # idempotent

@@ -44,7 +44,7 @@ def test_open_slides_in_tabs_and_recent(window, slide_file, tmp_path, qtbot, dia
     assert window.settings.recent_files()[:2] == [str(other.resolve()), str(slide_file.resolve())]
     assert window.recent_menu.actions()[0].text() == "other.svs"
     qtbot.waitUntil(views[0].is_settled, timeout=5000)
-    threads = [t for v in views for t in v.loader._threads]
+    threads = [t for v in views for t in v.loader.threads]
     window.close_current()
     window.close_current()
     assert window.tabs.count() == 0 and window.stack.currentIndex() == 0
@@ -67,11 +67,11 @@ def test_magnification_fit_and_status_bar(window, slide_file, qtbot) -> None:
     assert view.model.base_magnification == pytest.approx(40.0)  # from mpp 0.25
     window.mag_actions[2].trigger()  # 20x
     assert view.model.magnification == pytest.approx(20.0)
-    assert "20×" in window._view_label.text() and "level 1" in window._view_label.text()
+    assert "20×" in window.view_info_text() and "level 1" in window.view_info_text()
     window.actions["fit"].trigger()
     assert view.model.scale == pytest.approx(view.model.fit_scale())
-    window._show_cursor(1000, 400)
-    assert "x 1,000" in window._cursor_label.text() and "250.0, 100.0 µm" in window._cursor_label.text()
+    view.cursor_moved.emit(1000, 400)  # as a mouse move over the view does
+    assert "x 1,000" in window.cursor_text() and "250.0, 100.0 µm" in window.cursor_text()
     window.actions["zoom_in"].trigger()
     assert view.model.scale == pytest.approx(2 * view.model.fit_scale())
 
