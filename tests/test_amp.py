@@ -11,11 +11,9 @@ from pathpt_engine.jobs import collect
 from pathpt_engine.ops.lumped_nystrom import LumpedNystromAttention, lumped_pinv
 from pathpt_engine.ops.nystrom import NystromAttention, moore_penrose_pinv
 from pathpt_engine.pathpt import trainer
-from pathpt_engine.pathpt.data import load_labelled, read_labels_csv
 from pathpt_engine.pathpt.model import PathPTConfig
 from pathpt_engine.pathpt.spatial import SpatialAwareModule
-from pathpt_engine.prompts.classsets import load_classset
-from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
+from pathpt_engine.testing.cohorts import labelled_cohort
 
 FAST = dict(n_prompts_random=20, n_prompts_keep=10)
 HALF = (torch.bfloat16, torch.float16)
@@ -83,11 +81,7 @@ def test_amp_auto_prefers_bf16_on_cuda(monkeypatch):
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    root = tmp_path_factory.mktemp("amp")
-    bb = tiny_backbone(root / "keep")
-    cs = load_classset("synthetic")
-    feat_dir, labels_csv = make_fake_cohort(root / "c", bb, cs, per_class=2, n_tiles=30)
-    return bb, cs, load_labelled(feat_dir, read_labels_csv(labels_csv, cs))
+    return labelled_cohort(tmp_path_factory.mktemp("amp"), n_tiles=30)
 
 
 def test_one_grad_scaler_per_run_and_skipped_steps_are_logged(cohort, monkeypatch, caplog):

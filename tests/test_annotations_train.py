@@ -14,15 +14,13 @@ from pathpt_engine.annotations.apply import annotate_slide
 from pathpt_engine.errors import ConfigError
 from pathpt_engine.jobs import run_job
 from pathpt_engine.ops.vote import tile_vote
-from pathpt_engine.pathpt.data import load_labelled, read_labels_csv
 from pathpt_engine.pathpt.losses import LabelPlan
 from pathpt_engine.pathpt.model import PathPTConfig
 from pathpt_engine.pathpt.predictor import predict_slide, scores_from_probs
 from pathpt_engine.pathpt.pseudo import OVERRIDES_KEY, slide_tile_labels, tile_labels
 from pathpt_engine.pathpt.trainer import _prepare, train_pathpt
-from pathpt_engine.prompts.classsets import load_classset
 from pathpt_engine.prompts.zeroshot import encode_class_prompts, mean_classifier, zeroshot_tile_probs
-from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
+from pathpt_engine.testing.cohorts import labelled_cohort, tiny_backbone
 
 FAST = dict(n_prompts_random=20, n_prompts_keep=10)
 T = 224  # tile size of the fake cohort; 6 x 6 grid of 36 tiles
@@ -30,12 +28,7 @@ T = 224  # tile size of the fake cohort; 6 x 6 grid of 36 tiles
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cohort")
-    bb = tiny_backbone(root / "keep")
-    cs = load_classset("synthetic")
-    feat_dir, labels_csv = make_fake_cohort(root / "c", bb, cs, per_class=2, n_tiles=36)
-    slides = load_labelled(feat_dir, read_labels_csv(labels_csv, cs))
-    return bb, cs, slides
+    return labelled_cohort(tmp_path_factory.mktemp("cohort"), n_tiles=36)
 
 
 def _row(y, x0=0, x1=6):

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from backbone_fixtures import tiny_backbone_fixtures
 from torch import nn
 from torch.nn import functional as F
 
@@ -18,15 +19,7 @@ from pathpt_engine.testing.conch import make_tiny_conch_folder
 PROMPTS = ["X X X X X X X X a histopathology image of carcinoma.", "normal tissue", "an H&E image of sarcoma cells."]
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return make_tiny_conch_folder(tmp_path_factory.mktemp("conch"), seed=3)
-
-
-@pytest.fixture(scope="module")
-def model(folder):
-    torch.set_num_threads(1)
-    return load_conch(folder)
+folder, model = tiny_backbone_fixtures(make_tiny_conch_folder, load_conch, "conch", seed=3)
 
 
 def reference_text(model: ConchBackbone, ids128: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,11 +24,10 @@ from pathpt_engine.ops.gpu import tile_vote_tensor
 from pathpt_engine.ops.nystrom import sequence_depthwise_conv
 from pathpt_engine.pathpt import model as model_mod
 from pathpt_engine.pathpt import trainer
-from pathpt_engine.pathpt.data import load_labelled, read_labels_csv
 from pathpt_engine.pathpt.losses import LabelPlan, pathpt_loss
 from pathpt_engine.pathpt.model import PathPTConfig, PathPTModel
 from pathpt_engine.prompts.classsets import load_classset
-from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
+from pathpt_engine.testing.cohorts import labelled_cohort, make_fake_cohort, tiny_backbone
 
 FAST = dict(n_prompts_random=20, n_prompts_keep=10)
 
@@ -96,11 +95,7 @@ def test_ray_predict_task_honours_device(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gpu_path")
-    bb = tiny_backbone(root / "keep")
-    cs = load_classset("synthetic")
-    feat_dir, labels_csv = make_fake_cohort(root / "c", bb, cs, per_class=2, n_tiles=30)
-    return bb, cs, load_labelled(feat_dir, read_labels_csv(labels_csv, cs))
+    return labelled_cohort(tmp_path_factory.mktemp("gpu_path"), n_tiles=30)
 
 
 def _plan_on(plan: LabelPlan, device: str) -> LabelPlan:

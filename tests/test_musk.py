@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from backbone_fixtures import tiny_backbone_fixtures
 from torch.nn import functional as F
 
 from pathpt_engine.backbones.musk import MuskBackbone, MuskConfig, load_musk
@@ -17,15 +18,7 @@ from pathpt_engine.testing.musk import make_tiny_musk_folder, spm_bytes, tiny_sp
 PROMPTS = [" ".join(["X"] * 32) + " Normal tissue.", "a histopathology image of tumor", "Zebra carcinoma?"]
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return make_tiny_musk_folder(tmp_path_factory.mktemp("musk"), seed=5)
-
-
-@pytest.fixture(scope="module")
-def model(folder):
-    torch.set_num_threads(1)
-    return load_musk(folder)
+folder, model = tiny_backbone_fixtures(make_tiny_musk_folder, load_musk, "musk", seed=5)
 
 
 def reference_encoder(sd: dict, cfg: MuskConfig, x: torch.Tensor, pad: torch.Tensor | None, e: str) -> torch.Tensor:

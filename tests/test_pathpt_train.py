@@ -12,24 +12,17 @@ from tempfiles import assert_no_temp
 from pathpt_engine.errors import ConfigError, JobCancelled
 from pathpt_engine.jobs import collect, run_job
 from pathpt_engine.pathpt.checkpoint import is_complete, load_checkpoint, save_checkpoint
-from pathpt_engine.pathpt.data import load_labelled, read_labels_csv
 from pathpt_engine.pathpt.model import PathPTConfig
 from pathpt_engine.pathpt.predictor import load_run, predict_slide
 from pathpt_engine.pathpt.trainer import amp_settings, train_pathpt
-from pathpt_engine.prompts.classsets import load_classset
-from pathpt_engine.testing.cohorts import make_fake_cohort, tiny_backbone
+from pathpt_engine.testing.cohorts import labelled_cohort
 
 FAST = dict(n_prompts_random=20, n_prompts_keep=10)
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cohort")
-    bb = tiny_backbone(root / "keep")
-    cs = load_classset("synthetic")
-    feat_dir, labels_csv = make_fake_cohort(root / "c", bb, cs, per_class=2, n_tiles=30)
-    slides = load_labelled(feat_dir, read_labels_csv(labels_csv, cs))
-    return bb, cs, slides
+    return labelled_cohort(tmp_path_factory.mktemp("cohort"), n_tiles=30)
 
 
 def test_train_checkpoint_and_reload_give_same_predictions(setup, tmp_path):

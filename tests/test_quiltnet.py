@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from backbone_fixtures import tiny_backbone_fixtures
 from torch import nn
 from torch.nn import functional as F
 
@@ -17,15 +18,7 @@ from pathpt_engine.testing.quiltnet import make_tiny_quiltnet_folder
 PROMPTS = ["x x x x a histopathology image of carcinoma.", "normal tissue", "an h&e image of sarcoma"]
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return make_tiny_quiltnet_folder(tmp_path_factory.mktemp("quilt"), seed=2)
-
-
-@pytest.fixture(scope="module")
-def model(folder):
-    torch.set_num_threads(1)
-    return load_quiltnet(folder)
+folder, model = tiny_backbone_fixtures(make_tiny_quiltnet_folder, load_quiltnet, "quilt", seed=2)
 
 
 def _blocks(sd: dict, prefix: str, x: torch.Tensor, heads: int, act, mask: torch.Tensor | None) -> torch.Tensor:

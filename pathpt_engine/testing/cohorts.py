@@ -11,13 +11,17 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..backbones.base import Backbone
-from ..prompts.classsets import ClassSet
+from ..prompts.classsets import ClassSet, load_classset
 from ..prompts.zeroshot import encode_class_prompts, mean_classifier
+
+if TYPE_CHECKING:
+    from ..pathpt.trainer import SlideData
 
 
 def class_directions(backbone: Backbone, classset: ClassSet, mix: float, seed: int) -> np.ndarray:
@@ -90,3 +94,15 @@ def tiny_backbone(folder: str | os.PathLike[str], width: int = 32, seed: int = 0
     torch.manual_seed(seed)
     path = make_tiny_keep_folder(folder, seed=seed, text_width=width, max_positions=96)
     return load_backbone("keep", path).freeze()
+
+
+def labelled_cohort(root: str | os.PathLike[str], n_tiles: int = 30, per_class: int = 2,
+                    classset: str = "synthetic") -> tuple[Backbone, ClassSet, list[SlideData]]:
+    """A tiny backbone, a class set and its labelled fake cohort under `root` (`keep/`, `c/`): the set-up of the
+    training tests."""
+    from ..pathpt.data import load_labelled, read_labels_csv
+
+    bb = tiny_backbone(Path(root) / "keep")
+    cs = load_classset(classset)
+    feat_dir, labels_csv = make_fake_cohort(Path(root) / "c", bb, cs, per_class=per_class, n_tiles=n_tiles)
+    return bb, cs, load_labelled(feat_dir, read_labels_csv(labels_csv, cs))

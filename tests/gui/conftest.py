@@ -39,6 +39,34 @@ def make_view(qtbot):
 
 
 @pytest.fixture
+def make_window(qtbot, tmp_path):
+    """Build a shown MainWindow (settings under tmp_path), resized unless `size` is None, with the workflow
+    panels when asked (then returns (window, workflow)); closed at teardown, its worker stopped."""
+    from pathpt_gui.main_window import MainWindow
+    from pathpt_gui.panels.workflow import install_workflow
+    from pathpt_gui.settings import AppSettings
+
+    made = []
+
+    def make(size=(1000, 700), workflow=False):
+        win = MainWindow(AppSettings.at(tmp_path / "settings.ini"))
+        qtbot.addWidget(win)
+        if size is not None:
+            win.resize(*size)
+        win.show()
+        wf = install_workflow(win, dialogs=False) if workflow else None
+        made.append((win, wf))
+        return (win, wf) if workflow else win
+
+    yield make
+    for win, wf in made:
+        win.close()
+        if wf is not None:
+            wf.ctrl.shutdown()
+            assert not wf.ctrl.worker.isRunning()
+
+
+@pytest.fixture
 def settle(qtbot):
     def wait(view, timeout=5000):
         qtbot.waitUntil(view.is_settled, timeout=timeout)

@@ -22,19 +22,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    from pathpt_gui.main_window import MainWindow
-    from pathpt_gui.panels.workflow import install_workflow
-    from pathpt_gui.settings import AppSettings
-
-    win = MainWindow(AppSettings.at(tmp_path / "settings.ini"))
-    qtbot.addWidget(win)
-    win.resize(1000, 700)
-    win.show()
-    wf = install_workflow(win, dialogs=False)
-    yield win, wf
-    win.close()
-    wf.ctrl.shutdown()
+def window(make_window):
+    return make_window(workflow=True)
 
 
 def _project_with_run(folder: Path, slide_file: Path) -> tuple[str, str]:

@@ -15,18 +15,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    from pathpt_gui.main_window import MainWindow
-    from pathpt_gui.panels.workflow import install_workflow
-    from pathpt_gui.settings import AppSettings
-
-    win = MainWindow(AppSettings.at(tmp_path / "settings.ini"))
-    qtbot.addWidget(win)
-    win.show()
-    wf = install_workflow(win, dialogs=False)
-    yield win, wf
-    win.close()
-    wf.ctrl.shutdown()
+def window(make_window):
+    return make_window(size=None, workflow=True)
 
 
 def test_bad_slide_does_not_stop_project_extraction(window, qtbot, tmp_path, slide_file):

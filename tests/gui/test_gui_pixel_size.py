@@ -16,18 +16,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    from pathpt_gui.main_window import MainWindow
-    from pathpt_gui.panels.workflow import install_workflow
-    from pathpt_gui.settings import AppSettings
-
-    win = MainWindow(AppSettings.at(tmp_path / "settings.ini"))
-    qtbot.addWidget(win)
-    win.show()
-    wf = install_workflow(win, dialogs=False)
-    yield win, wf
-    win.close()
-    wf.ctrl.shutdown()
+def window(make_window):
+    return make_window(size=None, workflow=True)
 
 
 def test_scale_bar_says_pixel_size_unknown() -> None:

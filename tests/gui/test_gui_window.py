@@ -11,20 +11,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QMessageBox
 
 from pathpt_engine.synth.writer import write_slide
-from pathpt_gui.main_window import MainWindow
-from pathpt_gui.settings import AppSettings
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    win = MainWindow(AppSettings.at(tmp_path / "settings.ini"))
-    qtbot.addWidget(win)
-    win.resize(1000, 700)
-    win.show()
-    yield win
-    win.close()
+def window(make_window):
+    return make_window()
 
 
 @pytest.fixture

@@ -78,20 +78,8 @@ def test_worker_cancel_and_busy(qtbot):
 
 # ---- a small project on a small slide -----------------------------------------------------------------------
 @pytest.fixture
-def window(qtbot, tmp_path):
-    from pathpt_gui.main_window import MainWindow
-    from pathpt_gui.panels.workflow import install_workflow
-    from pathpt_gui.settings import AppSettings
-
-    win = MainWindow(AppSettings.at(tmp_path / "settings.ini"))
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    wf = install_workflow(win, dialogs=False)
-    yield win, wf
-    win.close()
-    wf.ctrl.shutdown()
-    assert not wf.ctrl.worker.isRunning()
+def window(make_window):
+    return make_window(size=(1400, 900), workflow=True)  # teardown: closed, and its worker no longer running
 
 
 def test_labels_keys_undo_redo_import(window, slide_file, tmp_path, qtbot):
