@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pathpt_engine.errors import ConfigError, JobCancelled, ProjectError
-from pathpt_engine.jobs import Job, Progress, check_cancel
+from pathpt_engine.jobs import Job, Progress
 from pathpt_engine.project import Project
+from pathpt_engine.workflow.export import ExportOptions
 
 if TYPE_CHECKING:
     from pathpt_engine.results import SlidePrediction, TileScores
@@ -304,49 +305,17 @@ def predict_job(project: Project, run_id: str, choice: BackboneChoice,
     return (yield from _predict_all(project, run_id, loaded.classset, slides, model_probs(loaded.model), cancel))
 
 
-@dataclass(frozen=True)
-class ExportOptions:
-    """What to export for one run.
-
-    Attributes:
-        out_dir: the chosen folder; each export goes into a new subfolder `<run_id>-<UTC stamp>` in it, so no
-            file already there is ever replaced or deleted.
-        slide_ids: slides to export (None: every slide the run predicted).
-        mode: "argmax" (class map) or a class name (that class's probability).
-        cmap: matplotlib colormap for probability mode.
-        alpha: overlay opacity in the blended PNG.
-        downsample: level-0 pixels per PNG pixel for the blended overlay.
-        checkpoint: also copy the trained checkpoint (when the run has one).
-    """
-
-    out_dir: Path
-    slide_ids: tuple[str, ...] | None = None
-    mode: str = "argmax"
-    cmap: str = "viridis"
-    alpha: float = 0.45
-    downsample: float = 8.0
-    checkpoint: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.downsample >= 1.0:
-            raise ValueError(f"downsample must be >= 1, got {self.downsample}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-
-
 def export_job(project: Project, run_id: str, opts: ExportOptions,
                cancel: threading.Event | None = None) -> Job[dict[str, list[str]]]:
-    """Job: overlay PNG, heatmap PNG with legend, QuPath GeoJSON and score h5 per slide; the predictions CSV and
-    the checkpoint once, all in a new dated subfolder of `opts.out_dir` (returned as "folder").
+    """Job: the engine's `export_run` over the run's tile scores (overlay PNG, heatmap PNG with legend, QuPath
+    GeoJSON and score h5 per slide, in the project's class colours), then the predictions CSV and the
+    checkpoint once, all in a new dated subfolder of `opts.out` (returned as "folder").
     Returns kind -> written paths."""
-    from pathpt_engine.export.figure import export_heatmap_figure
-    from pathpt_engine.export.geojson import write_geojson
     from pathpt_engine.export.guards import safe_child
-    from pathpt_engine.export.png import OverlayStyle, export_overlay_png
-    from pathpt_engine.export.scores import read_scores_h5, write_scores_h5
     from pathpt_engine.export.tables import copy_checkpoint, write_predictions_csv
     from pathpt_engine.pathpt.checkpoint import is_complete
-    from pathpt_engine.slides import open_slide
+    from pathpt_engine.results import SlidePrediction
+    from pathpt_engine.workflow import export_run
 
     run = project.runs.get(run_id)
     preds = project.runs.predictions(run_id)
@@ -354,32 +323,19 @@ def export_job(project: Project, run_id: str, opts: ExportOptions,
     if not ids:
         raise ProjectError(f"run {run_id}: nothing to export (no slide predictions yet)")
     classset = _classset(project)
-    colors = {c.name: c.color for c in classset.classes}
-    style = OverlayStyle(mode=opts.mode, cmap=opts.cmap, alpha=opts.alpha, colors=colors)
     for sid in ids:
-        safe_child(opts.out_dir, sid)  # every name from the data is checked before anything is written
-    out = new_export_folder(Path(opts.out_dir), run_id)
-    written: dict[str, list[str]] = {"folder": [str(out)], "overlay_png": [], "heatmap_png": [], "geojson": [],
-                                     "scores_h5": []}
-    for i, sid in enumerate(ids):
-        check_cancel(cancel)
-        scores, pred = read_scores_h5(scores_path(project, run_id, sid))
-        rec = project.slides.get(sid)
-        with open_slide(rec.path) as reader:
-            written["overlay_png"].append(str(export_overlay_png(safe_child(out, sid, "_overlay.png"), reader,
-                                                                 scores, opts.downsample, style)))
-        written["heatmap_png"].append(str(export_heatmap_figure(safe_child(out, sid, "_heatmap.png"), scores,
-                                                                style, title=f"{sid}: {style.mode}")))
-        written["geojson"].append(str(write_geojson(safe_child(out, sid, ".geojson"), scores, pred,
-                                                    colors=colors)))
-        written["scores_h5"].append(str(write_scores_h5(safe_child(out, sid, "_scores.h5"), scores, pred)))
-        yield Progress("export", i + 1, len(ids), message=sid)
-    from pathpt_engine.results import SlidePrediction
-
+        safe_child(opts.out, sid)  # every name from the data is checked before anything is written
+    out = new_export_folder(Path(opts.out), run_id)
+    style = dataclasses.replace(opts.style, colors={c.name: c.color for c in classset.classes})
+    job = export_run([scores_path(project, run_id, sid) for sid in ids],
+                     dataclasses.replace(opts, out=out, style=style, one_file=False, csv=None),
+                     lambda sid: project.slides.get(sid).path, cancel=cancel)
+    written: dict[str, list[str]] = {"folder": [str(out)]}
+    written.update({k: [str(p) for p in v] for k, v in (yield from job).items()})
     rows = [SlidePrediction(p.slide_id, p.predicted, p.probs, _n_tiles(project, run_id, p.slide_id))
             for p in preds.values()]
     written["csv"] = [str(write_predictions_csv(out / "predictions.csv", rows, list(classset.subtype_names)))]
-    if opts.checkpoint and run.checkpoint is not None and is_complete(run.checkpoint):
+    if run.checkpoint is not None and is_complete(run.checkpoint):
         written["checkpoint"] = [str(copy_checkpoint(run.checkpoint, out / "checkpoint"))]
     return written
 

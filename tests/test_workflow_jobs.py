@@ -129,3 +129,54 @@ def test_ray_task_gives_no_call_for_a_slide_without_tiles(trained, tmp_path, no_
     got = predict_chunk(str(d / "run"), str(d / "keep"), [str(src), str(empty)], str(tmp_path / "out"), "cpu")
     assert [p.slide_id for p in got["predictions"]] == [src.stem] and got["empty"] == ["empty"]
     assert not (tmp_path / "out" / "tiles" / "empty.h5").exists()
+
+
+def _strip_ids(obj):  # noqa: ANN001, ANN202 - GeoJSON feature ids are fresh UUIDs per export
+    if isinstance(obj, dict):
+        return {k: _strip_ids(v) for k, v in obj.items() if k != "id"}
+    if isinstance(obj, list):
+        return [_strip_ids(v) for v in obj]
+    return obj
+
+
+def test_cli_export_and_gui_export_write_the_same_files(tmp_path):
+    """`pathpt export` and the GUI's Export Results go through one `export_run`: same overlay and heatmap pixels,
+    same GeoJSON (ids aside) and scores h5 for the same run, style and class colours."""
+    from PIL import Image
+    from slide_fixtures import make_slide
+
+    from pathpt_engine.export import OverlayStyle, write_scores_h5
+    from pathpt_engine.project import Project
+    from pathpt_engine.results import TileScores
+    from pathpt_engine.workflow import ExportOptions
+    from pathpt_gui.project_jobs import export_job, scores_path
+
+    (tmp_path / "slides").mkdir()
+    slide = make_slide(tmp_path / "slides" / "s1.tif", 1024, 768, mpp=0.5)
+    coords = np.array([[x, y] for y in range(0, 768, 256) for x in range(0, 1024, 256)], np.int64)
+    probs = np.random.default_rng(1).dirichlet(np.ones(3), len(coords)).astype(np.float32)
+    with Project.create(tmp_path / "proj") as p:
+        p.classes.set(CS)
+        sid = p.slides.add(slide).slide_id
+        rid = p.runs.create("zeroshot", "demo", {}).run_id
+        found, _ = collect(predict(CS, [SlideData(sid, np.ones((len(coords), 4), np.float32), coords, -1, 256, {})],
+                                   lambda s: probs))
+        pred, _scores = found.results[0]
+        write_scores_h5(scores_path(p, rid, sid), TileScores(sid, coords, probs, 256, CS.class_names), pred)
+        p.runs.add_predictions(rid, [pred])
+        style = OverlayStyle("argmax", "viridis", 0.45)
+        written, _ = collect(export_job(p, rid, ExportOptions(tmp_path / "gui", style=style, downsample=16.0)))
+    gui = Path(written["folder"][0])
+    h5 = scores_path(Project.open(tmp_path / "proj"), rid, sid)
+    base = ["-q", "export", "--scores", str(h5), "--alpha", "0.45", "--downsample", "16",
+            *[a for c in CS.classes for a in ("--color", f"{c.name}={c.color}")]]
+    for fmt, extra, name in (("png", ["--slide", str(slide.parent)], "_overlay.png"),
+                             ("png", [], "_heatmap.png"), ("geojson", [], ".geojson"), ("h5", [], "_scores.h5")):
+        out = tmp_path / "cli" / f"{sid}{name}"
+        assert main([*base, "--format", fmt, *extra, "--out", str(out)]) == 0
+        if name.endswith(".png"):
+            np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(gui / out.name)))
+        elif name.endswith(".geojson"):
+            assert _strip_ids(json.loads(out.read_text())) == _strip_ids(json.loads((gui / out.name).read_text()))
+        else:
+            assert _tiles(out.parent) == _tiles(gui)

@@ -39,6 +39,7 @@ class ExportOptions:
         suffixes: file-name suffix per kind (default `SUFFIXES`).
         one_file: `out` is the one file to write (one source and one kind).
         csv: also write the exported slides' predictions to this CSV (each needs a prediction).
+        slide_ids: export only these slides (None: every source).
     """
 
     out: Path
@@ -50,6 +51,7 @@ class ExportOptions:
     suffixes: Mapping[str, str] = field(default_factory=lambda: dict(SUFFIXES))
     one_file: bool = False
     csv: Path | None = None
+    slide_ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.kinds if k not in KINDS]
@@ -93,6 +95,8 @@ def export_run(sources: Sequence[Path], opts: ExportOptions, slide_for: SlideFor
     for i, path in enumerate(sources):
         check_cancel(cancel)
         scores, stored = load_scores(path)
+        if opts.slide_ids is not None and scores.slide_id not in opts.slide_ids:
+            continue
         pred = stored or (predictions or {}).get(scores.slide_id)
         class_names.extend(c for c in scores.class_names if c not in class_names)
         if opts.csv is not None:

@@ -15,9 +15,10 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from pathpt_engine.colors import class_rgb
 from pathpt_engine.errors import PathPTError
+from pathpt_engine.export.png import OverlayStyle
+from pathpt_engine.workflow.export import ExportOptions
 
 from ..project_controller import ProjectController
-from ..project_jobs import ExportOptions
 from .classes import ClassesPanel
 from .log import LogPanel, QtLogHandler
 from .predictions import PredictionPanel
@@ -197,8 +198,8 @@ class Workflow(QObject):
         mode = self.predictions.mode.currentData() or "argmax"
         ids = None if all_slides else tuple(s for s in [self.predictions.slide_id_of(view)] if s)
         ov = view.overlay if view is not None else None
-        return ExportOptions(Path(out_dir), ids, mode, ov.colormap if ov else "viridis",
-                             ov.opacity if ov else 0.45)
+        style = OverlayStyle(mode, ov.colormap if ov else "viridis", ov.opacity if ov else 0.45)
+        return ExportOptions(Path(out_dir), style=style, slide_ids=ids)
 
     def export_dialog(self) -> None:
         proj = self.ctrl.require()
