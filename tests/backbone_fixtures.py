@@ -26,3 +26,25 @@ def tiny_backbone_fixtures(make_folder: Callable[..., Path], load: Callable[[Pat
         return load(folder)
 
     return folder, model
+
+
+def edit_weights(path: Path, fn: Callable[[dict[str, torch.Tensor]], object]) -> None:
+    """Apply `fn` to the state dict in a weights file (`.bin` via torch, `.safetensors`) and write it back."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file, save_file
+
+        sd = load_file(str(path))
+        fn(sd)
+        save_file(sd, str(path))
+        return
+    sd = torch.load(path, weights_only=True)
+    fn(sd)
+    torch.save(sd, path)
+
+
+def copy_folder(src: Path, dst: Path) -> Path:
+    """A flat copy of a weights folder (to edit one file of it)."""
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst

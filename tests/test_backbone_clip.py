@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from backbone_fixtures import copy_folder, edit_weights
 from torch.nn import functional as F
 
 from pathpt_engine.backbones import load_backbone
@@ -92,17 +92,11 @@ def test_mask_is_causal_and_blocks_pad_keys() -> None:
     assert m[0, 1] < -1e30 and m[1, 0] == 0 and m[1, 1] == 0 and m[2, 1] == 0 and m[1, 2] < -1e30
 
 
-def _copy(src: Path, dst: Path) -> Path:
-    dst.mkdir()
-    for f in src.iterdir():
-        (dst / f.name).write_bytes(f.read_bytes())
-    return dst
+_copy = copy_folder
 
 
 def _edit(folder: Path, fn) -> None:
-    sd = load_file(str(folder / "model.safetensors"))
-    fn(sd)
-    save_file(sd, str(folder / "model.safetensors"))
+    edit_weights(folder / "model.safetensors", fn)
 
 
 def test_bin_format_loads_same(tmp_path: Path, clip_dir: Path) -> None:

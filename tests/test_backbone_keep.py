@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from backbone_fixtures import copy_folder, edit_weights
+from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from pathpt_engine.backbones import available_backbones, load_backbone, resolve_weights
@@ -124,17 +125,11 @@ def test_gamma_spelling_and_bin_format_load_identically(tmp_path: Path) -> None:
     assert load_backbone("keep", b).weights_hash != base.weights_hash  # hash is of the file bytes
 
 
-def _copy(src: Path, dst: Path) -> Path:
-    dst.mkdir()
-    for f in src.iterdir():
-        (dst / f.name).write_bytes(f.read_bytes())
-    return dst
+_copy = copy_folder
 
 
 def _edit_weights(folder: Path, fn) -> None:
-    sd = load_file(str(folder / "model.safetensors"))
-    fn(sd)
-    save_file(sd, str(folder / "model.safetensors"))
+    edit_weights(folder / "model.safetensors", fn)
 
 
 def test_errors_name_folder_and_problem(tmp_path: Path, keep_dir: Path) -> None:

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from backbone_fixtures import tiny_backbone_fixtures
+from backbone_fixtures import edit_weights, tiny_backbone_fixtures
 from torch import nn
 from torch.nn import functional as F
 
@@ -202,10 +202,7 @@ def test_real_layout_counts():
 
 
 def _edit_bin(folder, fn):
-    path = folder / "pytorch_model.bin"
-    sd = torch.load(path, weights_only=True)
-    fn(sd)
-    torch.save(sd, path)
+    edit_weights(folder / "pytorch_model.bin", fn)
 
 
 def test_missing_key_names_key_and_folder(tmp_path):

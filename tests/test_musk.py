@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from backbone_fixtures import tiny_backbone_fixtures
+from backbone_fixtures import edit_weights, tiny_backbone_fixtures
 from torch.nn import functional as F
 
 from pathpt_engine.backbones.musk import MuskBackbone, MuskConfig, load_musk
@@ -213,11 +213,7 @@ def test_real_layout_counts():
 
 
 def _edit(folder, fn):
-    from safetensors.torch import load_file, save_file
-
-    sd = load_file(str(folder / "model.safetensors"))
-    fn(sd)
-    save_file(sd, str(folder / "model.safetensors"))
+    edit_weights(folder / "model.safetensors", fn)
 
 
 def test_missing_and_unexpected_keys(tmp_path):

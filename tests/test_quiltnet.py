@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from backbone_fixtures import tiny_backbone_fixtures
+from backbone_fixtures import edit_weights, tiny_backbone_fixtures
 from torch import nn
 from torch.nn import functional as F
 
@@ -123,10 +123,7 @@ def test_round_trip_through_an_hf_export(model, folder, tmp_path):
 
 
 def _edit(folder, fn):
-    path = folder / "open_clip_pytorch_model.bin"
-    sd = torch.load(path, weights_only=True)
-    fn(sd)
-    torch.save(sd, path)
+    edit_weights(folder / "open_clip_pytorch_model.bin", fn)
 
 
 def test_unexpected_and_missing_keys(tmp_path):
