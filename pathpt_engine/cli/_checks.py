@@ -6,57 +6,46 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigError, FeatureFileError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T", int, float)
+
+
+def _number(text: str, cast: Callable[[str], T], ok: Callable[[T], bool], need: str) -> T:
+    """`cast(text)`, refused unless `ok` (an argparse type error saying what is needed)."""
+    try:
+        value = cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a {'whole number' if cast is int else 'number'}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{need}, got {text if cast is float else value}")
+    return value
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "must be at least 1")
 
 
 def nonneg_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _number(text, int, lambda v: v >= 0, "must be 0 or more")
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0 (nan and inf refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
+    return _number(text, float, lambda v: math.isfinite(v) and v > 0, "must be a finite number > 0")
 
 
 def open_fraction(text: str) -> float:
     """argparse type: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < 1:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
-    return value
+    return _number(text, float, lambda v: 0 < v < 1, "must be strictly between 0 and 1")  # also refuses nan
 
 
 def check_run_out(out: Path, overwrite: bool) -> None:
