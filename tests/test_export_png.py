@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pathpt_engine.colors import hex_to_rgb
 from pathpt_engine.errors import PathPTError
 from pathpt_engine.export import OverlayStyle, export_heatmap_figure, export_overlay_png, render_overlay
-from pathpt_engine.colors import hex_to_rgb
 from pathpt_engine.export.png import rasterize, tile_colors
 from pathpt_engine.results import TileScores
 from pathpt_engine.slides import open_slide
