@@ -12,11 +12,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-try:
-    import ray
-except ImportError:  # the optional extra is missing: importable, not usable (import_ray raises)
-    ray = None  # type: ignore[assignment]
-
 from ..features.ledger import Ledger
 from ..jobs import Job, Progress
 from ..results import SlidePrediction
