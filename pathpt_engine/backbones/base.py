@@ -7,6 +7,7 @@ learnable context goes, how the text tower pools) live in the subclass, never in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 import torch
@@ -186,7 +187,7 @@ class Backbone(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def freeze(self) -> Backbone:
+    def freeze(self) -> Self:
         for p in self.parameters():
             p.requires_grad_(False)
         self.eval()

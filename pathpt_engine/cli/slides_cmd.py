@@ -57,7 +57,7 @@ def slide_info(path: Path) -> dict[str, Any]:
             "levels": [{"dimensions": list(d), "downsample": ds, "native_tile": r.native_tile_size(i)}
                        for i, (d, ds) in enumerate(zip(r.level_dimensions, r.level_downsamples, strict=True))],
             "mpp": None if r.mpp is None else list(r.mpp),
-            "mpp_reported": None if getattr(r, "reported_mpp", None) is None else list(r.reported_mpp),
+            "mpp_reported": None if (rep := getattr(r, "reported_mpp", None)) is None else list(rep),
             "objective_power": r.objective_power,
             "associated_images": list(r.associated_image_names),
             "quickhash": r.quickhash,

@@ -189,6 +189,8 @@ class LabelStore:
             conn.execute("DELETE FROM label_ops WHERE undone=1")
             op_id = conn.execute("INSERT INTO label_ops(description, created) VALUES (?, ?)",
                                  (description, now_iso())).lastrowid
+            if op_id is None:  # an INSERT always has one; this only narrows the type
+                raise ProjectError(f"{self._db.path}: label history: the new operation has no id")
             conn.executemany("INSERT INTO label_op_items VALUES (?,?,?,?,?,?)",
                              [(op_id, sid, *old, *new) for sid, old, new in items])
             conn.execute("DELETE FROM label_ops WHERE op_id <= ?", (op_id - HISTORY_LIMIT,))

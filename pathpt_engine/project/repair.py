@@ -89,7 +89,7 @@ def recover_copy(damaged: str | Path) -> RecoveryReport:
     return report
 
 
-def _read_rows(src: sqlite3.Connection, table: str, report: RecoveryReport) -> list[sqlite3.Row | tuple]:
+def _read_rows(src: sqlite3.Connection, table: str, report: RecoveryReport) -> list[tuple]:
     rows: list[tuple] = []
     last = 0
     try:
