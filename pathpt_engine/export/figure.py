@@ -13,7 +13,8 @@ import numpy as np
 from ..colors import class_colors
 from ..results import TileScores
 from ._atomic import ExportError, atomic_path
-from .png import ARGMAX, OverlayStyle, rasterize, tile_colors
+from .png import ARGMAX, OverlayStyle, tile_colors
+from .raster import rasterize
 
 
 def heatmap_grid(scores: TileScores, style: OverlayStyle) -> tuple[np.ndarray, tuple[int, int, int, int]]:

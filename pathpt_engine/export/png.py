@@ -21,12 +21,12 @@ from ..colors import class_colors
 from ..results import TileScores
 from ..slides.base import SlideReader
 from ._atomic import ExportError, atomic_path
+from .raster import Region, rasterize
 
 ARGMAX = "argmax"
 MAX_OUTPUT_PIXELS = 100_000_000  # 10k x 10k; choose a larger downsample beyond
 _STRIP_ROWS = 1024
 
-Region = tuple[int, int, int, int]  # level-0 x, y, width, height
 
 
 @dataclass(frozen=True)
@@ -83,24 +83,6 @@ def tile_colors(scores: TileScores, style: OverlayStyle) -> np.ndarray:
     out[:] = matplotlib.colormaps[style.cmap](t, bytes=True)
     out[:, 3] = round(style.alpha * 255)
     return out
-
-
-def rasterize(scores: TileScores, rgba: np.ndarray, region: Region, downsample: float) -> np.ndarray:
-    """Paint tile colours onto a transparent (H, W, 4) canvas covering `region` at `downsample`."""
-    x, y, w, h = region
-    out_w, out_h = max(1, math.ceil(w / downsample)), max(1, math.ceil(h / downsample))
-    canvas = np.zeros((out_h, out_w, 4), dtype=np.uint8)
-    t = scores.tile_size_level0
-    c = scores.coords.astype(np.float64)
-    x0 = np.round((c[:, 0] - x) / downsample).astype(np.int64)
-    y0 = np.round((c[:, 1] - y) / downsample).astype(np.int64)
-    x1 = np.maximum(np.round((c[:, 0] + t - x) / downsample).astype(np.int64), x0 + 1)
-    y1 = np.maximum(np.round((c[:, 1] + t - y) / downsample).astype(np.int64), y0 + 1)
-    keep = (x1 > 0) & (y1 > 0) & (x0 < out_w) & (y0 < out_h) & (rgba[:, 3] > 0)
-    for a, b, cc, d, col in zip(np.clip(x0[keep], 0, out_w), np.clip(y0[keep], 0, out_h), x1[keep], y1[keep],
-                                rgba[keep], strict=True):
-        canvas[b:d, a:cc] = col
-    return canvas
 
 
 def read_slide_region(reader: SlideReader, region: Region, downsample: float) -> np.ndarray:

@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from pathpt_engine.colors import class_rgb
+from pathpt_engine.export.raster import tile_index_grid
 
 from .signals import Signal
 
@@ -53,22 +54,12 @@ class HeatmapGrid:
 
     @classmethod
     def build(cls, coords: np.ndarray, tile_size: int, mode: str, data: np.ndarray) -> HeatmapGrid:
-        coords = np.asarray(coords)
-        if coords.ndim != 2 or coords.shape[1] != 2 or len(coords) == 0:
-            raise ValueError(f"coords must be a non-empty [N, 2] array, got {coords.shape}")
-        if tile_size <= 0:
-            raise ValueError(f"tile_size must be > 0, got {tile_size}")
+        origin, index = tile_index_grid(coords, tile_size)  # validates coords and tile_size
         if len(data) != len(coords):
             raise ValueError(f"{len(data)} values for {len(coords)} coords")
-        coords = coords.astype(np.int64)
-        origin = coords.min(axis=0) % tile_size
-        cr = (coords - origin) // tile_size
-        rows, cols = int(cr[:, 1].max()) + 1, int(cr[:, 0].max()) + 1
-        index = np.full((rows, cols), -1, dtype=np.int32)
-        index[cr[:, 1], cr[:, 0]] = np.arange(len(coords), dtype=np.int32)
         kw = {"values": np.asarray(data, np.float32)} if mode == "scalar" else (
             {"probs": np.asarray(data, np.float32)} if mode == "classmap" else {"rgba": np.asarray(data, np.uint8)})
-        return cls((int(origin[0]), int(origin[1])), int(tile_size), index, mode, **kw)
+        return cls(origin, int(tile_size), index, mode, **kw)
 
 
 @dataclass(frozen=True)
