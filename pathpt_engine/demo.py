@@ -130,13 +130,11 @@ def _final_run(cfg: DemoConfig, classset: Any, cohort: Path, features: Path, fol
                cancel: threading.Event | None) -> Job[dict[str, Any]]:
     """Train PathPT on fold 0's shots, predict the test slides, export overlays, GeoJSON and CSV."""
     from .backbones import load_backbone
-    from .export.geojson import write_geojson
-    from .export.png import OverlayStyle, export_overlay_png
+    from .export.png import OverlayStyle
     from .pathpt.data import load_labelled
     from .pathpt.model import PathPTConfig
     from .pathpt.trainer import train_pathpt
-    from .slides import open_slide
-    from .workflow import model_probs, predict, write_run_outputs
+    from .workflow import ExportOptions, export_run, model_probs, predict, write_run_outputs
 
     backbone = load_backbone(cfg.backbone, cfg.weights, "cpu").freeze()
     train = load_labelled(features, fold.train)
@@ -150,16 +148,12 @@ def _final_run(cfg: DemoConfig, classset: Any, cohort: Path, features: Path, fol
     pred_dir, export_dir = out / "predictions", out / "exports"
     write_run_outputs(pred_dir, results, classset.subtype_names)
     export_dir.mkdir(parents=True, exist_ok=True)
-    colors = {c.name: c.color for c in classset.classes}
-    style = OverlayStyle(mode="argmax", alpha=0.45, colors=colors)
+    style = OverlayStyle(mode="argmax", alpha=0.45, colors={c.name: c.color for c in classset.classes})
+    opts = ExportOptions(export_dir, ("overlay_png", "geojson"), style, downsample=16.0,
+                         suffixes={"overlay_png": "_overlay.png", "geojson": ".geojson"})
     slides_dir = cohort / "slides"
-    for i, (pred, scores) in enumerate(results):
-        check_cancel(cancel)
-        write_geojson(export_dir / f"{pred.slide_id}.geojson", scores, pred, colors=colors)
-        slide_path = next(slides_dir.glob(f"{pred.slide_id}.*"))
-        with open_slide(slide_path) as reader:
-            export_overlay_png(export_dir / f"{pred.slide_id}_overlay.png", reader, scores, 16.0, style)
-        yield Progress("export", i + 1, len(results), message=pred.slide_id)
+    yield from export_run([pred_dir / "tiles" / f"{p.slide_id}.h5" for p, _ in results], opts,
+                          lambda sid: next(slides_dir.glob(f"{sid}.*")), cancel=cancel)
     truth = {s.slide_id: classset.subtype_names[s.label] for s in test}
     correct = sum(p.predicted == truth[p.slide_id] for p, _ in results)
     return {"run": str(out / "run"), "predictions": str(pred_dir / "predictions.csv"), "exports": str(export_dir),
