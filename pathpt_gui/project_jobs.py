@@ -22,6 +22,12 @@ from pathpt_engine.project import Project
 from pathpt_engine.workflow.export import ExportOptions
 
 if TYPE_CHECKING:
+    from pathpt_engine.backbones.base import Backbone
+    from pathpt_engine.features.extract import ExtractionSummary
+    from pathpt_engine.pathpt.model import PathPTConfig
+    from pathpt_engine.pathpt.trainer import SlideData
+    from pathpt_engine.project.slides import SlideRecord
+    from pathpt_engine.prompts.classsets import ClassSet
     from pathpt_engine.results import SlidePrediction, TileScores
     from pathpt_engine.workflow import ProbsFn
 
@@ -93,7 +99,7 @@ def slides_with_features(project: Project, choice: BackboneChoice) -> dict[str, 
 
 
 def _load(project: Project, choice: BackboneChoice, ids: Iterable[str] | None = None, labels: dict[str, int] | None
-          = None) -> list[Any]:
+          = None) -> list[SlideData]:
     from pathpt_engine.pathpt.data import load_slide
 
     files = slides_with_features(project, choice)
@@ -105,14 +111,14 @@ def _load(project: Project, choice: BackboneChoice, ids: Iterable[str] | None = 
     return [dataclasses.replace(load_slide(files[s], (labels or {}).get(s, -1)), slide_id=s) for s in want]
 
 
-def _classset(project: Project) -> Any:
+def _classset(project: Project) -> ClassSet:
     cs = project.classes.get()
     if cs is None:
         raise ProjectError(f"{project.root}: the project has no classes yet; load a class set first")
     return cs
 
 
-def _backbone(choice: BackboneChoice) -> Any:
+def _backbone(choice: BackboneChoice) -> Backbone:
     from pathpt_engine.backbones import load_backbone
 
     return load_backbone(choice.name, choice.weights, choice.torch_device()).freeze()
@@ -138,7 +144,8 @@ def failed_slides(project: Project, choice: BackboneChoice) -> dict[str, str]:
             if backbone == choice.name and e.status == "failed" and slide in by_stem}
 
 
-def extract_job(project: Project, choice: BackboneChoice, cancel: threading.Event | None = None) -> Job[Any]:
+def extract_job(project: Project, choice: BackboneChoice,
+                cancel: threading.Event | None = None) -> Job[ExtractionSummary]:
     """Job: tile + encode every project slide whose file exists (up-to-date features are skipped).
 
     A slide that cannot be read does not stop the others: it is in the summary's `failed` and in the ledger
@@ -167,7 +174,7 @@ def extract_job(project: Project, choice: BackboneChoice, cancel: threading.Even
                              tuple(s for p in parts for s in p.slides), tuple(f for p in parts for f in p.failed))
 
 
-def _by_user_mpp(recs: list[Any]) -> dict[float | None, list[Path]]:
+def _by_user_mpp(recs: list[SlideRecord]) -> dict[float | None, list[Path]]:
     """Slide paths grouped by the pixel size the user gave (None: the file's own, or none given)."""
     from pathpt_engine.errors import PathPTError
     from pathpt_engine.slides import open_slide
@@ -202,7 +209,7 @@ def _tracked_run(project: Project, recipe: str, choice: BackboneChoice, settings
     return run.run_id
 
 
-def _predict_all(project: Project, run_id: str, classset: Any, slides: list[Any],
+def _predict_all(project: Project, run_id: str, classset: ClassSet, slides: list[SlideData],
                  probs_fn: ProbsFn, cancel: threading.Event | None) -> Job[int]:
     """The engine's predict job (`pathpt_engine.workflow.predict`), each slide's tile h5 written and its call
     stored in the project as soon as it is scored (progress message = slide_id)."""
@@ -235,8 +242,10 @@ def zeroshot_job(project: Project, choice: BackboneChoice, cancel: threading.Eve
     return (yield from _tracked_run(project, "zeroshot", choice, {"classes": classset.name}, body))
 
 
-def _labelled(project: Project, classset: Any) -> tuple[dict[str, int], list[str], list[str]]:
-    labels, train, val = {}, [], []
+def _labelled(project: Project, classset: ClassSet) -> tuple[dict[str, int], list[str], list[str]]:
+    labels: dict[str, int] = {}
+    train: list[str] = []
+    val: list[str] = []
     for sid, lab in project.labels.all().items():
         try:
             labels[sid] = classset.subtype_index(lab.label)
@@ -246,7 +255,7 @@ def _labelled(project: Project, classset: Any) -> tuple[dict[str, int], list[str
     return labels, sorted(train), sorted(val)
 
 
-def train_job(project: Project, choice: BackboneChoice, config: Any,
+def train_job(project: Project, choice: BackboneChoice, config: PathPTConfig,
               cancel: threading.Event | None = None) -> Job[str]:
     """Job: train PathPT on the labelled train slides (held-out ones validate the clean recipe), then predict
     every slide with features. Returns the run id."""
@@ -281,7 +290,7 @@ def train_job(project: Project, choice: BackboneChoice, config: Any,
     return (yield from _tracked_run(project, f"pathpt-{config.recipe}", choice, settings, body))
 
 
-def _annotated(project: Project, classset: Any, slides: list[Any]) -> list[Any]:
+def _annotated(project: Project, classset: ClassSet, slides: list[SlideData]) -> list[SlideData]:
     """Slides with the project's regions and tile corrections applied (pathpt_engine.annotations.apply)."""
     from pathpt_engine.annotations.apply import annotate_from_project
 
