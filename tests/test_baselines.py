@@ -104,7 +104,7 @@ def test_val_selection_runs():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown model 'dgr'"):
         MILConfig(model="dgr")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='needs >= 2 classes'):
         build_mil("abmil", 8, 1)

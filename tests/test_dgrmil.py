@@ -155,5 +155,5 @@ def test_val_selection_and_cancel():
     stop.set()
     with pytest.raises(JobCancelled):
         collect(train_dgrmil(cfg, 2, _bags(1, 0), cancel=stop))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='mode must be paper/clean'):
         DGRMILConfig(mode="binary")

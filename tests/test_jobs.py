@@ -37,6 +37,6 @@ def test_cancel_between_events_stops_job() -> None:
 
 
 def test_progress_validates() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='done must be >= 0'):
         Progress("x", -1, 3)
     assert Progress("x", 1, None).fraction is None

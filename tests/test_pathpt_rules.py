@@ -76,7 +76,7 @@ def test_tile_labels_rule_and_ties():
     assert tile_labels(f, w, 0).tolist() == [0, 1, -1, 0, 1]
     # slide subtype 1 -> k = 2
     assert tile_labels(f, w, 1).tolist() == [0, -2, 2, 0, -2]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='slide_label 2 out of range'):
         tile_labels(f, w, 2)
 
 

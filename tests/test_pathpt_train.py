@@ -131,7 +131,7 @@ def test_checkpoint_integrity(tmp_path):
 
 def test_amp_settings_and_bf16_cpu_step(setup):
     assert amp_settings("auto", torch.device("cpu")) == (False, torch.float32, False)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='needs a CUDA device'):
         amp_settings("fp16", torch.device("cpu"))
     bb, cs, slides = setup
     res, _ = collect(train_pathpt(bb, cs, slides[:2], PathPTConfig(epochs=1, amp="bf16", **FAST)))

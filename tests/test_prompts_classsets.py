@@ -46,9 +46,9 @@ def test_subtype_index_accepts_names_and_ints():
     cs = load_classset("ucs")
     assert cs.subtype_index("Uterine Carcinosarcoma-MMMT-Homologous Type") == 1
     assert cs.subtype_index("0") == 0 and cs.subtype_index(1) == 1 and cs.subtype_index("1.0") == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown subtype 'Normal'"):
         cs.subtype_index("Normal")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='label 2 out of range'):
         cs.subtype_index(2)
 
 

@@ -145,7 +145,7 @@ def test_spatial_module_parameter_count_at_768():
 
 
 def test_translayer_rejects_bad_dim():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='multiple of 16'):
         TransLayer(20)
 
 

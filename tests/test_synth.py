@@ -70,9 +70,9 @@ def test_render_patch_bad_arguments(kwargs, match):
 
 
 def test_stain_validation():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='must be > 0'):
         Stain(h_scale=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='must be >= 0'):
         Stain(blur_um=-1)
 
 

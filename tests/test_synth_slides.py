@@ -29,7 +29,7 @@ from pathpt_engine.synth.writer import write_slide, write_slide_streamed
 )
 def test_slide_spec_rejects_bad_values(kwargs):
     args = {"width": 512, "height": 512} | kwargs
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011 - one case per invalid field, each with its own message
         SlideSpec(**args)
 
 
@@ -179,7 +179,7 @@ def test_cohort_plan_is_deterministic_and_interleaved():
      {"width": 10}, {"tumour_fraction": (0.5, 0.2)}],
 )
 def test_cohort_spec_rejects_bad_values(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011 - one case per invalid field, each with its own message
         CohortSpec(**kwargs)
 
 

@@ -74,7 +74,7 @@ def test_saturation_and_otsu() -> None:
 @pytest.mark.parametrize("kwargs", [{"thumb_size": 4}, {"blur_sigma": -1}, {"min_saturation": 0.5},
                                     {"min_object_fraction": 1.0}, {"max_hole_fraction": -0.1}])
 def test_params_validate(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011 - one case per invalid field, each with its own message
         TissueParams(**kwargs)
 
 

@@ -42,7 +42,7 @@ def test_viewport_pan_magnification_and_limits() -> None:
     assert m.scale == 4.0
     m.set_center(-500, 99999)
     assert m.center == (0, 3072)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='does not state its magnification'):
         ViewportModel((4096, 3072)).set_magnification(20)
 
 
@@ -94,7 +94,7 @@ def test_cache_is_lru_and_byte_budgeted() -> None:
     assert 2 not in c and 1 in c and c.evictions == 2
     c.set_budget(300)
     assert list(c._items) == [9]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='cache budget must be > 0'):
         TileCache(0)
 
 
@@ -128,9 +128,9 @@ def test_overlay_classmap_and_change_kinds() -> None:
     ov.smooth = True
     ov.visible = False
     assert kinds == ["data", "opacity", "smoothing", "visible"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"opacity must be in \[0, 1\]"):
         ov.opacity = 1.5
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"probs must be \[N, 2\]"):
         ov.set_class_probs(np.zeros((2, 2)), 256, probs, ["a", "b"])
 
 

@@ -69,7 +69,7 @@ def test_view_and_size_parsing() -> None:
     assert ViewSpec.parse("10,20,0.5") == ViewSpec(10, 20, 0.5)
     assert ViewSpec.parse("fit") is None and ViewSpec.parse(None) is None
     assert parse_size("1600x1000") == (1600, 1000)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='zoom must be > 0'):
         ViewSpec.parse("1,2,-1")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='--size must look like 1600x1000'):
         parse_size("big")
