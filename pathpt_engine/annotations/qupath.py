@@ -80,9 +80,11 @@ _LEGACY_IDS = {"PathAnnotationObject": "annotation", "PathDetectionObject": "det
                "PathCellObject": "cell", "PathTMACoreObject": "tmaCore", "PathRootObject": "root"}
 
 
-def _object_type(feat: Mapping[str, Any]) -> str:
-    """v0.4+ `objectType`, v0.3 `object_type`/`type`, v0.2 the object class in `id`; missing: annotation."""
-    props = feat.get("properties") or {}
+def object_type(feat: Mapping[str, Any]) -> str:
+    """QuPath object type of a feature (the one reader of it, also for `pathpt_engine.export`): v0.4+
+    `objectType`, v0.3 `object_type`/`type`, v0.2 the object class in `id`; missing: annotation."""
+    props = feat.get("properties")
+    props = props if isinstance(props, dict) else {}
     for key in ("objectType", "object_type", "type"):
         value = props.get(key)
         if isinstance(value, str) and value and value != "Feature":
@@ -134,7 +136,7 @@ def read_qupath(path: str | os.PathLike[str], slide_id: str, classset: ClassSet,
     skipped: dict[str, int] = {}
     for i, feat in enumerate(_walk(_load(path), path)):
         props = feat.get("properties") or {}
-        kind = _object_type(feat)
+        kind = object_type(feat)
         label = f"{path}: feature {i + 1}" + (f" ({props['name']!r})" if props.get("name") else "")
         if kind != "annotation":
             skipped[f"{kind} object(s)"] = skipped.get(f"{kind} object(s)", 0) + 1
@@ -219,7 +221,7 @@ def class_names_in(path: str | os.PathLike[str]) -> list[str]:
     for feat in _walk(_load(path), path):
         props = feat.get("properties") or {}
         geom = feat.get("geometry")
-        if _object_type(feat) == "annotation" and isinstance(geom, dict) and \
+        if object_type(feat) == "annotation" and isinstance(geom, dict) and \
                 geom.get("type") in ("Polygon", "MultiPolygon") and (name := _class_name(props)) is not None:
             names.setdefault(name)
     return list(names)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..annotations.qupath import object_type
 from ..colors import class_colors, packed_to_rgb
 from ..results import PROBABILITY, SCORE_KINDS, TILE_VOTES, SlidePrediction, TileScores, score_text
 from ._atomic import ExportError, write_text_atomic
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 
 KIND_KEY = "pathpt.kind"
 SLIDE_KIND = "slide_prediction"
-_LEGACY_IDS = {"PathAnnotationObject": "annotation", "PathDetectionObject": "detection", "PathTileObject": "tile",
-               "PathCellObject": "cell", "PathTMACoreObject": "tmaCore", "PathRootObject": "root"}
 
 
 @dataclass(frozen=True)
@@ -157,17 +156,6 @@ def _features(doc: Any, path: Path) -> list[dict[str, Any]]:
     if not all(isinstance(f, dict) for f in feats):
         raise ExportError(f"{path}: every feature must be a JSON object")
     return feats
-
-
-def object_type(feat: Mapping[str, Any]) -> str:
-    """QuPath object type of a feature, accepting v0.4, v0.3 and v0.2 spellings (default: annotation)."""
-    props = feat.get("properties") or {}
-    for key in ("objectType", "object_type", "type"):
-        value = props.get(key)
-        if isinstance(value, str) and value and value != "Feature":
-            return value
-    fid = feat.get("id")
-    return _LEGACY_IDS.get(fid, "annotation") if isinstance(fid, str) else "annotation"
 
 
 def measurements(props: Mapping[str, Any]) -> dict[str, float]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..annotations.qupath import object_type
 from ..jobs import Job, Progress, check_cancel
 from ..results import TileScores
 from ._atomic import ExportError
@@ -61,17 +62,6 @@ def check_fits_slide(scores: TileScores, stated_slide_id: str | None, slide_id: 
 def _props(feat: Mapping[str, Any]) -> dict[str, Any]:
     props = feat.get("properties")
     return props if isinstance(props, dict) else {}
-
-
-def _object_type(feat: Mapping[str, Any]) -> str:
-    props = _props(feat)
-    for key in ("objectType", "object_type", "type"):
-        value = props.get(key)
-        if isinstance(value, str) and value and value != "Feature":
-            return value
-    fid = feat.get("id")
-    legacy = {"PathTileObject": "tile", "PathDetectionObject": "detection"}
-    return legacy.get(fid, "annotation") if isinstance(fid, str) else "annotation"
 
 
 def _measurements(props: Mapping[str, Any]) -> dict[str, float]:
@@ -154,7 +144,7 @@ def read_geojson_job(path: str | os.PathLike[str], cancel: threading.Event | Non
     for feat, done in _stream(path, cancel, max_feature_bytes):
         if not isinstance(feat, dict):
             raise ExportError(f"{path}: every feature must be a JSON object")
-        kind, props = _object_type(feat), _props(feat)
+        kind, props = object_type(feat), _props(feat)
         meta = props.get("metadata")
         if isinstance(meta, dict) and meta.get(KIND_KEY) == SLIDE_KIND:
             summary = feat
