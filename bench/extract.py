@@ -39,6 +39,7 @@ from pathpt_engine.features import grid_from_coords
 from pathpt_engine.features.extract import ExtractOptions, encode_grid
 from pathpt_engine.features.store import read_coords
 from pathpt_engine.jobs import run_job
+from pathpt_engine.slides import SlideReader, TileGrid
 
 KEEP_CONFIG = {  # the published KEEP config.json (method.md §7.1)
     "model_type": "keep",
@@ -101,7 +102,7 @@ def encoder_only(encoder: TileEncoder, model: Backbone, n: int, batch: int, tile
         return n / (time.perf_counter() - t0)
 
 
-def reader_only(reader: object, grid: object, encoder: TileEncoder, opts: ExtractOptions) -> float:
+def reader_only(reader: SlideReader, grid: TileGrid, encoder: TileEncoder, opts: ExtractOptions) -> float:
     """Tiles/s of reading + preprocessing alone (the pipeline's tile source and batcher thread, no encoding)."""
     from contextlib import closing
 
