@@ -69,7 +69,7 @@ def make_window(qtbot, tmp_path):
 @pytest.fixture
 def settle(qtbot):
     def wait(view, timeout=5000):
-        qtbot.waitUntil(view.is_settled, timeout=timeout)
+        qtbot.waitUntil(view.is_idle, timeout=timeout)  # settled, and its prefetch ring read: nothing in flight
         flush_events()  # the paints and calls the last delivery queued
         view.repaint()
     return wait
