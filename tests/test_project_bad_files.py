@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from project_faults import corrupt_table
 
 from pathpt_engine.errors import ConfigError, ProjectDamaged, ProjectError
 from pathpt_engine.project import DB_NAME, ClassInfo, ClassSet, Project
@@ -94,15 +95,7 @@ def test_a_read_only_project_opens_read_only_and_says_so(tmp_path, slides, monke
     assert db_file.read_bytes() == before
 
 
-def _corrupt_table(db_file: Path, table: str) -> None:
-    """Overwrite the root page of `table` with garbage: one damaged page, the rest of the file intact."""
-    con = sqlite3.connect(db_file)
-    page = con.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (table,)).fetchone()[0]
-    size = con.execute("PRAGMA page_size").fetchone()[0]
-    con.close()
-    with db_file.open("r+b") as fh:
-        fh.seek((page - 1) * size)
-        fh.write(bytes(range(7, 250)) * (size // 243) + b"\x07" * (size % 243))
+_corrupt_table = corrupt_table
 
 
 def test_a_damaged_database_is_detected_without_writing_and_recovered_into_a_copy(tmp_path, slides):

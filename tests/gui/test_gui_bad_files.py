@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
+from project_faults import corrupt_table
 
 from pathpt_engine.export import write_geojson, write_scores_h5
 from pathpt_engine.jobs import collect
@@ -77,13 +77,7 @@ def test_export_results_never_replaces_or_deletes_user_files(tmp_path, slide_fil
 
 # ---- §5 damaged and read-only projects ------------------------------------------------------------------------
 def _corrupt(db_file: Path, table: str) -> None:
-    con = sqlite3.connect(db_file)
-    page = con.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (table,)).fetchone()[0]
-    size = con.execute("PRAGMA page_size").fetchone()[0]
-    con.close()
-    with db_file.open("r+b") as fh:
-        fh.seek((page - 1) * size)
-        fh.write(b"\x5a" * size)
+    corrupt_table(db_file, table, fill=lambda size: b"\x5a" * size)
 
 
 def test_damaged_project_database_gets_a_dialog_and_a_recovered_copy(window, tmp_path, slide_file):
