@@ -7,6 +7,7 @@ import pytest
 from PySide6.QtGui import QImage
 from tempfiles import assert_no_temp
 
+from pathpt_engine.colors import class_colors
 from pathpt_gui.app import main
 from pathpt_gui.screenshot import ViewSpec, parse_size
 
@@ -49,7 +50,8 @@ def test_screenshot_with_overlay_and_window(qapp, slide_file, tmp_path) -> None:
     rc = main(["--screenshot", str(out), "--size", "640x400", "--view", "1024,768,0.5", "--overlay", str(npz),
                "--opacity", "1", str(slide_file)])
     assert rc == 0
-    assert pixel(QImage(str(out)), 320, 200) == (214, 39, 40)  # second default class colour, opaque
+    # every tile votes "tumour": its colour in the one engine palette (Normal grey, then tab10), opaque
+    assert pixel(QImage(str(out)), 320, 200) == class_colors(["normal", "tumour"])["tumour"] == (31, 119, 180)
     win = tmp_path / "window.png"
     assert main(["--screenshot", str(win), "--window", "--size", "900x600", str(slide_file)]) == 0
     assert QImage(str(win)).size().toTuple() == (900, 600)
