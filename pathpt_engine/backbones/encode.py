@@ -233,7 +233,10 @@ class TileEncoder:
 
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
+        return self._encode_on_device(x.to(self.device, non_blocking=True)).cpu()
+
+    def _encode_on_device(self, x: torch.Tensor) -> torch.Tensor:
+        """Preprocess (uint8 input), layout and autocast as configured, encode; float32 embeddings on the device."""
         if x.dtype == torch.uint8:
             x = self.backbone.preprocess(x)
         if self.channels_last:
@@ -241,8 +244,7 @@ class TileEncoder:
         ctx = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast is not None
                else contextlib.nullcontext())
         with ctx:
-            out = self.backbone.encode_image(x)
-        return out.float().cpu()
+            return self.backbone.encode_image(x).float()
 
     def launch(self, x: torch.Tensor) -> InFlight:
         """Queue one batch on the GPU without waiting for it (CUDA; elsewhere it is encoded at once).
@@ -273,14 +275,7 @@ class TileEncoder:
             x_dev = x.to(self.device, non_blocking=True)
         compute.wait_stream(self._copy_stream)
         x_dev.record_stream(compute)  # allocated on the copy stream, used on the compute stream
-        if x_dev.dtype == torch.uint8:
-            x_dev = self.backbone.preprocess(x_dev)
-        if self.channels_last:
-            x_dev = x_dev.contiguous(memory_format=torch.channels_last)
-        ctx = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast is not None
-               else contextlib.nullcontext())
-        with ctx:
-            out = self.backbone.encode_image(x_dev).float()
+        out = self._encode_on_device(x_dev)
         host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
         host.copy_(out, non_blocking=True)
         done = torch.cuda.Event()

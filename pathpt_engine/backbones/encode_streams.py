@@ -22,8 +22,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,36 +89,34 @@ def encode_batches(encoder: TileEncoder, batches: Iterable[tuple[np.ndarray, tor
     per_stream = max(1, torch.get_num_threads() // streams)
     pool = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="pathpt-encode",
                               initializer=torch.set_num_threads, initargs=(per_stream,))
-    pending: collections.deque[tuple[np.ndarray, Future[np.ndarray]]] = collections.deque()
+    try:
+        yield from _in_order(batches, lambda x: pool.submit(encoder.encode, x), ahead=streams,
+                             drop=lambda fut: fut.cancel())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _in_order(batches: Iterable[tuple[np.ndarray, torch.Tensor]], start: Callable[[torch.Tensor], Any],
+              ahead: int, drop: Callable[[Any], object]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Start each batch (`start` returns a handle with `.result()`), keep `ahead` started beyond the one being
+    handed back, and yield (indices, result) in input order; on early close `drop` each handle still pending."""
+    pending: collections.deque[tuple[np.ndarray, Any]] = collections.deque()
     try:
         for idx, x in batches:
-            pending.append((idx, pool.submit(encoder.encode, x)))
-            if len(pending) > streams:
-                i, fut = pending.popleft()
-                yield i, fut.result()
+            pending.append((idx, start(x)))
+            if len(pending) > ahead:
+                i, handle = pending.popleft()
+                yield i, handle.result()
         while pending:
-            i, fut = pending.popleft()
-            yield i, fut.result()
+            i, handle = pending.popleft()
+            yield i, handle.result()
     finally:
-        for _, fut in pending:
-            fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        for _, handle in pending:
+            drop(handle)
 
 
 def pipelined(encoder: TileEncoder, batches: Iterable[tuple[np.ndarray, torch.Tensor]],
               depth: int = CUDA_IN_FLIGHT) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """`encoder.launch` each batch and hand results back in order, `depth` batches behind (so the device always
     has the next batch queued). Closing early waits for the batches in flight."""
-    pending: collections.deque = collections.deque()
-    try:
-        for idx, x in batches:
-            pending.append((idx, encoder.launch(x)))
-            if len(pending) > depth - 1:
-                i, h = pending.popleft()
-                yield i, h.result()
-        while pending:
-            i, h = pending.popleft()
-            yield i, h.result()
-    finally:
-        for _, h in pending:
-            h.result()
+    yield from _in_order(batches, encoder.launch, ahead=depth - 1, drop=lambda h: h.result())
