@@ -34,7 +34,7 @@ from pathpt_engine.ops.vote import TUMOUR, vote_summary
 from pathpt_engine.results import ALL_TILE_VOTES, TILE_VOTES, TUMOUR_TILE_VOTES, score_heading, score_text
 
 from ..project_controller import ProjectController
-from ..viewer.overlay import lookup_table
+from ..viewer.overlay import TileLookup, lookup_table
 
 log = logging.getLogger(__name__)
 TOP_K = 4
@@ -54,11 +54,15 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+_LOOKUP: list[Any] = [None, None]  # (scores, TileLookup) of the last slide hovered
+
+
 def tile_at(scores: Any, x: float, y: float) -> int | None:
-    """Index of the tile of `scores` covering level-0 point (x, y), or None."""
-    c, t = np.asarray(scores.coords), int(scores.tile_size_level0)
-    hit = np.flatnonzero((c[:, 0] <= x) & (x < c[:, 0] + t) & (c[:, 1] <= y) & (y < c[:, 1] + t))
-    return int(hit[0]) if hit.size else None
+    """Index of the tile of `scores` covering level-0 point (x, y), or None (O(1) per call: a grid index built
+    once per scores object)."""
+    if _LOOKUP[0] is not scores:
+        _LOOKUP[:] = [scores, TileLookup(scores.coords, int(scores.tile_size_level0))]
+    return _LOOKUP[1].at(x, y)  # type: ignore[no-any-return]
 
 
 class PredictionPanel(QWidget):

@@ -62,6 +62,31 @@ class HeatmapGrid:
         return cls(origin, int(tile_size), index, mode, **kw)
 
 
+class TileLookup:
+    """The tile covering a level-0 point in O(1): a grid index over tiles on one lattice, checked against the
+    tile's own box; coords off the lattice (overlapping tiles) fall back to a scan of all tiles."""
+
+    def __init__(self, coords: np.ndarray, tile_size: int) -> None:
+        self.coords, self.tile = np.asarray(coords, np.int64), int(tile_size)
+        self._grid: tuple[tuple[int, int], np.ndarray] | None = None
+        if len(self.coords) and self.tile > 0:
+            origin, index = tile_index_grid(self.coords, self.tile)
+            if not ((self.coords - np.array(origin)) % self.tile).any():
+                self._grid = origin, index
+
+    def at(self, x: float, y: float) -> int | None:
+        c, t = self.coords, self.tile
+        if self._grid is None:
+            hit = np.flatnonzero((c[:, 0] <= x) & (x < c[:, 0] + t) & (c[:, 1] <= y) & (y < c[:, 1] + t))
+            return int(hit[0]) if hit.size else None
+        (ox, oy), index = self._grid
+        col, row = int((x - ox) // t), int((y - oy) // t)
+        if not (0 <= row < index.shape[0] and 0 <= col < index.shape[1]):
+            return None
+        i = int(index[row, col])
+        return i if i >= 0 else None
+
+
 @dataclass(frozen=True)
 class Outline:
     """A ground-truth outline: boundary segments of a binary mask, in level-0 pixels.
