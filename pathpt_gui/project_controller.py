@@ -20,6 +20,7 @@ from pathpt_engine.jobs import Progress
 from pathpt_engine.project import Project
 
 from . import project_jobs as pj
+from .label_text import describe_label_change
 from .project_lock import LockedProjectMixin, ProjectSession
 from .workers import JobWorker
 
@@ -218,16 +219,18 @@ class ProjectController(LockedProjectMixin, QObject):
         self.labels_changed.emit()
 
     def undo(self) -> str | None:
-        what = self.require().labels.undo()
-        if what is not None:
-            self.info(f"undo: {what}")
-            self.labels_changed.emit()
-        return what
+        """Undo the latest label change; the log says what it did ("label of synth0_010 cleared")."""
+        return self._undo_redo(self.require().labels.undo, "undone")
 
     def redo(self) -> str | None:
-        what = self.require().labels.redo()
+        return self._undo_redo(self.require().labels.redo, "redone")
+
+    def _undo_redo(self, step: Any, done: str) -> str | None:
+        labels = self.require().labels
+        before = labels.all()
+        what = step()
         if what is not None:
-            self.info(f"redo: {what}")
+            self.info(f"{describe_label_change(before, labels.all())} ({what} {done})")
             self.labels_changed.emit()
         return what
 

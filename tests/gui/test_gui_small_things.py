@@ -1,0 +1,44 @@
+"""Issue 16 section 4: small things a pathologist notices (undo log wording, command-line opening, class set,
+label column, first-run hint, heatmap toolbar)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def window(make_window):
+    return make_window(size=(1400, 900), workflow=True)
+
+
+def _project(wf, slide_file, tmp_path):
+    from pathpt_engine.prompts.classsets import synth_classset
+
+    ctrl = wf.ctrl
+    ctrl.create_project(tmp_path / "proj")
+    ctrl.set_classset(synth_classset(2))
+    assert ctrl.add_slides([slide_file]) == ["slide"]
+    return ctrl, synth_classset(2).subtype_names
+
+
+def test_undo_log_says_what_was_undone(window, slide_file, tmp_path):
+    _win, wf = window
+    ctrl, names = _project(wf, slide_file, tmp_path)
+    ctrl.set_label(["slide"], names[1])
+    ctrl.set_split(["slide"], "heldout")
+    ctrl.undo()
+    assert wf.log_panel.lines[-1][1].startswith("split of slide set to train")
+    ctrl.undo()
+    assert wf.log_panel.lines[-1][1].startswith("label of slide cleared")
+    ctrl.redo()
+    assert wf.log_panel.lines[-1][1].startswith(f"label of slide set to {names[1]} (train)")
+    assert not any(text.startswith(("undo:", "redo:")) for _lvl, text in wf.log_panel.lines)
+
+
+def test_describe_many_slides_counts_them():
+    from pathpt_engine.project.labels import Label
+    from pathpt_gui.label_text import describe_label_change
+
+    before = {f"s{i}": Label(f"s{i}", "a", "train") for i in range(5)}
+    assert describe_label_change(before, {}) == "labels of 5 slides changed: 5 label(s) cleared"
+    assert describe_label_change(before, before) == "no label changed"
