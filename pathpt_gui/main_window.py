@@ -51,6 +51,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or AppSettings()
         self.setWindowTitle("PathPT Studio")
+        self.open_failures_box: QMessageBox | None = None  # the last "cannot open" message (non-blocking)
         self.resize(1600, 1000)
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
@@ -89,14 +90,31 @@ class MainWindow(QMainWindow):
             names = ", ".join(p.name for p, _ in found.skipped[:3]) + ("…" if len(found.skipped) > 3 else "")
             self.statusBar().showMessage(f"Skipped {len(found.skipped)} file(s) that are not slides: {names} "
                                          f"({found.skipped[0][1]})", 15000)
-        return [v for v in (self.open_slide(p) for p in found.slides) if v is not None]
+        failures: list[str] = []
+        views = [v for v in (self.open_slide(p, failures=failures) for p in found.slides) if v is not None]
+        if failures:
+            self._show_open_failures(failures)
+        return views
 
-    def open_slide(self, path: str | Path, remember: bool = True) -> SlideView | None:
-        """Open a slide in a new tab (or switch to it); a bad file shows one dialog and returns None.
+    def _show_open_failures(self, failures: list[str]) -> None:
+        """One non-blocking message listing every slide that could not be opened (the others are open)."""
+        n = len(failures)
+        box = QMessageBox(QMessageBox.Icon.Warning, f"Cannot open {n} slide{'s' if n > 1 else ''}",
+                          "\n".join(failures), QMessageBox.StandardButton.Ok, self)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.open_failures_box = box
+        box.show()
+
+    def open_slide(self, path: str | Path, remember: bool = True,
+                   failures: list[str] | None = None) -> SlideView | None:
+        """Open a slide in a new tab (or switch to it); a bad file shows one dialog (or, given `failures`, is
+        added to that list) and returns None.
 
         Args:
             path: the slide file.
             remember: add it to the recent-files list.
+            failures: collect the error instead of showing it (opening several slides: one message at the end).
         """
         path = Path(path)
         for i, view in enumerate(self.views()):
@@ -107,7 +125,10 @@ class MainWindow(QMainWindow):
             reader = open_slide(path)
         except PathPTError as exc:
             log.warning("%s", exc)
-            QMessageBox.critical(self, "Cannot open slide", str(exc))
+            if failures is not None:
+                failures.append(str(exc))
+            else:
+                QMessageBox.critical(self, "Cannot open slide", str(exc))
             return None
         view = SlideView(reader, cache_bytes=self.settings.cache_mb * 2**20,
                          threads=self.settings.reader_threads)

@@ -42,3 +42,22 @@ def test_describe_many_slides_counts_them():
     before = {f"s{i}": Label(f"s{i}", "a", "train") for i in range(5)}
     assert describe_label_change(before, {}) == "labels of 5 slides changed: 5 label(s) cleared"
     assert describe_label_change(before, before) == "no label changed"
+
+
+def test_opening_several_slides_collects_failures_in_one_message(make_window, slide_file, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    def modal(*a, **k):  # a modal dialog would block the others
+        raise AssertionError("modal dialog shown")
+
+    monkeypatch.setattr(QMessageBox, "critical", modal)
+    bad1, bad2 = tmp_path / "bad1.svs", tmp_path / "bad2.tif"
+    bad1.write_bytes(b"not a slide at all" * 10)
+    bad2.write_bytes(b"II*\x00garbage" * 10)
+    win = make_window()
+    views = win.open_paths([bad1, slide_file, bad2])
+    assert len(views) == 1 and win.tabs.count() == 1
+    box = win.open_failures_box
+    assert box is not None and box.isVisible() and not box.isModal()
+    assert box.windowTitle() == "Cannot open 2 slides"
+    assert "bad1.svs" in box.text() and "bad2.tif" in box.text()
