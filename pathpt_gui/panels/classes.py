@@ -44,8 +44,10 @@ class ClassesPanel(QWidget):
         self.sets.addItems(list_classsets())
         load = QPushButton("Load set")
         load.clicked.connect(self.load_shipped)
+        self.current = QLabel()  # which class set the project uses (the combo only offers shipped ones)
+        self.current.setObjectName("classsetInUse")
         top = QHBoxLayout()
-        top.addWidget(QLabel("Shipped class sets"))
+        top.addWidget(QLabel("Replace with a shipped set:"))
         top.addWidget(self.sets, 1)
         top.addWidget(load)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -73,6 +75,7 @@ class ClassesPanel(QWidget):
         self.note.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.current)
         lay.addLayout(top)
         lay.addWidget(self.table, 1)
         lay.addLayout(bottom)
@@ -85,11 +88,15 @@ class ClassesPanel(QWidget):
         cs = self.ctrl.classset()
         self.table.setRowCount(0)
         if cs is None:
+            self.current.setText("This project has no class set yet.")
             self.note.setText("No classes yet: load a shipped set or add your own, then Apply.")
             return
         self._template = cs
-        if self.sets.findText(cs.name) >= 0:
+        shipped = self.sets.findText(cs.name) >= 0
+        if shipped:
             self.sets.setCurrentText(cs.name)
+        self.current.setText(f"This project uses the class set <b>{cs.name}</b> ({len(cs.classes)} classes"
+                             f"{'' if shipped else ', not a shipped set'}).")
         for c in cs.classes:
             self._append(c.name, "; ".join(c.synonyms), c.color, c.normal)
         self.note.setText(f"<b>{cs.name}</b>: {cs.description[:160]}")

@@ -61,3 +61,18 @@ def test_opening_several_slides_collects_failures_in_one_message(make_window, sl
     assert box is not None and box.isVisible() and not box.isModal()
     assert box.windowTitle() == "Cannot open 2 slides"
     assert "bad1.svs" in box.text() and "bad2.tif" in box.text()
+
+
+def test_classes_tab_says_which_class_set_the_project_uses(window, slide_file, tmp_path):
+    from PySide6.QtWidgets import QLabel
+
+    _win, wf = window
+    _project(wf, slide_file, tmp_path)
+    texts = [lab.text() for lab in wf.classes.findChildren(QLabel)]
+    assert any("uses the class set <b>synthetic2</b> (3 classes, not a shipped set)" in t for t in texts), texts
+    assert "Shipped class sets" not in texts
+    from pathpt_engine.prompts.classsets import load_classset
+
+    wf.ctrl.set_classset(load_classset("brain"))
+    assert "uses the class set <b>brain</b>" in wf.classes.current.text()
+    assert "not a shipped set" not in wf.classes.current.text()
