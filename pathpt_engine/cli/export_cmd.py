@@ -3,6 +3,8 @@
     pathpt export --scores preds/ --slide slides/ --format png --class LUAD --cmap magma --out exports/
     pathpt export --scores preds/s1.h5 --format geojson --out s1.geojson
     pathpt export --scores preds/ --format csv --out predictions.csv
+    pathpt export --scores preds/ --slide slides/ --format tiff --class LUAD --mpp 4 --out overlays/
+    pathpt export --scores preds/ --slide slides/ --format geojson --regions --out regions/
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from ..progress import run_with_bar
 from ..results import SlidePrediction
 from ..workflow.export import ExportOptions, export_run
 
-FORMATS = ("png", "geojson", "csv", "h5")
-_SUFFIX = {"png": ".png", "geojson": ".geojson", "h5": ".h5"}
+FORMATS = ("png", "geojson", "csv", "h5", "tiff")
+_SUFFIX = {"png": ".png", "geojson": ".geojson", "h5": ".h5", "tiff": "_likelihood_map.tif"}
 _SLIDE_EXTS = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 
 
@@ -35,9 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, required=True)
     p.add_argument("--out", type=Path, required=True,
                    help="output file (one slide, or csv) or folder (several slides: <slide_id>.<ext>)")
-    p.add_argument("--downsample", type=float, default=32.0, help="png: level-0 pixels per output pixel (32)")
+    p.add_argument("--downsample", type=float, default=32.0,
+                   help="png, tiff: level-0 pixels per output pixel (32; the TIFF floors it to an integer)")
+    p.add_argument("--mpp", type=float, metavar="UM_PER_PX",
+                   help="png, tiff: output resolution in µm/px instead of --downsample (needs the slide's pixel size)")
+    p.add_argument("--tiff-variant", choices=("gray", "rgba"), default="gray",
+                   help="tiff: one uint8 channel (class index + 1, or P(--class) * 255; 0 = no tile) or RGBA colours")
     p.add_argument("--class", dest="klass", default=ARGMAX, metavar="NAME|argmax",
-                   help="png: colour one class's probability, or the argmax class map (default argmax)")
+                   help="layer (png, tiff): colour one class's probability, or the argmax class map (default argmax)")
     p.add_argument("--cmap", default="viridis", help="png: matplotlib colormap for --class NAME (viridis)")
     p.add_argument("--alpha", type=float, default=0.5, help="png: overlay opacity 0..1 (0.5)")
     p.add_argument("--color", action="append", default=[], metavar="NAME=#rrggbb",
@@ -47,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictions", type=Path, metavar="CSV",
                    help="slide predictions CSV (default: predictions.csv next to the scores, if present)")
     p.add_argument("--no-tiles", action="store_true", help="geojson: only the whole-tissue annotation")
+    p.add_argument("--regions", action="store_true",
+                   help="geojson: merge the tiles of each class into QuPath annotation polygons (with holes, "
+                        "areas in µm² when the slide is given) instead of tile objects")
     p.set_defaults(func=_export)
 
 
@@ -110,7 +120,9 @@ def _predictions(args: argparse.Namespace, inputs: tuple[Path, ...]) -> dict[str
 def _kind(args: argparse.Namespace) -> str:
     if args.format == "png":
         return "heatmap_png" if args.slide is None or args.heatmap else "overlay_png"
-    return {"geojson": "geojson", "h5": "scores_h5"}[args.format]
+    if args.format == "geojson" and args.regions:
+        return "regions_geojson"
+    return {"geojson": "geojson", "h5": "scores_h5", "tiff": "overlay_tiff"}[args.format]
 
 
 def build_request(args: argparse.Namespace) -> tuple[tuple[Path, ...], ExportOptions, dict[str, SlidePrediction]]:
@@ -123,11 +135,14 @@ def build_request(args: argparse.Namespace) -> tuple[tuple[Path, ...], ExportOpt
         style = OverlayStyle(args.klass, args.cmap, args.alpha, _parse_colors(args.color))
         if args.format == "csv":
             opts = ExportOptions(args.out, (), style, args.downsample, csv=args.out)
+        elif args.format == "tiff" and args.slide is None:
+            raise ConfigError("pathpt export: --format tiff needs --slide (the overlay is aligned with the slide)")
         else:
             kind = _kind(args)
             opts = ExportOptions(args.out, (kind,), style, args.downsample, _parse_region(args.region),
                                  not args.no_tiles, {kind: _SUFFIX[args.format]},
-                                 one_file=len(inputs) == 1 and args.out.suffix != "")
+                                 one_file=len(inputs) == 1 and args.out.suffix != "", mpp=args.mpp,
+                                 tiff_variant=args.tiff_variant)
         return inputs, opts, _predictions(args, inputs)
     except ValueError as exc:
         raise ConfigError(f"pathpt export: {exc}") from exc

@@ -8,6 +8,7 @@ GeoJSON, scores h5), and optionally one predictions CSV at the end. Every name t
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +20,12 @@ from ..export.png import Region
 from ..jobs import Job, Progress, check_cancel
 from ..results import SlidePrediction, TileScores
 
-KINDS = ("overlay_png", "heatmap_png", "geojson", "scores_h5")
+KINDS = ("overlay_png", "heatmap_png", "geojson", "scores_h5", "overlay_tiff", "regions_geojson")
 # per-slide file names in a folder: <slide_id><suffix> (the GUI's Export Results layout)
 SUFFIXES: Mapping[str, str] = {"overlay_png": "_overlay.png", "heatmap_png": "_heatmap.png", "geojson": ".geojson",
-                               "scores_h5": "_scores.h5"}
+                               "scores_h5": "_scores.h5", "overlay_tiff": "_likelihood_map.tif",
+                               "regions_geojson": "_regions.geojson"}
+TIFF_VARIANTS = ("gray", "rgba")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class ExportOptions:
         one_file: `out` is the one file to write (one source and one kind).
         csv: also write the exported slides' predictions to this CSV (each needs a prediction).
         slide_ids: export only these slides (None: every source).
+        mpp: output resolution in µm/px instead of `downsample` (needs the slide's pixel size).
+        tiff_variant: TIFF overlay pixels: "gray" (uint8 class index + 1, or probability * 255 of the
+            `style.mode` class; 0 = no tile) or "rgba" (the overlay colours).
     """
 
     out: Path
@@ -52,6 +58,8 @@ class ExportOptions:
     one_file: bool = False
     csv: Path | None = None
     slide_ids: tuple[str, ...] | None = None
+    mpp: float | None = None
+    tiff_variant: str = "gray"
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.kinds if k not in KINDS]
@@ -59,6 +67,10 @@ class ExportOptions:
             raise ValueError(f"unknown export kind(s) {unknown}; known: {list(KINDS)}")
         if not self.downsample > 0:  # also refuses nan
             raise ValueError(f"--downsample must be > 0, got {self.downsample}")
+        if self.mpp is not None and not self.mpp > 0:
+            raise ValueError(f"--mpp must be > 0, got {self.mpp}")
+        if self.tiff_variant not in TIFF_VARIANTS:
+            raise ValueError(f"unknown TIFF overlay variant {self.tiff_variant!r}; known: {list(TIFF_VARIANTS)}")
         if self.one_file and len(self.kinds) != 1:
             raise ValueError("one output file holds one kind of export")
 
@@ -134,10 +146,42 @@ def _write(kind: str, path: Path, scores: TileScores, pred: SlidePrediction | No
         return write_scores_h5(path, scores, pred)
     if kind == "heatmap_png":
         return export_heatmap_figure(path, scores, opts.style)
+    if kind == "regions_geojson":
+        return _write_regions(path, scores, opts, slide_for)
     slide = slide_for(scores.slide_id)
     if slide is None:
-        raise ExportError(f"{path}: no slide file for {scores.slide_id!r} to blend the overlay over")
+        what = "align the TIFF overlay with" if kind == "overlay_tiff" else "blend the overlay over"
+        raise ExportError(f"{path}: no slide file for {scores.slide_id!r} to {what}")
     from ..slides import open_slide
 
     with open_slide(slide) as reader:
-        return export_overlay_png(path, reader, scores, opts.downsample, opts.style, opts.region)
+        slide_mpp = reader.mpp[0] if reader.mpp else None
+        if kind == "overlay_tiff":
+            from ..export.tiff_overlay import write_tiff_overlay
+
+            d = max(1, math.floor(_downsample(opts, slide_mpp, path) + 1e-9))  # the TIFF needs an integer one
+            return write_tiff_overlay(path, scores, reader.dimensions, slide_mpp, d, opts.style, opts.tiff_variant)
+        return export_overlay_png(path, reader, scores, _downsample(opts, slide_mpp, path), opts.style, opts.region)
+
+
+def _downsample(opts: ExportOptions, slide_mpp: float | None, path: Path) -> float:
+    """Level-0 pixels per output pixel: `opts.downsample`, or from `opts.mpp` and the slide's pixel size."""
+    if opts.mpp is None:
+        return opts.downsample
+    if slide_mpp is None:
+        raise ExportError(f"{path}: the slide records no pixel size, so --mpp cannot be used; give --downsample")
+    return opts.mpp / slide_mpp
+
+
+def _write_regions(path: Path, scores: TileScores, opts: ExportOptions, slide_for: SlideFor) -> Path:
+    """Class regions as QuPath annotations; areas in µm² when the slide (and its pixel size) is known."""
+    from ..export.class_regions import write_class_regions
+
+    mpp = None
+    slide = slide_for(scores.slide_id)
+    if slide is not None:
+        from ..slides import open_slide
+
+        with open_slide(slide) as reader:
+            mpp = reader.mpp[0] if reader.mpp else None
+    return write_class_regions(path, scores, opts.style.colors, opts.style.normal_index, mpp)
