@@ -121,6 +121,10 @@ class SlidesPanel(QWidget):
         self.table.key_split.connect(lambda s: self._guard(self.ctrl.set_split, self.selected_ids(), s))
         self.summary = QLabel()
         self.summary.setWordWrap(True)
+        self.hint = QLabel()  # how to label, until the first label is set
+        self.hint.setObjectName("labelHint")
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: #9fc5e8;")
         top = QHBoxLayout()
         top.addWidget(self.filter, 1)
         top.addWidget(self.search, 1)
@@ -128,6 +132,7 @@ class SlidesPanel(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
         lay.addWidget(self.table, 1)
+        lay.addWidget(self.hint)
         lay.addWidget(self.summary)
         self.filter.currentIndexChanged.connect(self._apply_filter)
         self.search.textChanged.connect(self._apply_filter)
@@ -156,11 +161,14 @@ class SlidesPanel(QWidget):
         self.table.setRowCount(0)
         if proj is None:
             self.summary.setText("No project open.")
+            self._show_hint(None, 0, 0)
             return
         cs = self.ctrl.classset()
         colors = {c.name: c.color for c in cs.classes} if cs else {}
         labels, preds = proj.labels.all(), self.ctrl.predictions()
         slides = proj.slides.list()
+        self._fit_label_column(list(colors))
+        self._show_hint(cs, len(slides), len(labels))
         failed = self.ctrl.failed_slides()
         self.table.setRowCount(len(slides))
         for r, rec in enumerate(slides):
@@ -176,6 +184,28 @@ class SlidesPanel(QWidget):
                              + (f" · <b style='color:#e8a33c'>{missing} missing</b>" if missing else "")
                              + (f" · <b style='color:{FAILED_RED}'>{len(failed)} failed</b>" if failed else ""))
         self._apply_filter()
+
+    def _show_hint(self, cs: Any, n_slides: int, n_labels: int) -> None:
+        """A first-run line on how to label, shown until the project has its first label."""
+        if n_labels:
+            self.hint.hide()
+            return
+        if self.ctrl.project is None:
+            text = "To start: Project ▸ New Project…, add slides, then label them here."
+        elif not n_slides:
+            text = "Add slides (Project ▸ Add Slides…), then label them in this list."
+        else:
+            keys = ", ".join(f"{i} {c.name}" for i, c in enumerate(cs.classes[1:10], 1)) if cs else "1–9 subtype"
+            text = (f"To label: select slides, press a key ({keys}; 0 clears; T train, H held-out) "
+                    "or right-click.")
+        self.hint.setText(text)
+        self.hint.show()
+
+    def _fit_label_column(self, names: list[str]) -> None:
+        """Wide enough for the longest class name (up to 240 px); longer ones are elided, with a tooltip."""
+        fm = self.table.fontMetrics()
+        want = max([fm.horizontalAdvance(n) + 16 for n in names] + [100])
+        self.table.setColumnWidth(1, min(want, 240))
 
     def _reselect(self, ids: set[str]) -> None:
         from PySide6.QtCore import QItemSelectionModel
@@ -196,6 +226,7 @@ class SlidesPanel(QWidget):
             name.setForeground(QBrush(QColor("#e8a33c")))
         chip = QTableWidgetItem(lab.label if lab else "")
         if lab:
+            chip.setToolTip(f"{lab.label} ({lab.split})")
             chip.setBackground(QBrush(_chip_color(colors.get(lab.label)).darker(140)))
             chip.setForeground(QBrush(QColor("white")))
         split = QTableWidgetItem({"train": "train", "heldout": "held-out"}.get(lab.split, "") if lab else "")

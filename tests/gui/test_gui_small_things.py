@@ -76,3 +76,30 @@ def test_classes_tab_says_which_class_set_the_project_uses(window, slide_file, t
     wf.ctrl.set_classset(load_classset("brain"))
     assert "uses the class set <b>brain</b>" in wf.classes.current.text()
     assert "not a shipped set" not in wf.classes.current.text()
+
+
+def test_label_column_shows_full_class_names(window, slide_file, tmp_path):
+    from pathpt_engine.prompts.classsets import load_classset
+
+    _win, wf = window
+    ctrl, _names = _project(wf, slide_file, tmp_path)
+    cs = load_classset("ucs")
+    ctrl.set_classset(cs)
+    longest = max((c.name for c in cs.classes[1:]), key=len)
+    ctrl.set_label(["slide"], longest)
+    table = wf.slides.table
+    item = table.item(0, 1)
+    assert item.text() == longest and longest in item.toolTip()
+    need = table.fontMetrics().horizontalAdvance(longest)
+    assert table.columnWidth(1) >= min(need + 8, 240)
+
+
+def test_first_launch_hint_tells_how_to_label(window, slide_file, tmp_path):
+    _win, wf = window
+    hint = wf.slides.hint
+    assert hint.isVisible() and "New Project" in hint.text()
+    ctrl, names = _project(wf, slide_file, tmp_path)
+    assert hint.isVisible()
+    assert f"1 {names[0]}" in hint.text() and "0 clears" in hint.text()
+    ctrl.set_label(["slide"], names[0])
+    assert not hint.isVisible()
