@@ -20,7 +20,9 @@ from ..export.png import Region
 from ..jobs import Job, Progress, check_cancel
 from ..results import SlidePrediction, TileScores
 
+# every kind export_run knows; DEFAULT_KINDS: what it writes when none are chosen (the four of earlier versions)
 KINDS = ("overlay_png", "heatmap_png", "geojson", "scores_h5", "overlay_tiff", "regions_geojson")
+DEFAULT_KINDS = ("overlay_png", "heatmap_png", "geojson", "scores_h5")
 # per-slide file names in a folder: <slide_id><suffix> (the GUI's Export Results layout)
 SUFFIXES: Mapping[str, str] = {"overlay_png": "_overlay.png", "heatmap_png": "_heatmap.png", "geojson": ".geojson",
                                "scores_h5": "_scores.h5", "overlay_tiff": "_likelihood_map.tif",
@@ -34,7 +36,7 @@ class ExportOptions:
 
     Attributes:
         out: output folder (files `<slide_id><suffix>`), or with `one_file` the single output file.
-        kinds: per-slide files, from `KINDS` (may be empty: only the CSV).
+        kinds: per-slide files, from `KINDS` (may be empty: only the CSV); default `DEFAULT_KINDS`.
         style: overlay mode ("argmax" or a class name), colormap, opacity and class colours.
         downsample: level-0 pixels per PNG pixel of the blended overlay.
         region: level-0 (x, y, w, h) of the blended overlay instead of the whole slide.
@@ -49,7 +51,7 @@ class ExportOptions:
     """
 
     out: Path
-    kinds: tuple[str, ...] = KINDS
+    kinds: tuple[str, ...] = DEFAULT_KINDS
     style: OverlayStyle = field(default_factory=OverlayStyle)
     downsample: float = 8.0
     region: Region | None = None
