@@ -286,8 +286,7 @@ class MainWindow(QMainWindow):
         scalar = has and v.overlay.grid.mode == "scalar"
         for w in (self.opacity_slider, self.actions["overlay"], self.actions["smooth"]):
             w.setEnabled(has)
-        self.cmap_combo.setEnabled(scalar)
-        self.heatmap_toolbar.setVisible(has)
+        self.cmap_combo.setEnabled(scalar)  # the toolbar stays shown (greyed out): hiding it shifted the layout
         if v is None:
             return
         for w in (self.opacity_slider, self.cmap_combo):

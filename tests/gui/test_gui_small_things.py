@@ -103,3 +103,22 @@ def test_first_launch_hint_tells_how_to_label(window, slide_file, tmp_path):
     assert f"1 {names[0]}" in hint.text() and "0 clears" in hint.text()
     ctrl.set_label(["slide"], names[0])
     assert not hint.isVisible()
+
+
+def test_heatmap_toolbar_does_not_shift_the_layout(make_window, slide_file, qtbot):
+    import numpy as np
+    from PySide6.QtCore import QPoint
+
+    win = make_window()
+    view = win.open_slide(slide_file, remember=False)
+    qtbot.wait(20)
+    top_before = view.mapTo(win, QPoint(0, 0))
+    size_before = view.size()
+    assert not win.opacity_slider.isEnabled()  # no heatmap yet: greyed out, but in place
+    view.overlay.set_values(np.array([[0, 0], [256, 0]]), 256, np.array([0.2, 0.9]))
+    qtbot.wait(20)
+    assert win.opacity_slider.isEnabled()
+    assert view.mapTo(win, QPoint(0, 0)) == top_before and view.size() == size_before
+    view.overlay.clear()
+    qtbot.wait(20)
+    assert view.mapTo(win, QPoint(0, 0)) == top_before and view.size() == size_before
