@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
         view = SlideView(reader, cache_bytes=self.settings.cache_mb * 2**20,
                          threads=self.settings.reader_threads)
         view.overlay.load_ground_truth(path)  # a synthetic cohort's tumour mask, outlined when present
+        self._apply_overlay_settings(view)
         view.cursor_moved.connect(self._show_cursor)
         view.view_changed.connect(self._show_view_info)
         view.tile_error.connect(self._on_tile_error)
@@ -227,17 +228,29 @@ class MainWindow(QMainWindow):
         if (v := self.current_view()) is not None:
             v.overlay.visible = on
 
+    # the overlay look the user picks is kept between launches (AppSettings) and given to every new slide
     def set_overlay_smooth(self, on: bool) -> None:
+        self.settings.overlay_smooth = on
         if (v := self.current_view()) is not None:
             v.overlay.smooth = on
 
     def set_overlay_opacity(self, percent: int) -> None:
+        self.settings.overlay_opacity = percent / 100.0
         if (v := self.current_view()) is not None:
             v.overlay.opacity = percent / 100.0
 
     def set_overlay_colormap(self, name: str) -> None:
+        self.settings.overlay_colormap = name
         if (v := self.current_view()) is not None:
             v.overlay.colormap = name
+
+    def _apply_overlay_settings(self, view: SlideView) -> None:
+        ov, st = view.overlay, self.settings
+        ov.opacity, ov.smooth = st.overlay_opacity, st.overlay_smooth
+        try:
+            ov.colormap = st.overlay_colormap
+        except ValueError:  # a colormap this matplotlib lacks: keep the default
+            log.warning("stored overlay colormap %r unknown; using %s", st.overlay_colormap, ov.colormap)
 
     def show_properties(self) -> None:
         if (v := self.current_view()) is not None:

@@ -1,4 +1,4 @@
-"""Persistent GUI settings (QSettings): tile-cache budget, reader threads, recent files."""
+"""Persistent GUI settings (QSettings): tile-cache budget, reader threads, overlay look, recent files."""
 
 from __future__ import annotations
 
@@ -50,6 +50,38 @@ class AppSettings:
         if not THREADS_RANGE[0] <= int(value) <= THREADS_RANGE[1]:
             raise ValueError(f"reader threads must be {THREADS_RANGE[0]}..{THREADS_RANGE[1]}, got {value}")
         self.q.setValue("viewer/reader_threads", int(value))
+
+    # heatmap overlay look, kept between launches -------------------------------------------------------
+    @property
+    def overlay_opacity(self) -> float:
+        """Heatmap opacity in [0, 1] (a bad stored value falls back to 0.45)."""
+        try:
+            value = float(self.q.value("overlay/opacity", 0.45))
+        except (TypeError, ValueError):
+            return 0.45
+        return value if 0.0 <= value <= 1.0 else 0.45
+
+    @overlay_opacity.setter
+    def overlay_opacity(self, value: float) -> None:
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"overlay opacity must be in [0, 1], got {value}")
+        self.q.setValue("overlay/opacity", float(value))
+
+    @property
+    def overlay_colormap(self) -> str:
+        return str(self.q.value("overlay/colormap", "viridis") or "viridis")
+
+    @overlay_colormap.setter
+    def overlay_colormap(self, name: str) -> None:
+        self.q.setValue("overlay/colormap", str(name))
+
+    @property
+    def overlay_smooth(self) -> bool:
+        return str(self.q.value("overlay/smooth", "false")).lower() in ("true", "1")
+
+    @overlay_smooth.setter
+    def overlay_smooth(self, value: bool) -> None:
+        self.q.setValue("overlay/smooth", "true" if value else "false")
 
     def recent_files(self) -> list[str]:
         value = self.q.value("recent/files", [])
