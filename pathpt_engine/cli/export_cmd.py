@@ -5,6 +5,8 @@
     pathpt export --scores preds/ --format csv --out predictions.csv
     pathpt export --scores preds/ --slide slides/ --format tiff --class LUAD --mpp 4 --out overlays/
     pathpt export --scores preds/ --slide slides/ --format geojson --regions --out regions/
+    pathpt export --scores preds/ --slide slides/ --format figure --figure-format png svg pdf --dpi 300 \
+        --run lung-5shot --method PathPT --backbone KEEP --out figures/
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from pathlib import Path
 from ..colors import hex_to_rgb
 from ..errors import ConfigError
 from ..export import ARGMAX, ExportError, OverlayStyle, read_predictions_csv
+from ..export.captions import Caption
 from ..export.guards import safe_child
 from ..progress import run_with_bar
 from ..results import SlidePrediction
 from ..workflow.export import ExportOptions, export_run
 
-FORMATS = ("png", "geojson", "csv", "h5", "tiff")
-_SUFFIX = {"png": ".png", "geojson": ".geojson", "h5": ".h5", "tiff": "_likelihood_map.tif"}
+FORMATS = ("png", "geojson", "csv", "h5", "tiff", "figure")
+_SUFFIX = {"png": ".png", "geojson": ".geojson", "h5": ".h5", "tiff": "_likelihood_map.tif",
+           "figure_png": "_figure.png", "figure_svg": "_figure.svg", "figure_pdf": "_figure.pdf"}
 _SLIDE_EXTS = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 
 
@@ -54,6 +58,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictions", type=Path, metavar="CSV",
                    help="slide predictions CSV (default: predictions.csv next to the scores, if present)")
     p.add_argument("--no-tiles", action="store_true", help="geojson: only the whole-tissue annotation")
+    p.add_argument("--figure-format", nargs="+", choices=("png", "svg", "pdf"), default=["png"],
+                   help="figure: file formats (png)")
+    p.add_argument("--dpi", type=int, default=150, help="figure, png heatmap: resolution (150)")
+    p.add_argument("--legend", action="store_true",
+                   help="png over a slide: add a strip with the legend and the caption under the image")
+    p.add_argument("--run", dest="run_name", default="", help="caption: the run's name")
+    p.add_argument("--method", default="", help="caption: the method (e.g. PathPT, zero-shot)")
+    p.add_argument("--backbone", default="", help="caption: the vision-language model")
+    p.add_argument("--research-only", action="store_true",
+                   help="caption: add 'research use, not for diagnosis' (automatic for synthetic/demo models)")
     p.add_argument("--regions", action="store_true",
                    help="geojson: merge the tiles of each class into QuPath annotation polygons (with holes, "
                         "areas in µm² when the slide is given) instead of tile objects")
@@ -117,6 +131,12 @@ def _predictions(args: argparse.Namespace, inputs: tuple[Path, ...]) -> dict[str
     return {p.slide_id: p for p in read_predictions_csv(path)} if path else {}
 
 
+def _kinds(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.format == "figure":
+        return tuple(dict.fromkeys(f"figure_{f}" for f in args.figure_format))
+    return (_kind(args),)
+
+
 def _kind(args: argparse.Namespace) -> str:
     if args.format == "png":
         return "heatmap_png" if args.slide is None or args.heatmap else "overlay_png"
@@ -138,11 +158,13 @@ def build_request(args: argparse.Namespace) -> tuple[tuple[Path, ...], ExportOpt
         elif args.format == "tiff" and args.slide is None:
             raise ConfigError("pathpt export: --format tiff needs --slide (the overlay is aligned with the slide)")
         else:
-            kind = _kind(args)
-            opts = ExportOptions(args.out, (kind,), style, args.downsample, _parse_region(args.region),
-                                 not args.no_tiles, {kind: _SUFFIX[args.format]},
-                                 one_file=len(inputs) == 1 and args.out.suffix != "", mpp=args.mpp,
-                                 tiff_variant=args.tiff_variant)
+            kinds = _kinds(args)
+            opts = ExportOptions(args.out, kinds, style, args.downsample, _parse_region(args.region),
+                                 not args.no_tiles, {k: _SUFFIX.get(k, _SUFFIX.get(args.format, "")) for k in kinds},
+                                 one_file=len(inputs) == 1 and len(kinds) == 1 and args.out.suffix != "",
+                                 mpp=args.mpp, tiff_variant=args.tiff_variant,
+                                 caption=Caption(args.run_name, args.method, args.backbone, args.research_only),
+                                 dpi=args.dpi, legend_strip=args.legend)
         return inputs, opts, _predictions(args, inputs)
     except ValueError as exc:
         raise ConfigError(f"pathpt export: {exc}") from exc

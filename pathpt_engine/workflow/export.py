@@ -15,18 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..export import ExportError, OverlayStyle, read_geojson, read_scores_h5
+from ..export.captions import Caption
 from ..export.guards import require_finite, safe_child
 from ..export.png import Region
 from ..jobs import Job, Progress, check_cancel
 from ..results import SlidePrediction, TileScores
 
 # every kind export_run knows; DEFAULT_KINDS: what it writes when none are chosen (the four of earlier versions)
-KINDS = ("overlay_png", "heatmap_png", "geojson", "scores_h5", "overlay_tiff", "regions_geojson")
+KINDS = ("overlay_png", "heatmap_png", "geojson", "scores_h5", "overlay_tiff", "regions_geojson", "figure_png",
+         "figure_svg", "figure_pdf")
 DEFAULT_KINDS = ("overlay_png", "heatmap_png", "geojson", "scores_h5")
 # per-slide file names in a folder: <slide_id><suffix> (the GUI's Export Results layout)
 SUFFIXES: Mapping[str, str] = {"overlay_png": "_overlay.png", "heatmap_png": "_heatmap.png", "geojson": ".geojson",
                                "scores_h5": "_scores.h5", "overlay_tiff": "_likelihood_map.tif",
-                               "regions_geojson": "_regions.geojson"}
+                               "regions_geojson": "_regions.geojson", "figure_png": "_figure.png",
+                               "figure_svg": "_figure.svg", "figure_pdf": "_figure.pdf"}
 TIFF_VARIANTS = ("gray", "rgba")
 
 
@@ -48,6 +51,9 @@ class ExportOptions:
         mpp: output resolution in µm/px instead of `downsample` (needs the slide's pixel size).
         tiff_variant: TIFF overlay pixels: "gray" (uint8 class index + 1, or probability * 255 of the
             `style.mode` class; 0 = no tile) or "rgba" (the overlay colours).
+        caption: run, method, backbone and research-use flag for the captions of every picture.
+        dpi: resolution of PNG figures.
+        legend_strip: overlay PNG: add a strip under the image with the legend and the caption.
     """
 
     out: Path
@@ -62,6 +68,9 @@ class ExportOptions:
     slide_ids: tuple[str, ...] | None = None
     mpp: float | None = None
     tiff_variant: str = "gray"
+    caption: Caption = field(default_factory=Caption)
+    dpi: int = 150
+    legend_strip: bool = False
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.kinds if k not in KINDS]
@@ -71,6 +80,8 @@ class ExportOptions:
             raise ValueError(f"--downsample must be > 0, got {self.downsample}")
         if self.mpp is not None and not self.mpp > 0:
             raise ValueError(f"--mpp must be > 0, got {self.mpp}")
+        if not 10 <= self.dpi <= 1200:
+            raise ValueError(f"--dpi must be in 10..1200, got {self.dpi}")
         if self.tiff_variant not in TIFF_VARIANTS:
             raise ValueError(f"unknown TIFF overlay variant {self.tiff_variant!r}; known: {list(TIFF_VARIANTS)}")
         if self.one_file and len(self.kinds) != 1:
@@ -140,16 +151,18 @@ def export_slide(scores: TileScores, pred: SlidePrediction | None, opts: ExportO
 
 def _write(kind: str, path: Path, scores: TileScores, pred: SlidePrediction | None, opts: ExportOptions,
            slide_for: SlideFor) -> Path:
-    from ..export import export_heatmap_figure, export_overlay_png, write_geojson, write_scores_h5
+    from ..export import export_heatmap_figure, write_geojson, write_scores_h5
 
     if kind == "geojson":
         return write_geojson(path, scores, pred, colors=dict(opts.style.colors), include_tiles=opts.include_tiles)
     if kind == "scores_h5":
         return write_scores_h5(path, scores, pred)
     if kind == "heatmap_png":
-        return export_heatmap_figure(path, scores, opts.style)
+        return export_heatmap_figure(path, scores, opts.style, dpi=opts.dpi, caption=opts.caption)
     if kind == "regions_geojson":
         return _write_regions(path, scores, opts, slide_for)
+    if kind.startswith("figure_"):
+        return _write_figure(path, scores, opts, slide_for)
     slide = slide_for(scores.slide_id)
     if slide is None:
         what = "align the TIFF overlay with" if kind == "overlay_tiff" else "blend the overlay over"
@@ -163,7 +176,10 @@ def _write(kind: str, path: Path, scores: TileScores, pred: SlidePrediction | No
 
             d = max(1, math.floor(_downsample(opts, slide_mpp, path) + 1e-9))  # the TIFF needs an integer one
             return write_tiff_overlay(path, scores, reader.dimensions, slide_mpp, d, opts.style, opts.tiff_variant)
-        return export_overlay_png(path, reader, scores, _downsample(opts, slide_mpp, path), opts.style, opts.region)
+        from ..export.legend_strip import export_overlay_png_captioned
+
+        return export_overlay_png_captioned(path, reader, scores, _downsample(opts, slide_mpp, path), opts.style,
+                                            opts.region, opts.caption, opts.legend_strip)
 
 
 def _downsample(opts: ExportOptions, slide_mpp: float | None, path: Path) -> float:
@@ -187,3 +203,16 @@ def _write_regions(path: Path, scores: TileScores, opts: ExportOptions, slide_fo
         with open_slide(slide) as reader:
             mpp = reader.mpp[0] if reader.mpp else None
     return write_class_regions(path, scores, opts.style.colors, opts.style.normal_index, mpp)
+
+
+def _write_figure(path: Path, scores: TileScores, opts: ExportOptions, slide_for: SlideFor) -> Path:
+    """The figure (format from the suffix): with the slide's thumbnail and a scale bar when the slide is known."""
+    from ..export import export_heatmap_figure
+
+    slide = slide_for(scores.slide_id)
+    if slide is None:
+        return export_heatmap_figure(path, scores, opts.style, dpi=opts.dpi, caption=opts.caption)
+    from ..slides import open_slide
+
+    with open_slide(slide) as reader:
+        return export_heatmap_figure(path, scores, opts.style, dpi=opts.dpi, caption=opts.caption, reader=reader)
