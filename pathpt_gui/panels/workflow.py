@@ -11,7 +11,7 @@ from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from pathpt_engine.colors import class_rgb
 from pathpt_engine.errors import PathPTError
@@ -202,16 +202,13 @@ class Workflow(QObject):
         return ExportOptions(Path(out_dir), style=style, slide_ids=ids)
 
     def export_dialog(self) -> None:
-        proj = self.ctrl.require()
-        if not self.ctrl.current_run:
-            raise PathPTError("no run selected; train or run zero-shot first")
-        scope, ok = QInputDialog.getItem(self.window, "Export", "Slides", ["All predicted slides",
-                                                                           "Current slide only"], 0, False)
-        if not ok:
-            return
-        default = proj.exports_dir / self.ctrl.current_run
-        folder = QFileDialog.getExistingDirectory(self.window, "Export into folder", str(proj.exports_dir))
-        self.ctrl.export(self.export_options(folder or default, scope.startswith("All")))
+        """Ctrl+E: the export dialog (slides, run, layer, look, resolution, formats), remembered per project."""
+        from ..export_dialog import make_export_dialog, start_export
+
+        dlg = make_export_dialog(self)
+        self.last_export_dialog = dlg
+        if dlg.exec():
+            self._guard(start_export, self, dlg.choices())
 
     def choose_geojson(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "QuPath GeoJSON (tiles with measurements)", "",

@@ -31,3 +31,103 @@ def test_bad_stored_overlay_settings_fall_back(tmp_path):
     assert st.overlay_opacity == 0.45
     st.q.setValue("overlay/opacity", 7)
     assert st.overlay_opacity == 0.45
+
+
+# ---- the export dialog ------------------------------------------------------------------------------------------
+def _project_with_run(folder, slide_file):
+    """A project with one slide, one finished run with tile scores and a prediction (no training)."""
+    import numpy as np
+
+    from pathpt_engine.export import write_scores_h5
+    from pathpt_engine.project import Project
+    from pathpt_engine.prompts.classsets import synth_classset
+    from pathpt_engine.results import SlidePrediction, TileScores
+    from pathpt_gui.project_jobs import scores_path
+
+    cs = synth_classset(2)
+    with Project.create(folder) as p:
+        p.classes.set(cs)
+        sid = p.slides.add(slide_file).slide_id
+        run = p.runs.create("pathpt-paper", "demo", {})
+        coords = np.array([[x, y] for y in range(0, 1536, 512) for x in range(0, 2048, 512)], np.int64)
+        probs = np.random.default_rng(0).dirichlet(np.ones(3), len(coords)).astype(np.float32)
+        write_scores_h5(scores_path(p, run.run_id, sid), TileScores(sid, coords, probs, 512, cs.class_names))
+        names = cs.subtype_names
+        p.runs.add_predictions(run.run_id, [SlidePrediction(sid, names[0], {names[0]: 0.7, names[1]: 0.3},
+                                                            len(coords))])
+        p.runs.set_status(run.run_id, "done")
+    return run.run_id, sid, cs
+
+
+def test_ctrl_e_opens_the_dialog_instead_of_writing(make_window, slide_file, tmp_path, monkeypatch):
+    from pathpt_gui.export_dialog import ExportDialog
+
+    win, wf = make_window(workflow=True)
+    run_id, _sid, _cs = _project_with_run(tmp_path / "proj", slide_file)
+    wf.ctrl.open_project(tmp_path / "proj")
+    wf.ctrl.set_current_run(run_id)
+    shown = []
+    monkeypatch.setattr(ExportDialog, "exec", lambda self: shown.append(self) or 0)  # the user cancels
+    wf.actions["export"].trigger()
+    assert len(shown) == 1 and shown[0].run.currentText() == run_id
+    assert not wf.ctrl.worker.busy and not list((tmp_path / "proj" / "exports").glob("*"))
+    from pathpt_engine.workflow.export import KINDS
+
+    assert set(shown[0].kind_boxes) == set(KINDS)  # every kind the engine knows is offered
+
+
+def test_dialog_choices_drive_the_export_and_are_remembered(make_window, slide_file, tmp_path, qtbot):
+    import math
+
+    from PIL import Image
+
+    from pathpt_engine.project import Project
+    from pathpt_gui.export_dialog import SETTING_KEY, make_export_dialog, start_export
+
+    win, wf = make_window(workflow=True)
+    run_id, sid, cs = _project_with_run(tmp_path / "proj", slide_file)
+    ctrl = wf.ctrl
+    ctrl.open_project(tmp_path / "proj")
+    ctrl.set_current_run(run_id)
+    win.open_slide(slide_file, remember=False)
+    dlg = make_export_dialog(wf)
+    current = next(b for b in dlg.scope_group.buttons() if b.property("scope") == "current")
+    assert current.isEnabled()
+    current.setChecked(True)
+    layer = cs.subtype_names[1]
+    dlg.layer.setCurrentIndex(dlg.layer.findData(layer))
+    dlg.cmap.setCurrentText("magma")
+    dlg.opacity.setValue(70)
+    dlg.by_mpp.setChecked(True)
+    dlg.mpp.setValue(4.0)  # the slide is 0.25 µm/px: downsample 16
+    for kind, box in dlg.kind_boxes.items():
+        box.setChecked(kind in ("overlay_png", "scores_h5"))
+    dlg.folder.setText(str(tmp_path / "out"))
+    with qtbot.waitSignal(ctrl.job_finished, timeout=60000) as done:
+        assert start_export(wf, dlg.choices())
+    out = tmp_path / "out"
+    folder = next(out.iterdir())  # a new dated subfolder (issue 18)
+    assert str(folder) == done.args[1]["folder"][0] and folder.name.startswith(run_id)
+    assert {p.name for p in folder.iterdir() if p.is_file()} >= {f"{sid}_overlay.png", f"{sid}_scores.h5"}
+    assert not (folder / f"{sid}.geojson").exists() and not (folder / f"{sid}_heatmap.png").exists()
+    rec = ctrl.project.slides.get(sid)
+    with Image.open(folder / f"{sid}_overlay.png") as im:
+        assert im.size == (math.ceil(rec.width / 16), math.ceil(rec.height / 16))
+    ctrl.close_project()
+    with Project.open(tmp_path / "proj") as p:  # remembered in the project itself
+        kept = p.get_setting(SETTING_KEY)
+    assert kept["layer"] == layer and kept["cmap"] == "magma" and kept["kinds"] == ["overlay_png", "scores_h5"]
+    ctrl.open_project(tmp_path / "proj")
+    again = make_export_dialog(wf).choices()
+    assert (again.layer, again.cmap, again.opacity, again.by_mpp, again.mpp) == (layer, "magma", 0.7, True, 4.0)
+    assert again.kinds == ("overlay_png", "scores_h5") and again.scope == "current"
+
+
+def test_stored_choices_that_make_no_sense_fall_back():
+    from pathpt_gui.export_dialog import ExportChoices
+
+    c = ExportChoices.from_dict({"kinds": ["overlay_png", "nonsense"], "opacity": "high", "by_mpp": 1,
+                                 "downsample": 4, "layer": 3})
+    assert c.kinds == ("overlay_png",) and c.opacity == 0.5 and c.by_mpp is False and c.downsample == 4.0
+    assert c.layer == "argmax"
+    assert ExportChoices.from_dict("garbage") == ExportChoices()
