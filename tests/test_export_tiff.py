@@ -47,6 +47,10 @@ def test_gray_probability_overlay_opens_in_openslide_and_lines_up(tmp_path: Path
             want = int(np.clip(round(float(scores.probs[i, 1]) * 255), 1, 255))
             assert int(_value_at(s, x, y, d)[0]) == want
         assert int(_value_at(s, 10, 10, d)[0]) == 0  # no tile: 0
+        for i in range(0, len(scores.coords), 7):  # level 1 (2x2 means) holds the value inside each tile too
+            x, y = (int(v) + T // 2 for v in scores.coords[i])
+            got = np.asarray(s.read_region((x // d, y // d), 1, (1, 1)))[0, 0, 0]
+            assert int(got) == int(np.clip(round(float(scores.probs[i, 1]) * 255), 1, 255))
     assert_no_temp(tmp_path)
 
 

@@ -112,7 +112,10 @@ def _write_pages(path: Path, levels: list[np.ndarray], slide_mpp: float | None, 
 
 
 def _levels(level0: np.ndarray, label: bool) -> list[np.ndarray]:
-    """Pyramid levels; class maps are subsampled (a mean of class indices is no class), the rest averaged."""
+    """Pyramid levels; class maps are subsampled (a mean of class indices is no class), the rest 2x2-averaged
+    (PIL's box reduce, per channel, on the floor-halved size)."""
+    from PIL import Image
+
     levels = [level0]
     while max(levels[-1].shape[:2]) > 1024:
         a = levels[-1]
@@ -120,6 +123,7 @@ def _levels(level0: np.ndarray, label: bool) -> list[np.ndarray]:
         if label:
             levels.append(np.ascontiguousarray(a[:2 * h:2, :2 * w:2]))
         else:
-            q = a[:2 * h, :2 * w].reshape(h, 2, w, 2, *a.shape[2:]).astype(np.uint16)
-            levels.append(((q.sum(axis=(1, 3)) + 2) // 4).astype(np.uint8))
+            planes = a[:2 * h, :2 * w, None] if a.ndim == 2 else a[:2 * h, :2 * w]
+            levels.append(np.dstack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[:, :, i])).reduce(2))
+                                     for i in range(planes.shape[2])]).reshape(h, w, *a.shape[2:]))
     return levels
