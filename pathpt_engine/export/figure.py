@@ -78,7 +78,7 @@ def export_heatmap_figure(path: str | os.PathLike[str], scores: TileScores, styl
     mpp = reader.mpp[0] if reader is not None and reader.mpp else None
     if mpp is not None:
         _scale_bar(axes[-1], mpp)
-    _legend(fig, axes[-1], scores, style)
+    _legend(fig, axes[-1], scores, style, style.alpha if reader is not None else 1.0)
     fig.suptitle(title or layer_title(scores.slide_id, style, caption))
     fig.text(0.01, 0.01, "\n".join(caption_lines(scores.slide_id, style, caption)), ha="left", va="bottom",
              fontsize=8)
@@ -109,7 +109,8 @@ def _scale_bar(ax: Any, mpp: float) -> None:
                                   size_vertical=0, color="black"))
 
 
-def _legend(fig: Any, ax: Any, scores: TileScores, style: OverlayStyle) -> None:
+def _legend(fig: Any, ax: Any, scores: TileScores, style: OverlayStyle, alpha: float) -> None:
+    """Class swatches (at the overlay's opacity, as drawn) or the colour bar of the class probability."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.patches import Patch
@@ -117,7 +118,7 @@ def _legend(fig: Any, ax: Any, scores: TileScores, style: OverlayStyle) -> None:
     if style.mode == ARGMAX:
         rgb = class_colors(scores.class_names, style.colors, style.normal_index)
         shown = [c for i, c in enumerate(scores.class_names) if i != style.normal_index]
-        ax.legend(handles=[Patch(color=np.array(rgb[c]) / 255.0, label=c) for c in shown],
+        ax.legend(handles=[Patch(color=np.array(rgb[c]) / 255.0, alpha=alpha, label=c) for c in shown],
                   loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, title="tile votes (class)")
     else:
         sm = ScalarMappable(norm=Normalize(style.vmin, style.vmax), cmap=style.cmap)
