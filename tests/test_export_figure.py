@@ -101,3 +101,14 @@ def test_overlay_png_caption_chunks_and_legend_strip(cohort: Path, tmp_path: Pat
     strip = arr[plain.shape[0]:]
     assert (strip < 100).all(axis=2).sum() > 200  # caption text drawn
     assert len(np.unique(strip.reshape(-1, 3), axis=0)) > 50  # the colour ramp
+
+
+def test_several_formats_in_one_call(cohort: Path, tmp_path: Path) -> None:
+    out = tmp_path / "all"
+    assert main(["-q", "export", "--scores", str(cohort / "preds"), "--slide", str(cohort / "slides"),
+                 "--format", "png", "tiff", "geojson", "figure", "h5", "--figure-format", "svg",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["s1.geojson", "s1.h5", "s1.png", "s1_figure.svg",
+                                                     "s1_likelihood_map.tif"]
+    assert main(["-q", "export", "--scores", str(cohort / "preds"), "--format", "csv", "png",
+                 "--out", str(tmp_path / "p.csv")]) == 2  # csv is one file: on its own

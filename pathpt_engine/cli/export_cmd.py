@@ -25,8 +25,10 @@ from ..results import SlidePrediction
 from ..workflow.export import ExportOptions, export_run
 
 FORMATS = ("png", "geojson", "csv", "h5", "tiff", "figure")
-_SUFFIX = {"png": ".png", "geojson": ".geojson", "h5": ".h5", "tiff": "_likelihood_map.tif",
-           "figure_png": "_figure.png", "figure_svg": "_figure.svg", "figure_pdf": "_figure.pdf"}
+# file name per kind: <slide_id><suffix> in a folder
+_SUFFIX = {"overlay_png": ".png", "heatmap_png": ".png", "geojson": ".geojson", "regions_geojson": ".geojson",
+           "scores_h5": ".h5", "overlay_tiff": "_likelihood_map.tif", "figure_png": "_figure.png",
+           "figure_svg": "_figure.svg", "figure_pdf": "_figure.pdf"}
 _SLIDE_EXTS = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 
 
@@ -38,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slide", type=Path, metavar="SLIDE|DIR",
                    help="the slide file, or a folder searched for <slide_id>.* (png: blend over the slide; "
                         "without it png writes the raw heatmap with a legend)")
-    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--format", choices=FORMATS, nargs="+", required=True,
+                   help="one or more of png, figure, tiff, geojson, h5 (a folder --out holds them all); csv alone")
     p.add_argument("--out", type=Path, required=True,
                    help="output file (one slide, or csv) or folder (several slides: <slide_id>.<ext>)")
     p.add_argument("--downsample", type=float, default=32.0,
@@ -132,39 +135,45 @@ def _predictions(args: argparse.Namespace, inputs: tuple[Path, ...]) -> dict[str
 
 
 def _kinds(args: argparse.Namespace) -> tuple[str, ...]:
-    if args.format == "figure":
-        return tuple(dict.fromkeys(f"figure_{f}" for f in args.figure_format))
-    return (_kind(args),)
+    kinds: list[str] = []
+    for fmt in args.format:
+        if fmt == "figure":
+            kinds += [f"figure_{f}" for f in args.figure_format]
+        else:
+            kinds.append(_kind(args, fmt))
+    return tuple(dict.fromkeys(kinds))
 
 
-def _kind(args: argparse.Namespace) -> str:
-    if args.format == "png":
+def _kind(args: argparse.Namespace, fmt: str) -> str:
+    if fmt == "png":
         return "heatmap_png" if args.slide is None or args.heatmap else "overlay_png"
-    if args.format == "geojson" and args.regions:
+    if fmt == "geojson" and args.regions:
         return "regions_geojson"
-    return {"geojson": "geojson", "h5": "scores_h5", "tiff": "overlay_tiff"}[args.format]
+    return {"geojson": "geojson", "h5": "scores_h5", "tiff": "overlay_tiff"}[fmt]
 
 
 def build_request(args: argparse.Namespace) -> tuple[tuple[Path, ...], ExportOptions, dict[str, SlidePrediction]]:
     """Validate the parsed arguments: (score files, `ExportOptions`, predictions from the CSV); ConfigError on
     bad values."""
     inputs = score_inputs(args.scores)
-    if args.format == "csv" and args.out.suffix.lower() != ".csv":
+    formats = list(dict.fromkeys(args.format))
+    if "csv" in formats and len(formats) > 1:
+        raise ConfigError("pathpt export: --format csv writes one file; export it on its own")
+    if formats == ["csv"] and args.out.suffix.lower() != ".csv":
         raise ConfigError(f"{args.out}: --format csv writes one file; give a .csv path")
+    if "tiff" in formats and args.slide is None:
+        raise ConfigError("pathpt export: --format tiff needs --slide (the overlay is aligned with the slide)")
     try:
         style = OverlayStyle(args.klass, args.cmap, args.alpha, _parse_colors(args.color))
-        if args.format == "csv":
-            opts = ExportOptions(args.out, (), style, args.downsample, csv=args.out)
-        elif args.format == "tiff" and args.slide is None:
-            raise ConfigError("pathpt export: --format tiff needs --slide (the overlay is aligned with the slide)")
-        else:
-            kinds = _kinds(args)
-            opts = ExportOptions(args.out, kinds, style, args.downsample, _parse_region(args.region),
-                                 not args.no_tiles, {k: _SUFFIX.get(k, _SUFFIX.get(args.format, "")) for k in kinds},
-                                 one_file=len(inputs) == 1 and len(kinds) == 1 and args.out.suffix != "",
-                                 mpp=args.mpp, tiff_variant=args.tiff_variant,
-                                 caption=Caption(args.run_name, args.method, args.backbone, args.research_only),
-                                 dpi=args.dpi, legend_strip=args.legend)
+        if formats == ["csv"]:
+            return inputs, ExportOptions(args.out, (), style, args.downsample, csv=args.out), _predictions(args, inputs)
+        kinds = _kinds(args)
+        opts = ExportOptions(args.out, kinds, style, args.downsample, _parse_region(args.region), not args.no_tiles,
+                             {k: _SUFFIX[k] for k in kinds},
+                             one_file=len(inputs) == 1 and len(kinds) == 1 and args.out.suffix != "",
+                             mpp=args.mpp, tiff_variant=args.tiff_variant,
+                             caption=Caption(args.run_name, args.method, args.backbone, args.research_only),
+                             dpi=args.dpi, legend_strip=args.legend)
         return inputs, opts, _predictions(args, inputs)
     except ValueError as exc:
         raise ConfigError(f"pathpt export: {exc}") from exc
