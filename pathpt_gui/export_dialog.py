@@ -5,7 +5,7 @@ project's settings table, key `gui.export`)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QRadioButton,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pathpt_engine.export.captions import Caption
 from pathpt_engine.export.png import OverlayStyle
 from pathpt_engine.workflow import ExportOptions
 from pathpt_engine.workflow.export import DEFAULT_KINDS, KINDS
@@ -38,7 +40,9 @@ SCOPES = (("current", "Current slide"), ("selected", "Selected slides"), ("all",
 KIND_LABELS = {"overlay_png": "Overlay PNG (slide + heatmap)", "heatmap_png": "Heatmap PNG with legend",
                "geojson": "QuPath GeoJSON (tiles)", "scores_h5": "Tile scores (h5)",
                "overlay_tiff": "Aligned TIFF overlay (ASAP / OpenSlide)",
-               "regions_geojson": "QuPath GeoJSON (class regions)"}
+               "regions_geojson": "QuPath GeoJSON (class regions)",
+               "figure_png": "Figure PNG (thumbnail, heatmap, legend, scale bar, caption)",
+               "figure_svg": "Figure SVG", "figure_pdf": "Figure PDF"}
 ARGMAX = "argmax"
 
 
@@ -62,7 +66,8 @@ class ExportChoices:
     kinds: tuple[str, ...] = DEFAULT_KINDS
     folder: str = ""
     tiff_variant: str = "gray"
-    extra: dict[str, Any] = field(default_factory=dict)
+    dpi: int = 150
+    legend_strip: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -81,26 +86,27 @@ class ExportChoices:
             value, default = d[f.name], getattr(out, f.name)
             if f.name == "kinds" and isinstance(value, list):
                 setattr(out, f.name, tuple(k for k in value if k in KINDS))
-            elif isinstance(default, bool) and isinstance(value, bool):
+            elif type(value) is type(default) and type(default) in (bool, int, str):
                 setattr(out, f.name, value)
-            elif isinstance(default, float) and isinstance(value, int | float) and not isinstance(value, bool):
+            elif isinstance(default, float) and type(value) in (int, float):
                 setattr(out, f.name, float(value))
-            elif isinstance(default, str) and isinstance(value, str):
-                setattr(out, f.name, value)
         return out
 
-    def options(self, out: Path, slide_ids: tuple[str, ...] | None) -> ExportOptions:
+    def options(self, out: Path, slide_ids: tuple[str, ...] | None, caption: Caption | None = None) -> ExportOptions:
         """The engine's options for these choices (raises ValueError for values it refuses)."""
         style = OverlayStyle(self.layer, self.cmap, self.opacity)
         return ExportOptions(out, kinds=self.kinds, style=style, downsample=self.downsample,
                              mpp=self.mpp if self.by_mpp else None, slide_ids=slide_ids,
-                             tiff_variant=self.tiff_variant)
+                             tiff_variant=self.tiff_variant, caption=caption or Caption(), dpi=self.dpi,
+                             legend_strip=self.legend_strip)
 
 
 class ExportDialog(QDialog):
-    """The choices; `choices()` reads them back. `runs`: run ids (newest first); `classes`: class names."""
+    """The choices; `choices()` reads them back. `runs`: (run id, what it is) newest first; `classes`: class
+    names; `counts`: slides per scope."""
 
-    def __init__(self, choices: ExportChoices, runs: list[str], classes: list[str], counts: dict[str, int],
+    def __init__(self, choices: ExportChoices, runs: list[tuple[str, str]], classes: list[str],
+                 counts: dict[str, int],
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export results")
@@ -115,7 +121,8 @@ class ExportDialog(QDialog):
             row.addWidget(b)
         form.addRow("Slides", row)
         self.run = QComboBox()
-        self.run.addItems(runs)
+        for rid, what in runs:
+            self.run.addItem(f"{rid} · {what}" if what else rid, rid)
         form.addRow("Run", self.run)
         self.layer = QComboBox()
         self.layer.addItem("Class map (tile votes)", ARGMAX)
@@ -133,6 +140,13 @@ class ExportDialog(QDialog):
         self.tiff_variant.addItem("one channel (class index / probability)", "gray")
         self.tiff_variant.addItem("RGBA colours", "rgba")
         form.addRow("TIFF overlay", self.tiff_variant)
+        self.dpi = QSpinBox(minimum=50, maximum=1200, singleStep=50, suffix=" dpi")
+        self.legend_strip = QCheckBox("legend strip under the overlay PNG")
+        extra = QHBoxLayout()
+        extra.addWidget(QLabel("Figure"))
+        extra.addWidget(self.dpi)
+        extra.addWidget(self.legend_strip, 1)
+        form.addRow("Pictures", extra)
         self.folder = QLineEdit()
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
@@ -183,8 +197,8 @@ class ExportDialog(QDialog):
         usable = [b for b in buttons if b.isEnabled()]
         pick = next((b for b in usable if b.property("scope") == c.scope), usable[-1] if usable else buttons[-1])
         pick.setChecked(True)
-        if c.run_id and self.run.findText(c.run_id) >= 0:
-            self.run.setCurrentText(c.run_id)
+        if c.run_id and self.run.findData(c.run_id) >= 0:
+            self.run.setCurrentIndex(self.run.findData(c.run_id))
         self.layer.setCurrentIndex(max(0, self.layer.findData(c.layer)))
         if self.cmap.findText(c.cmap) < 0:
             self.cmap.addItem(c.cmap)
@@ -196,17 +210,20 @@ class ExportDialog(QDialog):
         for kind, box in self.kind_boxes.items():
             box.setChecked(kind in c.kinds)
         self.tiff_variant.setCurrentIndex(max(0, self.tiff_variant.findData(c.tiff_variant)))
+        self.dpi.setValue(c.dpi)
+        self.legend_strip.setChecked(c.legend_strip)
         self.folder.setText(c.folder)
         self._sync_enabled()
 
     def choices(self) -> ExportChoices:
         checked = self.scope_group.checkedButton()
         return ExportChoices(
-            scope=str(checked.property("scope")) if checked else "all", run_id=self.run.currentText(),
+            scope=str(checked.property("scope")) if checked else "all", run_id=str(self.run.currentData() or ""),
             layer=str(self.layer.currentData()), cmap=self.cmap.currentText(), opacity=self.opacity.value() / 100,
             by_mpp=self.by_mpp.isChecked(), downsample=self.downsample.value(), mpp=self.mpp.value(),
             kinds=tuple(k for k, b in self.kind_boxes.items() if b.isChecked()), folder=self.folder.text().strip(),
-            tiff_variant=str(self.tiff_variant.currentData()))
+            tiff_variant=str(self.tiff_variant.currentData()), dpi=self.dpi.value(),
+            legend_strip=self.legend_strip.isChecked())
 
 
 # ---- glue with the workflow panel ------------------------------------------------------------------------------
@@ -217,7 +234,8 @@ def make_export_dialog(wf: Any) -> ExportDialog:
 
     ctrl = wf.ctrl
     proj = ctrl.require()
-    runs = [r.run_id for r in proj.runs.list()]
+    records = proj.runs.list()
+    runs = [(r.run_id, f"{r.recipe}, {r.backbone}") for r in records]
     if not runs:
         raise PathPTError("no run yet; train or run zero-shot first, then export")
     stored = proj.get_setting(SETTING_KEY)
@@ -232,7 +250,7 @@ def make_export_dialog(wf: Any) -> ExportDialog:
     choices.folder = choices.folder or str(proj.exports_dir)
     current = wf.predictions.slide_id_of(view)
     counts = {"current": int(bool(current)), "selected": len(wf.slides.selected_ids()),
-              "all": len(ctrl.predictions(choices.run_id if choices.run_id in runs else runs[0]))}
+              "all": len(ctrl.predictions(choices.run_id or runs[0][0]))}
     cs = ctrl.classset()
     classes = [c.name for c in cs.classes] if cs else []
     return ExportDialog(choices, runs, classes, counts, wf.window)
@@ -257,6 +275,8 @@ def start_export(wf: Any, choices: ExportChoices) -> bool:
     if ids is not None and not ids:
         raise PathPTError(f"run {choices.run_id}: no prediction for the {choices.scope} slide(s); "
                           "choose other slides or run prediction first")
-    opts = choices.options(Path(choices.folder), ids)  # ValueError for values the engine refuses
+    rec = proj.runs.get(choices.run_id)  # the caption says which run, method and backbone made the pictures
+    caption = Caption(run=rec.run_id, method=rec.recipe, backbone=rec.backbone)
+    opts = choices.options(Path(choices.folder), ids, caption)  # ValueError for values the engine refuses
     proj.set_setting(SETTING_KEY, choices.to_dict())
     return bool(ctrl.export(opts, run_id=choices.run_id))

@@ -69,7 +69,7 @@ def test_ctrl_e_opens_the_dialog_instead_of_writing(make_window, slide_file, tmp
     shown = []
     monkeypatch.setattr(ExportDialog, "exec", lambda self: shown.append(self) or 0)  # the user cancels
     wf.actions["export"].trigger()
-    assert len(shown) == 1 and shown[0].run.currentText() == run_id
+    assert len(shown) == 1 and shown[0].run.currentData() == run_id
     assert not wf.ctrl.worker.busy and not list((tmp_path / "proj" / "exports").glob("*"))
     from pathpt_engine.workflow.export import KINDS
 
@@ -103,6 +103,7 @@ def test_dialog_choices_drive_the_export_and_are_remembered(make_window, slide_f
     for kind, box in dlg.kind_boxes.items():
         box.setChecked(kind in ("overlay_png", "scores_h5"))
     dlg.folder.setText(str(tmp_path / "out"))
+    dlg.dpi.setValue(300)
     with qtbot.waitSignal(ctrl.job_finished, timeout=60000) as done:
         assert start_export(wf, dlg.choices())
     out = tmp_path / "out"
@@ -111,8 +112,10 @@ def test_dialog_choices_drive_the_export_and_are_remembered(make_window, slide_f
     assert {p.name for p in folder.iterdir() if p.is_file()} >= {f"{sid}_overlay.png", f"{sid}_scores.h5"}
     assert not (folder / f"{sid}.geojson").exists() and not (folder / f"{sid}_heatmap.png").exists()
     rec = ctrl.project.slides.get(sid)
-    with Image.open(folder / f"{sid}_overlay.png") as im:
+    with Image.open(folder / f"{sid}_overlay.png") as im:  # 4 µm/px on a 0.25 µm/px slide
         assert im.size == (math.ceil(rec.width / 16), math.ceil(rec.height / 16))
+        text = " ".join(str(v) for v in im.info.values())
+    assert run_id in text and "pathpt-paper" in text  # the caption names the run and its method
     ctrl.close_project()
     with Project.open(tmp_path / "proj") as p:  # remembered in the project itself
         kept = p.get_setting(SETTING_KEY)
@@ -120,7 +123,7 @@ def test_dialog_choices_drive_the_export_and_are_remembered(make_window, slide_f
     ctrl.open_project(tmp_path / "proj")
     again = make_export_dialog(wf).choices()
     assert (again.layer, again.cmap, again.opacity, again.by_mpp, again.mpp) == (layer, "magma", 0.7, True, 4.0)
-    assert again.kinds == ("overlay_png", "scores_h5") and again.scope == "current"
+    assert again.kinds == ("overlay_png", "scores_h5") and again.scope == "current" and again.dpi == 300
 
 
 def test_stored_choices_that_make_no_sense_fall_back():
@@ -130,4 +133,6 @@ def test_stored_choices_that_make_no_sense_fall_back():
                                  "downsample": 4, "layer": 3})
     assert c.kinds == ("overlay_png",) and c.opacity == 0.5 and c.by_mpp is False and c.downsample == 4.0
     assert c.layer == "argmax"
+    assert ExportChoices.from_dict({"dpi": 300, "legend_strip": True}).dpi == 300
+    assert ExportChoices.from_dict({"dpi": True}).dpi == 150
     assert ExportChoices.from_dict("garbage") == ExportChoices()
