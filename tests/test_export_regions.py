@@ -59,7 +59,7 @@ def cohort(tmp_path: Path) -> Path:
 def test_regions_round_trip_through_the_importer(cohort: Path) -> None:
     out = cohort / "s1_regions.geojson"
     assert main(["-q", "export", "--scores", str(cohort / "preds" / "s1.h5"), "--slide", str(cohort / "slides"),
-                 "--format", "geojson", "--regions", "--out", str(out)]) == 0
+                 "--format", "geojson", "--regions", "--simplify", "0", "--out", str(out)]) == 0
     doc = json.loads(out.read_text(encoding="utf-8"))
     by_class = {f["properties"]["classification"]["name"]: f for f in doc["features"]}
     assert set(by_class) == set(NAMES)
@@ -85,9 +85,35 @@ def test_regions_round_trip_through_the_importer(cohort: Path) -> None:
         assert r.geometry.area() == pytest.approx(by_class[r.class_name]["properties"]["measurements"][AREA_PX])
 
 
-def test_regions_without_slide_have_no_um2(cohort: Path) -> None:
+def test_regions_without_slide_have_no_um2_and_are_simplified(cohort: Path) -> None:
     out = cohort / "r.geojson"
     assert main(["-q", "export", "--scores", str(cohort / "preds" / "s1.h5"), "--format", "geojson", "--regions",
                  "--out", str(out)]) == 0
     feats = json.loads(out.read_text(encoding="utf-8"))["features"]
     assert feats and all(AREA_UM not in f["properties"]["measurements"] for f in feats)
+    # simplified by default (0.75 tile): every tile centre still lies in the region of its own class
+    report = read_qupath(out, "s1", CLASSES)
+    back = [ExportRegion(r.class_name, None, r.geometry.to_lists()) for r in report.regions]
+    scores = _scores()
+    assert tile_labels_from_regions(back, scores.coords, T) == [NAMES[i] for i in np.argmax(scores.probs, axis=1)]
+
+
+def test_simplified_staircase_stays_valid_and_keeps_every_tile(tmp_path: Path) -> None:
+    """A triangle of tiles: its exact outline is a staircase; simplified (0.75 tile) it is a triangle that still
+    holds every tile centre and reads back through the importer without repairs."""
+    from pathpt_engine.export.class_regions import write_class_regions
+
+    coords = np.array([[x * T, y * T] for y in range(20) for x in range(20) if x <= y], np.int64)
+    probs = np.tile(np.array([[0.1, 0.8, 0.1]], np.float32), (len(coords), 1))
+    scores = TileScores("s1", coords, probs, T, NAMES)
+    exact = json.loads(write_class_regions(tmp_path / "e.geojson", scores).read_text(encoding="utf-8"))
+    simple = json.loads(write_class_regions(tmp_path / "s.geojson", scores, simplify=0.75 * T)
+                        .read_text(encoding="utf-8"))
+    ring_exact = exact["features"][0]["geometry"]["coordinates"][0]
+    ring_simple = simple["features"][0]["geometry"]["coordinates"][0]
+    assert len(ring_exact) == 2 * 20 + 3 and len(ring_simple) == 4  # staircase -> triangle
+    assert simple["features"][0]["properties"]["measurements"][AREA_PX] < len(coords) * T * T
+    report = read_qupath(tmp_path / "s.geojson", "s1", CLASSES)
+    assert not report.repairs and [r.class_name for r in report.regions] == ["LUAD"]
+    back = [ExportRegion(r.class_name, None, r.geometry.to_lists()) for r in report.regions]
+    assert tile_labels_from_regions(back, coords, T) == ["LUAD"] * len(coords)

@@ -61,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictions", type=Path, metavar="CSV",
                    help="slide predictions CSV (default: predictions.csv next to the scores, if present)")
     p.add_argument("--no-tiles", action="store_true", help="geojson: only the whole-tissue annotation")
+    p.add_argument("--simplify", type=float, default=0.75, metavar="TILES",
+                   help="geojson --regions: outline simplification tolerance in tiles (0.75; 0 = exact tile outline)")
     p.add_argument("--figure-format", nargs="+", choices=("png", "svg", "pdf"), default=["png"],
                    help="figure: file formats (png)")
     p.add_argument("--dpi", type=int, default=150, help="figure, png heatmap: resolution (150)")
@@ -173,7 +175,7 @@ def build_request(args: argparse.Namespace) -> tuple[tuple[Path, ...], ExportOpt
                              one_file=len(inputs) == 1 and len(kinds) == 1 and args.out.suffix != "",
                              mpp=args.mpp, tiff_variant=args.tiff_variant,
                              caption=Caption(args.run_name, args.method, args.backbone, args.research_only),
-                             dpi=args.dpi, legend_strip=args.legend)
+                             dpi=args.dpi, legend_strip=args.legend, simplify=args.simplify)
         return inputs, opts, _predictions(args, inputs)
     except ValueError as exc:
         raise ConfigError(f"pathpt export: {exc}") from exc

@@ -2,9 +2,10 @@
 
 For every class that is the argmax of at least one tile (the Normal class too: a pathologist may want to correct
 it), the union of its tile squares is traced into polygons with holes (`polygons.tile_union`: exact on the tile
-grid, collinear vertices removed, so a straight run of tiles is one edge). One QuPath `annotation` per class, a
+grid, collinear vertices removed, so a straight run of tiles is one edge), then simplified (Douglas-Peucker,
+`simplify` level-0 px; a polygon that would become invalid keeps its exact outline: `simplify.py`). One QuPath `annotation` per class, a
 Polygon or MultiPolygon in level-0 pixels (y down), `classification` {name, color}, `measurements` with the tile
-count and the area in px² and, when the slide's pixel size is known, µm². The file reads back through the
+count and the area (of the polygons as written) in px² and, when the slide's pixel size is known, µm². The file reads back through the
 annotation importer (`annotations.qupath.read_qupath`) as one region per class.
 """
 
@@ -24,6 +25,7 @@ from ..results import TileScores
 from ._atomic import write_text_atomic
 from .geojson import KIND_KEY, geometry
 from .polygons import Polygon, ring_area, tile_union
+from .simplify import simplify_polygons
 
 REGION_KIND = "tile_class_region"
 AREA_PX = "Area px^2"
@@ -36,7 +38,7 @@ def polygons_area(polygons: list[Polygon]) -> float:
 
 
 def region_features(scores: TileScores, colors: Mapping[str, str] | None = None, normal_index: int | None = 0,
-                    mpp: float | None = None) -> list[dict[str, Any]]:
+                    mpp: float | None = None, simplify: float = 0.0) -> list[dict[str, Any]]:
     """One QuPath annotation feature per argmax class present (see the module docstring)."""
     rgb = class_colors(scores.class_names, dict(colors or {}), normal_index)
     if len(scores.probs) == 0:
@@ -47,7 +49,7 @@ def region_features(scores: TileScores, colors: Mapping[str, str] | None = None,
         sel = k == c
         if not sel.any():
             continue
-        polygons = tile_union(scores.coords[sel], scores.tile_size_level0)
+        polygons = simplify_polygons(tile_union(scores.coords[sel], scores.tile_size_level0), simplify)
         area = polygons_area(polygons)
         meas: dict[str, float] = {"n_tiles": int(sel.sum()), AREA_PX: area}
         if mpp is not None:
@@ -63,7 +65,7 @@ def region_features(scores: TileScores, colors: Mapping[str, str] | None = None,
 
 
 def write_class_regions(path: str | os.PathLike[str], scores: TileScores, colors: Mapping[str, str] | None = None,
-                        normal_index: int | None = 0, mpp: float | None = None) -> Path:
-    """Write the class-region FeatureCollection atomically."""
-    doc = {"type": "FeatureCollection", "features": region_features(scores, colors, normal_index, mpp)}
+                        normal_index: int | None = 0, mpp: float | None = None, simplify: float = 0.0) -> Path:
+    """Write the class-region FeatureCollection atomically (`simplify`: tolerance in level-0 px, 0 = exact)."""
+    doc = {"type": "FeatureCollection", "features": region_features(scores, colors, normal_index, mpp, simplify)}
     return write_text_atomic(path, json.dumps(doc, ensure_ascii=False, allow_nan=False))

@@ -54,6 +54,7 @@ class ExportOptions:
         caption: run, method, backbone and research-use flag for the captions of every picture.
         dpi: resolution of PNG figures.
         legend_strip: overlay PNG: add a strip under the image with the legend and the caption.
+        simplify: class regions: outline simplification tolerance in tiles (0 = the exact tile outline).
     """
 
     out: Path
@@ -71,6 +72,7 @@ class ExportOptions:
     caption: Caption = field(default_factory=Caption)
     dpi: int = 150
     legend_strip: bool = False
+    simplify: float = 0.75
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.kinds if k not in KINDS]
@@ -80,6 +82,8 @@ class ExportOptions:
             raise ValueError(f"--downsample must be > 0, got {self.downsample}")
         if self.mpp is not None and not self.mpp > 0:
             raise ValueError(f"--mpp must be > 0, got {self.mpp}")
+        if not 0.0 <= self.simplify <= 10.0:  # also refuses nan
+            raise ValueError(f"--simplify must be in 0..10 tiles, got {self.simplify}")
         if not 10 <= self.dpi <= 1200:
             raise ValueError(f"--dpi must be in 10..1200, got {self.dpi}")
         if self.tiff_variant not in TIFF_VARIANTS:
@@ -202,7 +206,8 @@ def _write_regions(path: Path, scores: TileScores, opts: ExportOptions, slide_fo
 
         with open_slide(slide) as reader:
             mpp = reader.mpp[0] if reader.mpp else None
-    return write_class_regions(path, scores, opts.style.colors, opts.style.normal_index, mpp)
+    return write_class_regions(path, scores, opts.style.colors, opts.style.normal_index, mpp,
+                               opts.simplify * scores.tile_size_level0)
 
 
 def _write_figure(path: Path, scores: TileScores, opts: ExportOptions, slide_for: SlideFor) -> Path:
