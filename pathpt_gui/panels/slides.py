@@ -124,7 +124,7 @@ class SlidesPanel(QWidget):
         self.hint = QLabel()  # how to label, until the first label is set
         self.hint.setObjectName("labelHint")
         self.hint.setWordWrap(True)
-        self.hint.setStyleSheet("color: #9fc5e8;")
+        self.hint.setStyleSheet("color: #3b82c4; font-weight: bold;")  # readable on the light and dark themes
         top = QHBoxLayout()
         top.addWidget(self.filter, 1)
         top.addWidget(self.search, 1)
