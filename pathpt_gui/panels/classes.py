@@ -42,6 +42,7 @@ class ClassesPanel(QWidget):
 
         self.sets = QComboBox()
         self.sets.addItems(list_classsets())
+        self.sets.setPlaceholderText("choose a set…")
         load = QPushButton("Load set")
         load.clicked.connect(self.load_shipped)
         self.current = QLabel()  # which class set the project uses (the combo only offers shipped ones)
@@ -95,6 +96,8 @@ class ClassesPanel(QWidget):
         shipped = self.sets.findText(cs.name) >= 0
         if shipped:
             self.sets.setCurrentText(cs.name)
+        else:  # never show a shipped set's name beside a project that uses another set
+            self.sets.setCurrentIndex(-1)
         self.current.setText(f"This project uses the class set <b>{cs.name}</b> ({len(cs.classes)} classes"
                              f"{'' if shipped else ', not a shipped set'}).")
         for c in cs.classes:
@@ -131,6 +134,9 @@ class ClassesPanel(QWidget):
     def load_shipped(self) -> None:
         from pathpt_engine.prompts.classsets import load_classset
 
+        if not self.sets.currentText():
+            self.ctrl.message.emit("error", "choose a shipped class set first")
+            return
         try:
             self.ctrl.set_classset(load_classset(self.sets.currentText()))
         except PathPTError as exc:

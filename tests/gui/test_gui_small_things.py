@@ -71,6 +71,7 @@ def test_classes_tab_says_which_class_set_the_project_uses(window, slide_file, t
     texts = [lab.text() for lab in wf.classes.findChildren(QLabel)]
     assert any("uses the class set <b>synthetic2</b> (3 classes, not a shipped set)" in t for t in texts), texts
     assert "Shipped class sets" not in texts
+    assert wf.classes.sets.currentText() == ""  # no shipped set's name beside the synthetic set
     from pathpt_engine.prompts.classsets import load_classset
 
     wf.ctrl.set_classset(load_classset("brain"))
