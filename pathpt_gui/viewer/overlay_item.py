@@ -1,7 +1,8 @@
 """Draws an `OverlayModel` heatmap as one small image scaled into slide coordinates.
 
-The coloured grid image is rebuilt only when the data, colormap or value range change; opacity, smoothing and
-visibility are applied at paint time. Slide tiles are never re-read or re-blended for overlay changes.
+The grid is re-coloured only when the data, colormap or value range change. Opacity is baked into the small
+image's alpha (re-deriving it from the coloured grid, no re-colouring): drawing an image with painter opacity
+costs ~2.5 ms more per 1600x1000 frame. Smoothing and visibility are applied at paint time. Slide tiles are never re-read or re-blended for overlay changes.
 """
 
 from __future__ import annotations
@@ -30,19 +31,29 @@ class OverlayPainter:
     def __init__(self, model: OverlayModel) -> None:
         self.model = model
         self._image: QImage | None = None
+        self._rgba: np.ndarray | None = None  # the coloured grid, straight alpha
+        self._image_opacity = -1.0
         self._dirty = True
-        self.rebuilds = 0
+        self.rebuilds = 0  # re-colourings
 
     def invalidate(self, kind: str) -> None:
         if kind in ("data", "colors"):
             self._dirty = True
 
     def image(self) -> QImage | None:
+        """The coloured grid with the model's opacity in its alpha (re-coloured only when dirty)."""
         if self._dirty:
-            rgba = self.model.colorize()
-            self._image = None if rgba is None else rgba_to_qimage(rgba)
+            self._rgba = self.model.colorize()
             self._dirty = False
+            self._image_opacity = -1.0
             self.rebuilds += 1
+        opacity = self.model.opacity
+        if self._rgba is None:
+            self._image = None
+        elif opacity != self._image_opacity:
+            rgba = self._rgba.copy()
+            rgba[..., 3] = (rgba[..., 3].astype(np.float32) * opacity + 0.5).astype(np.uint8)
+            self._image, self._image_opacity = rgba_to_qimage(rgba), opacity
         return self._image
 
     def paint(self, p: QPainter, st: ViewState,
@@ -84,7 +95,6 @@ class OverlayPainter:
         rows, cols = g.shape
         target = to_screen(st, g.origin[0], g.origin[1], cols * g.cell, rows * g.cell)
         p.save()
-        p.setOpacity(self.model.opacity)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.model.smooth)
         p.drawImage(target, img, QRectF(0, 0, cols, rows))
         p.restore()

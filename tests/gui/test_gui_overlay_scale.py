@@ -54,3 +54,30 @@ def test_predictions_hover_lookup_uses_one_index_per_scores(monkeypatch) -> None
     other = _scores(100)
     predictions.tile_at(other, 40, 20)
     assert len(built) == 2
+
+
+def test_opacity_is_baked_into_the_overlay_image_without_recolouring(make_view, settle, fake_reader) -> None:
+    """Pan frames draw the heatmap without painter opacity (2.5 ms less per frame at 1600x1000); the small
+    image carries the opacity in its alpha, re-derived from the coloured grid, never re-coloured."""
+    view = make_view(fake_reader, size=(800, 600))
+    view.model.set_view(2048, 1536, 0.5)
+    settle(view)
+    coords = np.array([[1792, 1280], [2048, 1280], [1792, 1536], [2048, 1536]])
+    view.overlay.set_class_probs(coords, 256, np.array([[0.1, 0.9]] * 4), ["normal", "tumour"],
+                                 [(0, 200, 0), (0, 0, 255)])
+    painter = view._overlay_painter
+    for opacity in (1.0, 0.5):
+        view.overlay.opacity = opacity
+        view.repaint()
+        img = painter.image()
+        assert img.pixelColor(7, 5).alpha() == round(255 * opacity)  # the tile at (1792, 1280)
+    rebuilds = painter.rebuilds
+    view.overlay.opacity = 0.3
+    view.repaint()
+    assert painter.rebuilds == rebuilds  # opacity re-derives the alpha, it does not re-colour
+    under = view.grab().toImage().pixelColor(400, 300)
+    view.overlay.visible = False
+    view.repaint()
+    slide = view.grab().toImage().pixelColor(400, 300)
+    assert abs(under.blue() - round(0.3 * 255 + 0.7 * slide.blue())) <= 3
+    assert abs(under.red() - round(0.7 * slide.red())) <= 3
