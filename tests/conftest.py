@@ -16,6 +16,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Weights a developer has (per-user folder, Hugging Face cache) must not change what the tests see.
 os.environ.setdefault("PATHPT_DATA_DIR", tempfile.mkdtemp(prefix="pathpt-test-data-"))
 os.environ.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="pathpt-test-hf-"))
+# The app's QSettings (recent files, overlay look, export choices) go to a folder of this run, never the user's
+# own file: tests that run the app through app.main then neither read a developer's settings nor contend for them.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="pathpt-test-config-")
 
 
 def _cuda_available() -> bool:

@@ -144,3 +144,13 @@ def test_open_filter_and_drop_take_every_openslide_format(window, tmp_path, qtbo
     assert not dialogs  # the text file is skipped and reported, not an error dialog
     msg = window.statusBar().currentMessage()
     assert "Skipped 2 file(s)" in msg and "notes.txt" in msg and "boxes_1.dcm" in msg
+
+
+def test_app_settings_in_tests_are_isolated_from_the_users_own() -> None:
+    import os
+
+    from pathpt_gui.settings import AppSettings
+
+    path = AppSettings().q.fileName()
+    assert path.startswith(os.environ["XDG_CONFIG_HOME"]), path
+    assert not path.startswith(os.path.expanduser("~/.config")), path
