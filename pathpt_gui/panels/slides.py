@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QKeyEvent, QPixmap
+from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QKeyEvent, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -32,6 +32,7 @@ from ..project_controller import ProjectController
 
 log = logging.getLogger(__name__)
 THUMB = 56
+SLIDE_COLUMN_MIN = THUMB + 96  # thumbnail and a readable slide name
 FAILED_RED = "#e5484d"
 ID_ROLE = Qt.ItemDataRole.UserRole
 
@@ -61,6 +62,11 @@ class SlideTable(QTableWidget):
 
     key_label = Signal(int)  # 0 = clear, 1..9 = subtype
     key_split = Signal(str)
+    resized = Signal()
+
+    def resizeEvent(self, e: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(e)
+        self.resized.emit()
 
     def event(self, e: QEvent) -> bool:  # noqa: D401
         if e.type() == QEvent.Type.ShortcutOverride and isinstance(e, QKeyEvent) and self._ours(e):
@@ -118,6 +124,8 @@ class SlidesPanel(QWidget):
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.cellDoubleClicked.connect(lambda r, _c: self._open_row(r))
         self.table.key_label.connect(self._key_label)
+        self._label_want = 100
+        self.table.resized.connect(self._fit_label_column)
         self.table.key_split.connect(lambda s: self._guard(self.ctrl.set_split, self.selected_ids(), s))
         self.summary = QLabel()
         self.summary.setWordWrap(True)
@@ -201,11 +209,15 @@ class SlidesPanel(QWidget):
         self.hint.setText(text)
         self.hint.show()
 
-    def _fit_label_column(self, names: list[str]) -> None:
-        """Wide enough for the longest class name (up to 240 px); longer ones are elided, with a tooltip."""
-        fm = self.table.fontMetrics()
-        want = max([fm.horizontalAdvance(n) + 16 for n in names] + [100])
-        self.table.setColumnWidth(1, min(want, 240))
+    def _fit_label_column(self, names: list[str] | None = None) -> None:
+        """Wide enough for the longest class name (up to 240 px), but never so wide that the Slide column loses
+        its name beside the thumbnail (`SLIDE_COLUMN_MIN`); what does not fit is elided, with a tooltip."""
+        if names is not None:
+            fm = self.table.fontMetrics()
+            self._label_want = max([fm.horizontalAdvance(n) + 16 for n in names] + [100])
+        others = sum(self.table.columnWidth(c) for c in range(2, self.table.columnCount()))
+        room = self.table.viewport().width() - others - SLIDE_COLUMN_MIN
+        self.table.setColumnWidth(1, max(100, min(self._label_want, 240, room)))
 
     def _reselect(self, ids: set[str]) -> None:
         from PySide6.QtCore import QItemSelectionModel

@@ -53,7 +53,7 @@ class Workflow(QObject):
         self.docks["slides"].raise_()
         window.tabifyDockWidget(self.docks["training"], self.docks["predictions"])
         self.docks["training"].raise_()
-        window.resizeDocks([self.docks["slides"], self.docks["training"]], [430, 420], Qt.Orientation.Horizontal)
+        window.resizeDocks([self.docks["slides"], self.docks["training"]], [470, 420], Qt.Orientation.Horizontal)
         window.resizeDocks([self.docks["log"]], [110], Qt.Orientation.Vertical)
         self.handler = QtLogHandler()
         self.handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))

@@ -92,7 +92,14 @@ def test_label_column_shows_full_class_names(window, slide_file, tmp_path):
     item = table.item(0, 1)
     assert item.text() == longest and longest in item.toolTip()
     need = table.fontMetrics().horizontalAdvance(longest)
+    wf.docks["slides"].resize(760, wf.docks["slides"].height())
+    table.resize(720, table.height())  # room enough: the whole name shows
     assert table.columnWidth(1) >= min(need + 8, 240)
+    table.resize(470, table.height())  # the default panel width: the slide name keeps its room, the label elides
+    from pathpt_gui.panels.slides import SLIDE_COLUMN_MIN
+
+    assert table.columnWidth(0) >= SLIDE_COLUMN_MIN
+    assert longest in table.item(0, 1).toolTip()
 
 
 def test_first_launch_hint_tells_how_to_label(window, slide_file, tmp_path):
