@@ -99,3 +99,16 @@ def test_bad_inputs_exit_2_naming_the_file(cohort: Path, tmp_path: Path, capsys:
                  "--out", str(tmp_path / "p")]) == 2
     assert "--color 'LUAD=red'" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "p").exists()
+
+
+def test_one_slide_file_is_never_laid_under_another_slides_scores(cohort: Path, tmp_path: Path, capsys) -> None:
+    s1 = cohort / "slides" / "sub" / "s1.tiff"
+    assert main(["-q", "export", "--scores", str(cohort / "preds" / "s1.h5"), "--slide", str(s1), "--format",
+                 "png", "--downsample", "16", "--out", str(tmp_path / "one.png")]) == 0  # its own slide: fine
+    with Image.open(tmp_path / "one.png") as im:
+        assert im.size == (40, 32)
+    rc = main(["-q", "export", "--scores", str(cohort / "preds"), "--slide", str(s1), "--format", "png",
+               "--downsample", "16", "--out", str(tmp_path / "both")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is not slide 's2'" in err and "\n" not in err.strip()
+    assert not (tmp_path / "both" / "s2.png").exists()

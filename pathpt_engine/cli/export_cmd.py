@@ -92,8 +92,12 @@ def score_inputs(scores: Path) -> tuple[Path, ...]:
 
 
 def find_slide(slide: Path, slide_id: str) -> Path:
-    """`slide` itself, or the file `<slide_id>.<slide ext>` found (recursively) in the folder `slide`."""
+    """`slide` itself when it is that slide's file (its name is the slide id), or the file `<slide_id>.<slide ext>`
+    found (recursively) in the folder `slide`. A slide file is never used for another slide's scores."""
     if slide.is_file():
+        if slide.stem != slide_id:
+            raise ExportError(f"{slide}: this slide file is not slide {slide_id!r} (the scores hold several slides or "
+                              "another one; give the folder of slides with --slide)")
         return slide
     if not slide.is_dir():
         raise ExportError(f"{slide}: slide file or folder not found")
