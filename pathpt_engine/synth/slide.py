@@ -52,19 +52,25 @@ class SlideSpec:
     stain: Stain | None = field(default=None)
 
     def __post_init__(self) -> None:
-        if not (256 <= self.width <= 250_000 and 256 <= self.height <= 250_000):
-            raise ValueError(f"slide size must be 256..250000 px per side, got {self.width}x{self.height}")
-        if not 0 <= self.kind < len(SUBTYPES):
-            raise ValueError(f"slide kind must be 0..{len(SUBTYPES) - 1}, got {self.kind}")
-        if not 0.1 <= self.mpp <= 2.0:
-            raise ValueError(f"slide mpp must be in 0.1..2.0, got {self.mpp}")
-        if not 0.02 <= self.tumour_fraction <= 0.9:
-            raise ValueError(f"tumour_fraction must be in 0.02..0.9, got {self.tumour_fraction}")
-        ds = self.mask_downsample
-        if ds not in (4, 8, 16, 32, 64):
-            raise ValueError(f"mask_downsample must be one of 4, 8, 16, 32, 64, got {ds}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        check_slide_spec(self.width, self.height, self.kind, self.seed, self.mpp, self.tumour_fraction,
+                         self.mask_downsample)
+
+
+def check_slide_spec(width: int, height: int, kind: int, seed: int, mpp: float, tumour_fraction: float,
+                     mask_downsample: int) -> None:
+    """The checks every synthetic slide spec shares; ValueError naming the first bad value."""
+    if not (256 <= width <= 250_000 and 256 <= height <= 250_000):
+        raise ValueError(f"slide size must be 256..250000 px per side, got {width}x{height}")
+    if not 0 <= kind < len(SUBTYPES):
+        raise ValueError(f"slide kind must be 0..{len(SUBTYPES) - 1}, got {kind}")
+    if not 0.1 <= mpp <= 2.0:
+        raise ValueError(f"slide mpp must be in 0.1..2.0, got {mpp}")
+    if not 0.02 <= tumour_fraction <= 0.9:
+        raise ValueError(f"tumour_fraction must be in 0.02..0.9, got {tumour_fraction}")
+    if mask_downsample not in (4, 8, 16, 32, 64):
+        raise ValueError(f"mask_downsample must be one of 4, 8, 16, 32, 64, got {mask_downsample}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import numpy as np
 
 from . import noise
 from .bank import FAT, GLASS, NORMAL, STROMA, material_kind, subtype_material
-from .slide import _bilinear
-from .subtypes import MAX_SUBTYPES, SUBTYPES
+from .slide import _bilinear, check_slide_spec
+from .subtypes import MAX_SUBTYPES
 
 COARSE = 16  # level-0 pixels per coarse node
 FINE = 4  # level-0 pixels per fine cell
@@ -51,18 +51,10 @@ class WorldSpec:
     n_subtypes: int = 3
 
     def __post_init__(self) -> None:
-        if not (256 <= self.width <= 250_000 and 256 <= self.height <= 250_000):
-            raise ValueError(f"slide size must be 256..250000 px per side, got {self.width}x{self.height}")
-        if not 0 <= self.kind < len(SUBTYPES):
-            raise ValueError(f"slide kind must be 0..{len(SUBTYPES) - 1}, got {self.kind}")
-        if not 0.1 <= self.mpp <= 2.0:
-            raise ValueError(f"slide mpp must be in 0.1..2.0, got {self.mpp}")
-        if not 0.02 <= self.tumour_fraction <= 0.9:
-            raise ValueError(f"tumour_fraction must be in 0.02..0.9, got {self.tumour_fraction}")
-        if self.mask_downsample not in (4, 8, 16, 32, 64):
-            raise ValueError(f"mask_downsample must be one of 4, 8, 16, 32, 64, got {self.mask_downsample}")
-        if self.seed < 0 or not 1 <= self.n_subtypes <= MAX_SUBTYPES:
-            raise ValueError("seed must be >= 0 and n_subtypes 1..MAX_SUBTYPES")
+        check_slide_spec(self.width, self.height, self.kind, self.seed, self.mpp, self.tumour_fraction,
+                         self.mask_downsample)
+        if not 1 <= self.n_subtypes <= MAX_SUBTYPES:
+            raise ValueError(f"n_subtypes must be 1..{MAX_SUBTYPES}, got {self.n_subtypes}")
 
 
 @dataclass(frozen=True)
