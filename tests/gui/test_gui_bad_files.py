@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from project_faults import corrupt_table
+from project_fixtures import project_with_run
 
-from pathpt_engine.export import write_geojson, write_scores_h5
+from pathpt_engine.export import write_geojson
 from pathpt_engine.jobs import collect
 from pathpt_engine.project import DB_NAME, Project
 from pathpt_engine.results import SlidePrediction, TileScores
@@ -27,27 +28,8 @@ def window(make_window):
 
 
 def _project_with_run(folder: Path, slide_file: Path) -> tuple[str, str]:
-    """A project with one slide, one finished run with a real checkpoint, tile scores and a prediction."""
-    import torch
-
-    from pathpt_engine.pathpt.checkpoint import save_checkpoint
-    from pathpt_engine.prompts.classsets import synth_classset
-    from pathpt_gui.project_jobs import scores_path
-
-    cs = synth_classset(2)
-    with Project.create(folder) as p:
-        p.classes.set(cs)
-        sid = p.slides.add(slide_file).slide_id
-        run = p.runs.create("pathpt-paper", "demo", {})
-        save_checkpoint(run.checkpoint, {"w": torch.ones(2)}, {"note": "test"})
-        coords = np.array([[x, y] for y in range(0, 1536, 512) for x in range(0, 2048, 512)], np.int64)
-        probs = np.random.default_rng(0).dirichlet(np.ones(3), len(coords)).astype(np.float32)
-        write_scores_h5(scores_path(p, run.run_id, sid), TileScores(sid, coords, probs, 512, cs.class_names))
-        names = cs.subtype_names
-        p.runs.add_predictions(run.run_id, [SlidePrediction(sid, names[0], {names[0]: 0.7, names[1]: 0.3},
-                                                            len(coords))])
-        p.runs.set_status(run.run_id, "done")
-        return run.run_id, sid
+    run_id, sid, _cs = project_with_run(folder, slide_file, checkpoint=True)
+    return run_id, sid
 
 
 # ---- §2 Export Results ----------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from project_fixtures import project_with_run
+
 from pathpt_gui.main_window import MainWindow
 from pathpt_gui.settings import AppSettings
 
@@ -34,36 +36,11 @@ def test_bad_stored_overlay_settings_fall_back(tmp_path):
 
 
 # ---- the export dialog ------------------------------------------------------------------------------------------
-def _project_with_run(folder, slide_file):
-    """A project with one slide, one finished run with tile scores and a prediction (no training)."""
-    import numpy as np
-
-    from pathpt_engine.export import write_scores_h5
-    from pathpt_engine.project import Project
-    from pathpt_engine.prompts.classsets import synth_classset
-    from pathpt_engine.results import SlidePrediction, TileScores
-    from pathpt_gui.project_jobs import scores_path
-
-    cs = synth_classset(2)
-    with Project.create(folder) as p:
-        p.classes.set(cs)
-        sid = p.slides.add(slide_file).slide_id
-        run = p.runs.create("pathpt-paper", "demo", {})
-        coords = np.array([[x, y] for y in range(0, 1536, 512) for x in range(0, 2048, 512)], np.int64)
-        probs = np.random.default_rng(0).dirichlet(np.ones(3), len(coords)).astype(np.float32)
-        write_scores_h5(scores_path(p, run.run_id, sid), TileScores(sid, coords, probs, 512, cs.class_names))
-        names = cs.subtype_names
-        p.runs.add_predictions(run.run_id, [SlidePrediction(sid, names[0], {names[0]: 0.7, names[1]: 0.3},
-                                                            len(coords))])
-        p.runs.set_status(run.run_id, "done")
-    return run.run_id, sid, cs
-
-
 def test_ctrl_e_opens_the_dialog_instead_of_writing(make_window, slide_file, tmp_path, monkeypatch):
     from pathpt_gui.export_dialog import ExportDialog
 
     win, wf = make_window(workflow=True)
-    run_id, _sid, _cs = _project_with_run(tmp_path / "proj", slide_file)
+    run_id, _sid, _cs = project_with_run(tmp_path / "proj", slide_file)
     wf.ctrl.open_project(tmp_path / "proj")
     wf.ctrl.set_current_run(run_id)
     shown = []
@@ -85,7 +62,7 @@ def test_dialog_choices_drive_the_export_and_are_remembered(make_window, slide_f
     from pathpt_gui.export_dialog import SETTING_KEY, make_export_dialog, start_export
 
     win, wf = make_window(workflow=True)
-    run_id, sid, cs = _project_with_run(tmp_path / "proj", slide_file)
+    run_id, sid, cs = project_with_run(tmp_path / "proj", slide_file)
     ctrl = wf.ctrl
     ctrl.open_project(tmp_path / "proj")
     ctrl.set_current_run(run_id)
