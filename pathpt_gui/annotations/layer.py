@@ -142,19 +142,20 @@ class AnnotationLayer(QObject):
         return bool(self._redo)
 
     def undo(self) -> str | None:
-        if not self._undo:
-            return None
-        edit = self._undo.pop()
-        if self._apply(lambda: (edit.undo(), True)[1]) is None:
-            return None
-        self._redo.append(edit)
-        return edit.text
+        """Replay the inverse of the last edit; its text, or None when there is none or the store refused it."""
+        return self._replay(self._undo, self._redo, undo=True)
 
     def redo(self) -> str | None:
-        if not self._redo:
+        """Replay the last undone edit; its text, or None when there is none or the store refused it."""
+        return self._replay(self._redo, self._undo, undo=False)
+
+    def _replay(self, source: list[_Edit], target: list[_Edit], *, undo: bool) -> str | None:
+        """Pop an edit from `source`, apply its undo (or redo) to the store, and on success push it to `target`."""
+        if not source:
             return None
-        edit = self._redo.pop()
-        if self._apply(lambda: (edit.redo(), True)[1]) is None:
+        edit = source.pop()
+        step = edit.undo if undo else edit.redo
+        if self._apply(lambda: (step(), True)[1]) is None:
             return None
-        self._undo.append(edit)
+        target.append(edit)
         return edit.text
