@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import overload
 
 from PySide6.QtCore import QSettings
 
@@ -12,8 +13,39 @@ CACHE_MB_RANGE = (64, 16384)
 THREADS_RANGE = (1, 16)
 
 
+class _RangedInt:
+    """An integer setting within `bounds`: a missing or unreadable stored value reads as `default`, one out of
+    range as the nearest bound; setting a value out of range raises ValueError ("<what> must be lo..hi<unit>")."""
+
+    def __init__(self, key: str, default: int, bounds: tuple[int, int], what: str, unit: str = "") -> None:
+        self.key, self.default, self.bounds, self.what, self.unit = key, default, bounds, what, unit
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _RangedInt: ...
+    @overload
+    def __get__(self, obj: AppSettings, owner: type | None = None) -> int: ...
+    def __get__(self, obj: AppSettings | None, owner: type | None = None) -> int | _RangedInt:
+        if obj is None:
+            return self
+        raw = obj.q.value(self.key, self.default)
+        try:
+            value = int(raw) if isinstance(raw, (int, float, str)) else self.default
+        except ValueError:
+            value = self.default
+        return min(max(value, self.bounds[0]), self.bounds[1])
+
+    def __set__(self, obj: AppSettings, value: int) -> None:
+        lo, hi = self.bounds
+        if not lo <= int(value) <= hi:
+            raise ValueError(f"{self.what} must be {lo}..{hi}{self.unit}, got {value}")
+        obj.q.setValue(self.key, int(value))
+
+
 class AppSettings:
     """Typed access to the app's QSettings; pass an explicit QSettings (e.g. an ini file) in tests."""
+
+    cache_mb = _RangedInt("viewer/cache_mb", 512, CACHE_MB_RANGE, "cache size", " MiB")  # tile cache per open slide
+    reader_threads = _RangedInt("viewer/reader_threads", 4, THREADS_RANGE, "reader threads")
 
     def __init__(self, qsettings: QSettings | None = None) -> None:
         self.q = qsettings if qsettings is not None else QSettings(ORG, APP)
@@ -23,41 +55,14 @@ class AppSettings:
         """Settings stored in a given ini file (isolated from the user's own)."""
         return cls(QSettings(str(ini_path), QSettings.Format.IniFormat))
 
-    def _int(self, key: str, default: int, lo: int, hi: int) -> int:
-        try:
-            value = int(self.q.value(key, default))
-        except (TypeError, ValueError):
-            value = default
-        return min(max(value, lo), hi)
-
-    @property
-    def cache_mb(self) -> int:
-        """Tile-cache budget per open slide, in MiB."""
-        return self._int("viewer/cache_mb", 512, *CACHE_MB_RANGE)
-
-    @cache_mb.setter
-    def cache_mb(self, value: int) -> None:
-        if not CACHE_MB_RANGE[0] <= int(value) <= CACHE_MB_RANGE[1]:
-            raise ValueError(f"cache size must be {CACHE_MB_RANGE[0]}..{CACHE_MB_RANGE[1]} MiB, got {value}")
-        self.q.setValue("viewer/cache_mb", int(value))
-
-    @property
-    def reader_threads(self) -> int:
-        return self._int("viewer/reader_threads", 4, *THREADS_RANGE)
-
-    @reader_threads.setter
-    def reader_threads(self, value: int) -> None:
-        if not THREADS_RANGE[0] <= int(value) <= THREADS_RANGE[1]:
-            raise ValueError(f"reader threads must be {THREADS_RANGE[0]}..{THREADS_RANGE[1]}, got {value}")
-        self.q.setValue("viewer/reader_threads", int(value))
-
     # heatmap overlay look, kept between launches -------------------------------------------------------
     @property
     def overlay_opacity(self) -> float:
         """Heatmap opacity in [0, 1] (a bad stored value falls back to 0.45)."""
+        raw = self.q.value("overlay/opacity", 0.45)
         try:
-            value = float(self.q.value("overlay/opacity", 0.45))
-        except (TypeError, ValueError):
+            value = float(raw) if isinstance(raw, (int, float, str)) else 0.45
+        except ValueError:
             return 0.45
         return value if 0.0 <= value <= 1.0 else 0.45
 
@@ -87,7 +92,9 @@ class AppSettings:
         value = self.q.value("recent/files", [])
         if isinstance(value, str):  # QSettings returns a lone string for one-element lists on some backends
             value = [value]
-        return [str(v) for v in (value or [])][:MAX_RECENT]
+        if not isinstance(value, (list, tuple)):  # None (nothing stored) or something unreadable
+            return []
+        return [str(v) for v in value][:MAX_RECENT]
 
     def add_recent(self, path: str | Path) -> None:
         p = str(Path(path).resolve())
