@@ -35,6 +35,14 @@ def _drag(view, a, b, steps=5, mods=Qt.KeyboardModifier.NoModifier):
     _mouse(view, "release", *b, mods=mods)
 
 
+def _polygon(view, points):
+    """Click each vertex (press, release) and double-click the last one to close the outline."""
+    for x, y in points:
+        _mouse(view, "press", x, y)
+        _mouse(view, "release", x, y)
+    _mouse(view, "double", *points[-1])
+
+
 @pytest.fixture
 def annotating(qtbot, tmp_path, slide_file):
     from pathpt_engine.prompts.classsets import synth_classset
@@ -84,12 +92,7 @@ def test_draw_edit_delete_undo_redo_and_reopen(annotating, tmp_path):
     ac.set_tool("ellipse")
     _drag(view, (400, 100), (500, 200))
     ac.set_tool("polygon")
-    for x, y in ((100, 400), (250, 380), (220, 500)):
-        _mouse(view, "press", x, y)
-        _mouse(view, "release", x, y)
-    _mouse(view, "press", 150, 520)
-    _mouse(view, "release", 150, 520)
-    _mouse(view, "double", 150, 520)
+    _polygon(view, [(100, 400), (250, 380), (220, 500), (150, 520)])
     ac.panel.class_combo.setCurrentText("normal")
     ac.set_tool("brush")
     ac.panel.brush_size.setValue(20)
@@ -225,7 +228,7 @@ from pathpt_gui._none_guard import protect_none
 protect_none()
 from PySide6.QtWidgets import QApplication
 app = QApplication([])
-from test_gui_annotations import _drag, _mouse
+from test_gui_annotations import _drag, _polygon
 from pathpt_gui.main_window import MainWindow
 from pathpt_gui.panels.workflow import install_workflow
 from pathpt_gui.settings import AppSettings
@@ -241,10 +244,7 @@ ac = wf.annotations
 ac.set_tool("rectangle")
 _drag(view, (100, 100), (300, 250))
 ac.set_tool("polygon")
-for x, y in ((400, 400), (500, 380), (480, 500)):
-    _mouse(view, "press", x, y)
-    _mouse(view, "release", x, y)
-_mouse(view, "double", 480, 500)
+_polygon(view, [(400, 400), (500, 380), (480, 500)])
 print("drawn", len(wf.ctrl.project.annotations.list("slide")), flush=True)
 os.kill(os.getpid(), 9)
 """
