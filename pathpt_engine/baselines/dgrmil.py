@@ -26,7 +26,6 @@ Not reproduced: the reference's test-set checkpoint selection and Youden thresho
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 from dataclasses import dataclass
@@ -36,10 +35,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from ..jobs import Job, Progress, check_cancel
+from ..jobs import Job, check_cancel
 from ..ops.gpu import cuda_numerics
 from ..ops.lumped_nystrom import use_lumped_nystrom
 from ..ops.nystrom import TransLayer
+from .train import bags_on, run_epochs
 
 EXTRA_LOSS_EPOCH = 10  # 1-based epoch from which L_div and L_align are added
 EXTRA_LOSS_WEIGHT = 0.1
@@ -72,6 +72,8 @@ class CrossAttention(nn.Module):
 
 class DGRMIL(nn.Module):
     """DGRMIL with K global vectors; see the module docstring. `mode` picks the centre rule ("paper"/"clean")."""
+
+    centres: torch.Tensor  # a buffer (register_buffer below): [2 or C, dim]
 
     def __init__(self, in_dim: int, n_classes: int, dim: int = 512, n_global: int = 5, mode: str = "paper",
                  instance_dropout: float = 0.1, attn_dropout: float = 0.4, momentum: float = 0.4) -> None:
@@ -197,13 +199,6 @@ def patch_dropout(x: torch.Tensor, frac: float, gen: torch.Generator) -> torch.T
     return out
 
 
-@torch.no_grad()
-def _val_ce(model: DGRMIL, bags: list[tuple[torch.Tensor, int]]) -> float:
-    model.eval()
-    ce = [F.cross_entropy(model(x)["logits"], torch.full((1,), y, device=x.device)) for x, y in bags]
-    return float(torch.stack(ce).double().mean())  # one read for all bags
-
-
 def train_dgrmil(
     cfg: DGRMILConfig,
     n_classes: int,
@@ -216,46 +211,40 @@ def train_dgrmil(
     Selection as `train_mil`: "last" epoch, or "val" = lowest validation bag CE (ties to the earlier epoch). On
     CUDA under strict fp32 numerics (`ops.gpu.cuda_numerics`).
     """
-    with cuda_numerics(torch.device(cfg.device)):
-        return (yield from _train_dgrmil(cfg, n_classes, train, val, cancel))
-
-
-def _train_dgrmil(cfg: DGRMILConfig, n_classes: int, train: list[tuple[np.ndarray, int]],
-                  val: list[tuple[np.ndarray, int]] | None, cancel: threading.Event | None) -> Job[nn.Module]:
     if not train:
         raise ValueError("train_dgrmil: no training bags")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
     dev = torch.device(cfg.device)
-    bags = [(torch.as_tensor(x, dtype=torch.float32, device=dev), int(y)) for x, y in train]  # on the device once
-    vbags = [(torch.as_tensor(x, dtype=torch.float32, device=dev), int(y)) for x, y in (val or [])]
-    model = DGRMIL(bags[0][0].shape[1], n_classes, dim=cfg.dim, mode=cfg.mode).to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    rng = np.random.default_rng(cfg.seed)
-    best_state, best_val = None, float("inf")
-    use_val = cfg.selection == "val" and bool(vbags)
-    for epoch in range(1, cfg.epochs + 1):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, epoch)
-        model.train()
-        total = torch.zeros((), device=dev)
-        for j in rng.permutation(len(bags)):
-            check_cancel(cancel)
-            x, y = bags[j]
-            out = model(patch_dropout(x, cfg.patch_drop, gen))
-            loss = model.loss(out, y, epoch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            model.update_centres(out["bag_mean"], y)
-            total += loss.detach()  # read once per epoch
-        metrics = {"loss": float(total) / len(bags), "lr": lr_at(cfg, epoch)}
-        if use_val:
-            metrics["val_ce"] = _val_ce(model, vbags)
-            if metrics["val_ce"] < best_val:
-                best_val, best_state = metrics["val_ce"], copy.deepcopy(model.state_dict())
-        yield Progress("train-dgrmil", epoch, cfg.epochs, message=f"epoch {epoch}", metrics=metrics)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return model
+    with cuda_numerics(dev):
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        bags = bags_on(train, dev)  # on the device once
+        vbags = bags_on(val or [], dev)
+        model = DGRMIL(bags[0][0].shape[1], n_classes, dim=cfg.dim, mode=cfg.mode).to(dev)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        rng = np.random.default_rng(cfg.seed)
+
+        def one_epoch(epoch: int) -> dict[str, float]:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(cfg, epoch)
+            loss = _dgrmil_epoch(model, opt, [bags[j] for j in rng.permutation(len(bags))], epoch, cfg, gen, cancel)
+            return {"loss": loss / len(bags), "lr": lr_at(cfg, epoch)}
+
+        return (yield from run_epochs(model, cfg.epochs, one_epoch, vbags, cfg.selection == "val" and bool(vbags),
+                                      "train-dgrmil"))
+
+
+def _dgrmil_epoch(model: DGRMIL, opt: torch.optim.Optimizer, bags: list[tuple[torch.Tensor, int]], epoch: int,
+                  cfg: DGRMILConfig, gen: torch.Generator, cancel: threading.Event | None) -> float:
+    """One pass over `bags` in the given order, a step per bag; returns the summed loss (read once per epoch)."""
+    model.train()
+    total = torch.zeros((), device=bags[0][0].device)
+    for x, y in bags:
+        check_cancel(cancel)
+        out = model(patch_dropout(x, cfg.patch_drop, gen))
+        loss = model.loss(out, y, epoch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.update_centres(out["bag_mean"], y)
+        total += loss.detach()
+    return float(total)

@@ -88,10 +88,37 @@ def _bag_loss(model: nn.Module, out: dict[str, torch.Tensor], label: int, target
 
 
 @torch.no_grad()
-def _val_ce(model: nn.Module, bags: list[tuple[torch.Tensor, int]]) -> float:
+def val_ce(model: nn.Module, bags: list[tuple[torch.Tensor, int]]) -> float:
+    """Mean validation bag cross-entropy of `model` (eval mode) over (features, label) bags already on its device."""
     model.eval()
     losses = [F.cross_entropy(model(x)["logits"], torch.full((1,), y, device=x.device)) for x, y in bags]
     return float(torch.stack(losses).double().mean())  # one read for all bags
+
+
+def bags_on(bags: list[tuple[np.ndarray, int]], dev: torch.device) -> list[tuple[torch.Tensor, int]]:
+    """(features, label) bags as float32 tensors on `dev`, moved once before training."""
+    return [(torch.as_tensor(x, dtype=torch.float32, device=dev), int(y)) for x, y in bags]
+
+
+def run_epochs(model: nn.Module, epochs: int, one_epoch: Callable[[int], dict[str, float]],
+               vbags: list[tuple[torch.Tensor, int]], select_val: bool, stage: str) -> Job[nn.Module]:
+    """The baselines' epoch loop and selection rule: `one_epoch(epoch)` (1-based) trains and returns its metrics.
+
+    With `select_val` the epoch with the lowest validation bag CE on `vbags` is kept (ties to the earlier epoch);
+    otherwise the last. One progress event per epoch; returns the selected model in eval mode.
+    """
+    best_state, best_val = None, float("inf")
+    for epoch in range(1, epochs + 1):
+        metrics = one_epoch(epoch)
+        if select_val:
+            metrics["val_ce"] = val_ce(model, vbags)
+            if metrics["val_ce"] < best_val:
+                best_val, best_state = metrics["val_ce"], copy.deepcopy(model.state_dict())
+        yield Progress(stage, epoch, epochs, message=f"epoch {epoch}", metrics=metrics)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return model
 
 
 def train_mil(
@@ -103,58 +130,45 @@ def train_mil(
 ) -> Job[nn.Module]:
     """Train one MIL model on bags (features [N, D], 0-based subtype label); returns the selected model (eval).
 
-    On CUDA under strict fp32 numerics (`ops.gpu.cuda_numerics`: no TF32, deterministic algorithms).
-    """
-    with cuda_numerics(torch.device(cfg.device)):
-        return (yield from _train_mil(cfg, n_classes, train, val, cancel))
-
-
-def _train_mil(
-    cfg: MILConfig,
-    n_classes: int,
-    train: list[tuple[np.ndarray, int]],
-    val: list[tuple[np.ndarray, int]] | None = None,
-    cancel: threading.Event | None = None,
-) -> Job[nn.Module]:
-    """`train_mil`'s loop. Bags and their targets go to the device once; the epoch loss is summed on the device and read once per epoch.
+    On CUDA under strict fp32 numerics (`ops.gpu.cuda_numerics`: no TF32, deterministic algorithms). Bags and
+    their targets go to the device once; the epoch loss is summed on the device and read once per epoch.
     """
     if not train:
         raise ValueError("train_mil: no training bags")
-    torch.manual_seed(cfg.seed)
     dev = torch.device(cfg.device)
-    bags = [(torch.as_tensor(x, dtype=torch.float32, device=dev), int(y)) for x, y in train]
-    targets = [torch.full((1,), y, dtype=torch.long, device=dev) for _, y in bags]
-    vbags = [(torch.as_tensor(x, dtype=torch.float32, device=dev), int(y)) for x, y in (val or [])]
-    model = build_mil(cfg.model, bags[0][0].shape[1], n_classes).to(dev)
-    opt = _optimizer(model, cfg)
-    accum = 2 if cfg.model == "transmil" else 1
-    rng = np.random.default_rng(cfg.seed)
-    best_state, best_val = None, float("inf")
-    use_val = cfg.selection == "val" and bool(vbags)
-    for epoch in range(cfg.epochs):
-        model.train()
-        total = torch.zeros((), device=dev)
-        opt.zero_grad()
-        order = rng.permutation(len(bags))
-        for i, j in enumerate(order):
-            check_cancel(cancel)
-            x, y = bags[j]
-            loss = _bag_loss(model, model(x), y, targets[j])
-            (loss / accum).backward()
-            if (i + 1) % accum == 0 or i + 1 == len(order):
-                opt.step()
-                opt.zero_grad()
-            total += loss.detach()
-        metrics = {"loss": float(total) / len(bags)}
-        if use_val:
-            metrics["val_ce"] = _val_ce(model, vbags)
-            if metrics["val_ce"] < best_val:
-                best_val, best_state = metrics["val_ce"], copy.deepcopy(model.state_dict())
-        yield Progress(f"train-{cfg.model}", epoch + 1, cfg.epochs, message=f"epoch {epoch + 1}", metrics=metrics)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return model
+    with cuda_numerics(dev):
+        torch.manual_seed(cfg.seed)
+        bags = bags_on(train, dev)
+        targets = [torch.full((1,), y, dtype=torch.long, device=dev) for _, y in bags]
+        vbags = bags_on(val or [], dev)
+        model = build_mil(cfg.model, bags[0][0].shape[1], n_classes).to(dev)
+        opt = _optimizer(model, cfg)
+        rng = np.random.default_rng(cfg.seed)
+
+        def one_epoch(epoch: int) -> dict[str, float]:
+            order = rng.permutation(len(bags))
+            return {"loss": _mil_epoch(model, opt, [bags[j] for j in order], [targets[j] for j in order],
+                                       2 if cfg.model == "transmil" else 1, cancel) / len(bags)}
+
+        return (yield from run_epochs(model, cfg.epochs, one_epoch, vbags, cfg.selection == "val" and bool(vbags),
+                                      f"train-{cfg.model}"))
+
+
+def _mil_epoch(model: nn.Module, opt: torch.optim.Optimizer, bags: list[tuple[torch.Tensor, int]],
+               targets: list[torch.Tensor], accum: int, cancel: threading.Event | None) -> float:
+    """One pass over `bags` in the given order, a step every `accum` bags; returns the summed loss (one read)."""
+    model.train()
+    total = torch.zeros((), device=targets[0].device)
+    opt.zero_grad()
+    for i, ((x, y), target) in enumerate(zip(bags, targets, strict=True)):
+        check_cancel(cancel)
+        loss = _bag_loss(model, model(x), y, target)
+        (loss / accum).backward()
+        if (i + 1) % accum == 0 or i + 1 == len(bags):
+            opt.step()
+            opt.zero_grad()
+        total += loss.detach()
+    return float(total)
 
 
 @torch.no_grad()
