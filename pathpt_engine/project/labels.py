@@ -22,6 +22,14 @@ SPLITS = ("train", "heldout")
 HISTORY_LIMIT = 500
 
 State = tuple[str | None, str | None]  # (label, split); (None, None) = unlabelled
+# undo (True): the latest live operation, its items newest first, back to their old states, then marked undone;
+# redo (False): the earliest undone operation, its items oldest first, to their new states, then marked live again.
+_REPLAY: dict[bool, tuple[str, str, tuple[str, str], int]] = {
+    True: ("SELECT * FROM label_ops WHERE undone=0 ORDER BY op_id DESC LIMIT 1",
+           "SELECT * FROM label_op_items WHERE op_id=? ORDER BY rowid DESC", ("old_label", "old_split"), 1),
+    False: ("SELECT * FROM label_ops WHERE undone=1 ORDER BY op_id ASC LIMIT 1",
+            "SELECT * FROM label_op_items WHERE op_id=? ORDER BY rowid ASC", ("new_label", "new_split"), 0),
+}
 
 
 @dataclass(frozen=True)
@@ -150,29 +158,11 @@ class LabelStore:
 
     def undo(self) -> str | None:
         """Revert the latest operation; returns its description, or None when there is nothing to undo."""
-        with self._db.transaction() as conn:
-            op = conn.execute("SELECT * FROM label_ops WHERE undone=0 ORDER BY op_id DESC LIMIT 1").fetchone()
-            if op is None:
-                return None
-            items = conn.execute("SELECT * FROM label_op_items WHERE op_id=? ORDER BY rowid DESC",
-                                 (op["op_id"],)).fetchall()
-            for it in items:
-                _write(conn, it["slide_id"], (it["old_label"], it["old_split"]))
-            conn.execute("UPDATE label_ops SET undone=1 WHERE op_id=?", (op["op_id"],))
-            return str(op["description"])
+        return self._replay(undo=True)
 
     def redo(self) -> str | None:
         """Re-apply the earliest undone operation; returns its description, or None."""
-        with self._db.transaction() as conn:
-            op = conn.execute("SELECT * FROM label_ops WHERE undone=1 ORDER BY op_id ASC LIMIT 1").fetchone()
-            if op is None:
-                return None
-            items = conn.execute("SELECT * FROM label_op_items WHERE op_id=? ORDER BY rowid ASC",
-                                 (op["op_id"],)).fetchall()
-            for it in items:
-                _write(conn, it["slide_id"], (it["new_label"], it["new_split"]))
-            conn.execute("UPDATE label_ops SET undone=0 WHERE op_id=?", (op["op_id"],))
-            return str(op["description"])
+        return self._replay(undo=False)
 
     # ---- internals -----------------------------------------------------------------------------------------
     def _apply(self, changes: list[tuple[str, State]], description: str) -> None:
@@ -194,6 +184,18 @@ class LabelStore:
             conn.executemany("INSERT INTO label_op_items VALUES (?,?,?,?,?,?)",
                              [(op_id, sid, *old, *new) for sid, old, new in items])
             conn.execute("DELETE FROM label_ops WHERE op_id <= ?", (op_id - HISTORY_LIMIT,))
+
+    def _replay(self, undo: bool) -> str | None:
+        """Undo the latest live operation or redo the earliest undone one (see `_REPLAY`); returns its description."""
+        find_op, find_items, (label, split), flag = _REPLAY[undo]
+        with self._db.transaction() as conn:
+            op = conn.execute(find_op).fetchone()
+            if op is None:
+                return None
+            for it in conn.execute(find_items, (op["op_id"],)).fetchall():
+                _write(conn, it["slide_id"], (it[label], it[split]))
+            conn.execute("UPDATE label_ops SET undone=? WHERE op_id=?", (flag, op["op_id"]))
+            return str(op["description"])
 
     def _allowed_labels(self) -> dict[str, str]:
         """Accepted spellings (name, display name, and their lower case) -> subtype class name."""
