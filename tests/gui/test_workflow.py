@@ -191,6 +191,14 @@ def _project_with_features(wf, qtbot, tmp_path, cohort):
     return ctrl, truth
 
 
+def _labelled_project(wf, qtbot, tmp_path, cohort):
+    """`_project_with_features` with every slide given its true label."""
+    ctrl, truth = _project_with_features(wf, qtbot, tmp_path, cohort)
+    for sid, lab in truth.items():
+        ctrl.set_label([sid], lab)
+    return ctrl
+
+
 @pytest.mark.slow
 def test_label_train_overlay_export(window, qtbot, tmp_path, cohort):
     from pathpt_engine.export.geojson import read_geojson
@@ -275,9 +283,7 @@ def test_cancel_training(window, qtbot, tmp_path, cohort):
     from pathpt_engine.pathpt.model import PathPTConfig
 
     win, wf = window
-    ctrl, truth = _project_with_features(wf, qtbot, tmp_path, cohort)
-    for sid, lab in truth.items():
-        ctrl.set_label([sid], lab)
+    ctrl = _labelled_project(wf, qtbot, tmp_path, cohort)
     started = []
     ctrl.job_progress.connect(lambda e, f, eta: started.append(e) if e.stage == "train" else None)
     with qtbot.waitSignal(ctrl.job_cancelled, timeout=120000):
@@ -324,9 +330,7 @@ def test_killed_mid_training_leaves_project_readable(window, qtbot, tmp_path, co
     from pathpt_engine.project import Project
 
     win, wf = window
-    ctrl, truth = _project_with_features(wf, qtbot, tmp_path, cohort)
-    for sid, lab in truth.items():
-        ctrl.set_label([sid], lab)
+    ctrl = _labelled_project(wf, qtbot, tmp_path, cohort)
     labels_before = ctrl.project.labels.all()
     root = ctrl.project.root
     ctrl.close_project()
