@@ -116,6 +116,7 @@ def validate(geom: Geometry, what: str = "region") -> tuple[Geometry, list[str]]
     for i, part in enumerate(geom.parts):
         label = what if len(geom.parts) == 1 else f"{what} part {i + 1}"
         shell = _clean_ring(part.shell, f"{label} outline", notes)
+        assert shell is not None  # noqa: S101  (without allow_empty an empty ring raises instead)
         holes = []
         for j, hole in enumerate(part.holes):
             h = _clean_ring(hole, f"{label} hole {j + 1}", notes, allow_empty=True)
@@ -235,8 +236,8 @@ def _check_nesting(geom: Geometry, what: str) -> None:
         for j, hole in enumerate(part.holes):
             if not _inside_ring(part.shell, _probe(hole, part.shell)):
                 raise InvalidRegion(f"{what}: hole {j + 1} lies outside its outline")
-            for k, other in enumerate(part.holes):
-                if k != j and _inside_ring(other, _probe(hole, other)):
+            for k, other_hole in enumerate(part.holes):
+                if k != j and _inside_ring(other_hole, _probe(hole, other_hole)):
                     raise InvalidRegion(f"{what}: hole {j + 1} lies inside hole {k + 1}")
         for k, other in enumerate(geom.parts):
             if k != i and contains(Geometry((other,)), _probe(part.shell, other.shell)[None, :])[0]:

@@ -109,7 +109,7 @@ def _geometry(geom: Any, label: str) -> Geometry | None:
     if not isinstance(geom, dict) or geom.get("type") not in ("Polygon", "MultiPolygon"):
         return None
     coords = geom.get("coordinates")
-    parts = [coords] if geom["type"] == "Polygon" else coords
+    parts: Any = [coords] if geom["type"] == "Polygon" else coords  # shape checked below (TypeError)
     try:
         out = []
         for part in parts:
@@ -152,7 +152,7 @@ def read_qupath(path: str | os.PathLike[str], slide_id: str, classset: ClassSet,
         if name is None:
             skipped["unclassified annotation(s)"] = skipped.get("unclassified annotation(s)", 0) + 1
             continue
-        meta = props.get("metadata") if isinstance(props.get("metadata"), dict) else {}
+        meta = props["metadata"] if isinstance(props.get("metadata"), dict) else {}
         fid = feat.get("id")
         raw.append((name, geom, label, fid if _is_uuid(fid) else None, str(meta.get(KIND_KEY) or "imported"),
                     str(props.get("name") or "")))

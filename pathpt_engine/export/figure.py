@@ -118,7 +118,7 @@ def _legend(fig: Any, ax: Any, scores: TileScores, style: OverlayStyle, alpha: f
     if style.mode == ARGMAX:
         rgb = class_colors(scores.class_names, style.colors, style.normal_index)
         shown = [c for i, c in enumerate(scores.class_names) if i != style.normal_index]
-        ax.legend(handles=[Patch(color=np.array(rgb[c]) / 255.0, alpha=alpha, label=c) for c in shown],
+        ax.legend(handles=[Patch(color="#{:02x}{:02x}{:02x}".format(*rgb[c][:3]), alpha=alpha, label=c) for c in shown],
                   loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, title="tile votes (class)")
     else:
         sm = ScalarMappable(norm=Normalize(style.vmin, style.vmax), cmap=style.cmap)

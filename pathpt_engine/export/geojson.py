@@ -185,7 +185,7 @@ def classification(props: Mapping[str, Any]) -> tuple[str | None, tuple[int, int
 def _polygons(geom: Any, path: Path) -> list[Polygon]:
     if not isinstance(geom, dict) or geom.get("type") not in ("Polygon", "MultiPolygon"):
         return []
-    parts = [geom.get("coordinates")] if geom["type"] == "Polygon" else geom.get("coordinates")
+    parts: Any = [geom.get("coordinates")] if geom["type"] == "Polygon" else geom.get("coordinates")  # checked below
     out = []
     try:
         for part in parts:

@@ -44,7 +44,7 @@ def require_finite(path: str | os.PathLike[str], scores: TileScores | None,
         ExportError: naming the output, the slide and how many tiles are affected.
     """
     if scores is not None:
-        ok = np.isfinite(np.asarray(scores.probs, dtype=np.float64)).all(axis=1)
+        ok = np.asarray(np.isfinite(np.asarray(scores.probs, dtype=np.float64)).all(axis=1), dtype=bool)
         if not ok.all():
             raise ExportError(f"{path}: {int((~ok).sum())} of {len(ok)} tiles of slide {scores.slide_id!r} have "
                               "NaN or infinite scores (a diverged model?); nothing exported")

@@ -48,7 +48,7 @@ def write_scores_h5(path: str | os.PathLike[str], scores: TileScores,
 def _str_list(value: object) -> tuple[str, ...]:
     if isinstance(value, (str, bytes)):
         value = json.loads(value) if isinstance(value, str) and value.startswith("[") else [value]
-    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(value))  # type: ignore[arg-type]
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(value))  # type: ignore[call-overload]  # h5 attr
 
 
 def read_scores_h5(path: str | os.PathLike[str]) -> tuple[TileScores, SlidePrediction | None]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +41,7 @@ from ..backbones.encode_streams import (
 from ..errors import FeatureFileError, SlideError
 from ..jobs import Eta, Job, Progress, check_cancel, run_job
 from ..slides.base import SlideReader
+from ..slides.batches import Batches
 from ..slides.grid import GridParams, TileGrid
 from ..slides.tissue import TissueParams
 from .ledger import Ledger, LedgerEntry
@@ -214,7 +215,7 @@ def _extract_one(path: Path, out: Path, model: Backbone, encoder: TileEncoder, o
     tiling = tile_slide(path, out / "coords", gp, tp, reuse=True)
     yield Progress("tile", 1, 1, message=f"{tag} {tiling.slide_name}", metrics={"tiles": float(tiling.n_tiles)})
     target = feature_path(out, model.name, tiling.slide_name)
-    precision = {None: "fp32"}.get(encoder.autocast, str(encoder.autocast).replace("torch.", ""))
+    precision = "fp32" if encoder.autocast is None else str(encoder.autocast).replace("torch.", "")
     expected = {"slide_id": tiling.slide_id, "backbone": model.name, "weights_hash": model.weights_hash,
                 "tile_params": tile_params_json(gp, tp), "precision": precision}
     reason = "forced" if opts.force else stale_reason(target, expected)
@@ -268,7 +269,7 @@ def encode_grid(reader: SlideReader, grid: TileGrid, model: Backbone, encoder: T
 
 
 def tile_source(reader: SlideReader, grid: TileGrid, opts: ExtractOptions,
-                device: torch.device | None = None) -> tuple[Iterator[tuple[np.ndarray, np.ndarray]], bool]:
+                device: torch.device | None = None) -> tuple[Batches, bool]:
     """The batches of `grid` for `BatchPrefetcher` (`slides.batches.iter_tile_batches`, which chooses native or
     region reads), and whether they are composed from native tiles. Reader threads: `reader_threads(device,
     opts.workers)`; every batch is written into the same array on the native path."""

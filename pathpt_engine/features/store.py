@@ -32,7 +32,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import FeatureFileError
-from ..slides.grid import GridParams, TileGrid
+from ..slides.grid import GridParams, TileGrid, size_pair
 
 if TYPE_CHECKING:
     from ..slides.base import SlideReader
@@ -94,7 +94,7 @@ def grid_coords_attrs(grid: TileGrid, name: str = "") -> dict[str, Any]:
 def feature_attrs(coords: CoordsFile, backbone: str, weights_hash: str, **extra: Any) -> dict[str, Any]:
     """File attributes for a feature file made from `coords`: slide identity and tiling carried over, plus the
     backbone. Pass the same dict to `is_valid` to decide whether an existing feature file can be reused."""
-    carried = {k: coords.attrs[k] for k in ("slide_id", "slide_name", "tile_params") if k in coords.attrs}
+    carried: dict[str, Any] = {k: coords.attrs[k] for k in ("slide_id", "slide_name", "tile_params") if k in coords.attrs}
     return {**carried, "backbone": backbone, "weights_hash": weights_hash, **extra}
 
 
@@ -123,7 +123,7 @@ def grid_from_coords(coords: CoordsFile, reader: SlideReader) -> TileGrid:
                     params=GridParams(target_mpp=target_mpp, tile_size=tile_size, min_tissue=0.0),
                     slide_mpp=float(mpp) if mpp else float("nan"), mpp_source=str(a.get("mpp_source", "file")),
                     level=level, level_downsample=level_ds, read_size=read_size, size_level0=size0,
-                    slide_dimensions=tuple(reader.dimensions), level_dimensions=tuple(reader.level_dimensions[level]))
+                    slide_dimensions=size_pair(reader.dimensions), level_dimensions=size_pair(reader.level_dimensions[level]))
 
 
 def write_coords(path: str | os.PathLike[str], grid: TileGrid, attrs: Mapping[str, Any] | None = None) -> Path:

@@ -43,6 +43,11 @@ class PromptLearner(nn.Module):
         truncate: run the text tower only on the longest real prompt length.
     """
 
+    prefix: torch.Tensor  # buffers (registered in __init__), typed for the checker
+    suffix: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+
     def __init__(self, backbone: Backbone, names: list[str], n_ctx: int = 32, init: str = "template",
                  init_text: str = CTX_INIT_TEXT, truncate: bool = True) -> None:
         super().__init__()

@@ -9,7 +9,7 @@ one `OpenSlideReader.read_region` uses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -20,10 +20,11 @@ from .grid import TileGrid
 from .tiles import iter_tiles
 
 Batch = tuple[np.ndarray, np.ndarray]  # (indices into grid.coords int64 [B], uint8 tiles [B, S, S, 3])
+Batches = Generator[Batch, None, None]  # closable: closing stops the reads
 
 
 def iter_tile_batches(reader: SlideReader, grid: TileGrid, batch_size: int = 64, workers: int = 1,
-                      ahead: int = 96, reuse: bool = False) -> Iterator[Batch]:
+                      ahead: int = 96, reuse: bool = False) -> Batches:
     """(indices, uint8 tiles [B, S, S, 3]) for the whole grid, in order: composed from native tiles where the
     grid allows (`native_tile_batches`), else read region by region by `workers` threads and stacked.
 
@@ -45,7 +46,7 @@ def iter_tile_batches(reader: SlideReader, grid: TileGrid, batch_size: int = 64,
 
 
 def _region_batches(reader: SlideReader, grid: TileGrid, batch_size: int, workers: int,
-                    ahead: int) -> Iterator[Batch]:
+                    ahead: int) -> Batches:
     idx: list[int] = []
     tiles: list[np.ndarray] = []
     source = iter_tiles(reader, grid, num_threads=workers, prefetch=ahead)
@@ -63,7 +64,7 @@ def _region_batches(reader: SlideReader, grid: TileGrid, batch_size: int, worker
 
 
 def native_tile_batches(reader: SlideReader, grid: TileGrid, batch_size: int, workers: int = 1, ahead: int = 96,
-                        reuse: bool = False) -> Iterator[Batch] | None:
+                        reuse: bool = False) -> Batches | None:
     """The native path of `iter_tile_batches`, or None where the grid does not allow it (no fast path at the
     level, tiles resized after reading, off-grid coordinates).
 
@@ -86,7 +87,7 @@ def native_tile_batches(reader: SlideReader, grid: TileGrid, batch_size: int, wo
 
 def _compose_batches(reader: SlideReader, level: int, lxy: np.ndarray, size: int, tile: tuple[int, int],
                      dims: tuple[int, int], batch_size: int, workers: int, ahead: int,
-                     reuse: bool) -> Iterator[Batch]:
+                     reuse: bool) -> Batches:
     keys = [native_keys(int(x), int(y), (size, size), tile, dims) for x, y in lxy]
     last_use: dict[Key, int] = {}
     order: list[tuple[int, Key]] = []  # (first grid tile needing it, key), in order of need

@@ -113,6 +113,11 @@ class TileGrid:
                 f"{self.params.target_mpp:g} µm/px")
 
 
+def size_pair(size: tuple[int, ...] | list[int]) -> tuple[int, int]:
+    """(width, height) as two ints, from a reader's dimensions (a tuple or, from some readers, a list)."""
+    return int(size[0]), int(size[1])
+
+
 def slide_mpp(reader: SlideReader, assume_mpp: float | None) -> tuple[float, str]:
     """The level-0 µm/px to tile with and where it came from ("slide" or "assumed")."""
     mpp = reader.mpp
@@ -164,7 +169,7 @@ def make_grid(reader: SlideReader, mask: TissueMask, params: GridParams = GridPa
     keep = fraction >= params.min_tissue if params.min_tissue > 0 else np.ones(len(coords), bool)
     grid = TileGrid(coords=coords[keep], tissue=fraction[keep], params=params, slide_mpp=mpp, mpp_source=source,
                     level=level, level_downsample=float(level_ds), read_size=read_size, size_level0=size0,
-                    slide_dimensions=(width, height), level_dimensions=tuple(reader.level_dimensions[level]))
+                    slide_dimensions=(width, height), level_dimensions=size_pair(reader.level_dimensions[level]))
     if note := grid.upsample_note():
         logger.warning("%s: %s", reader.path, note)
     if len(grid) == 0:

@@ -128,7 +128,7 @@ class OpenSlideReader:
         self._closed = False
         props = dict(self._osr.properties)
         self._props = props
-        self._level_dims = tuple(tuple(int(v) for v in d) for d in self._osr.level_dimensions)
+        self._level_dims = tuple((int(d[0]), int(d[1])) for d in self._osr.level_dimensions)
         self._downsamples = tuple(float(d) for d in self._osr.level_downsamples)
         self._assoc_names = tuple(self._osr.associated_images.keys())
         self._reported_mpp = self._read_mpp(props)
