@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from refusals import assert_refuses
 
-from pathpt_engine.errors import PathPTError
 from pathpt_engine.export import read_geojson, to_geojson, write_geojson
 from pathpt_engine.export.polygons import ring_area, tile_union
 from pathpt_engine.results import SlidePrediction, TileScores
@@ -165,20 +165,13 @@ def test_legacy_v02_v03_import(tmp_path: Path) -> None:
 
 
 def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(PathPTError, match="missing.geojson"):
-        read_geojson(tmp_path / "missing.geojson")
+    assert_refuses(read_geojson, tmp_path / "missing.geojson", None, "missing.geojson")
     bad = tmp_path / "bad.geojson"
-    bad.write_text("{not json")
-    with pytest.raises(PathPTError, match="bad.geojson: cannot read GeoJSON"):
-        read_geojson(bad)
-    bad.write_text(json.dumps({"type": "Topology"}))
-    with pytest.raises(PathPTError, match="bad.geojson: not GeoJSON"):
-        read_geojson(bad)
+    assert_refuses(read_geojson, bad, "{not json", "bad.geojson: cannot read GeoJSON")
+    assert_refuses(read_geojson, bad, json.dumps({"type": "Topology"}), "bad.geojson: not GeoJSON")
     doc = json.loads(json.dumps(LEGACY))
     doc["features"][1]["properties"]["measurements"] = [{"name": "A", "value": 0.6}]
-    bad.write_text(json.dumps(doc))
-    with pytest.raises(PathPTError, match=r"bad.geojson: tile feature 1 lacks measurements \['B'\]"):
-        read_geojson(bad)
+    assert_refuses(read_geojson, bad, json.dumps(doc), r"bad.geojson: tile feature 1 lacks measurements \['B'\]")
 
 
 def test_regions_label_tiles_by_centre(tmp_path: Path) -> None:

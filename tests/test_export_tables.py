@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from refusals import assert_refuses
 
 from pathpt_engine.errors import PathPTError
 from pathpt_engine.export import (
@@ -37,15 +38,10 @@ def test_predictions_csv_columns_and_round_trip(tmp_path: Path) -> None:
 
 
 def test_predictions_csv_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(PathPTError, match="nope.csv"):
-        read_predictions_csv(tmp_path / "nope.csv")
+    assert_refuses(read_predictions_csv, tmp_path / "nope.csv", None, "nope.csv")
     bad = tmp_path / "bad.csv"
-    bad.write_text("id,label\nx,y\n")
-    with pytest.raises(PathPTError, match="bad.csv: needs columns 'slide_id' and 'predicted'"):
-        read_predictions_csv(bad)
-    bad.write_text("slide_id,predicted,p_A\nx,A,high\n")
-    with pytest.raises(PathPTError, match="bad.csv: line 2"):
-        read_predictions_csv(bad)
+    assert_refuses(read_predictions_csv, bad, "id,label\nx,y\n", "bad.csv: needs columns 'slide_id' and 'predicted'")
+    assert_refuses(read_predictions_csv, bad, "slide_id,predicted,p_A\nx,A,high\n", "bad.csv: line 2")
 
 
 def _scores() -> TileScores:
@@ -80,17 +76,12 @@ def test_scores_h5_foreign_layout_and_errors(tmp_path: Path) -> None:
     assert scores.tile_size_level0 == 512 and scores.probs.dtype == np.float32 and pred is None
     with h5py.File(path, "a") as f:
         del f["probs"]
-    with pytest.raises(PathPTError, match="other_slide.h5: no 'probs' dataset"):
-        read_scores_h5(path)
-    junk = tmp_path / "junk.h5"
-    junk.write_bytes(b"junk")
-    with pytest.raises(PathPTError, match="junk.h5: cannot read as h5"):
-        read_scores_h5(junk)
+    assert_refuses(read_scores_h5, path, None, "other_slide.h5: no 'probs' dataset")
+    assert_refuses(read_scores_h5, tmp_path / "junk.h5", b"junk", "junk.h5: cannot read as h5")
     with h5py.File(path, "a") as f:
         f.create_dataset("probs", data=np.ones((3, 2)))
         f["probs"].attrs["class_names"] = ["Normal", "Tumour"]
-    with pytest.raises(PathPTError, match="other_slide.h5: .*do not match coords"):
-        read_scores_h5(path)
+    assert_refuses(read_scores_h5, path, None, "other_slide.h5: .*do not match coords")
 
 
 def test_copy_checkpoint_atomic_and_guarded(tmp_path: Path) -> None:

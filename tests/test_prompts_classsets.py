@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from refusals import assert_refuses
 
 from pathpt_engine.errors import ConfigError
 from pathpt_engine.prompts.classsets import list_classsets, load_classset, save_classset, synth_classset
@@ -63,20 +64,13 @@ def test_subtype_index_accepts_names_and_ints():
 def test_validation_errors_name_the_file(tmp_path, mutate, fragment):
     data = load_classset("ucs").to_dict()
     mutate(data)
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps(data))
-    with pytest.raises(ConfigError, match=fragment) as err:
-        load_classset(path)
+    err = assert_refuses(load_classset, tmp_path / "bad.json", json.dumps(data), fragment, ConfigError)
     assert "bad.json" in str(err.value)
 
 
 def test_missing_and_broken_files(tmp_path):
-    with pytest.raises(ConfigError, match="not found"):
-        load_classset(tmp_path / "nope.json")
-    bad = tmp_path / "broken.json"
-    bad.write_text("{")
-    with pytest.raises(ConfigError, match="broken.json"):
-        load_classset(bad)
+    assert_refuses(load_classset, tmp_path / "nope.json", None, "not found", ConfigError)
+    assert_refuses(load_classset, tmp_path / "broken.json", "{", "broken.json", ConfigError)
 
 
 def test_save_roundtrip(tmp_path):
