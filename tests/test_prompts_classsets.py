@@ -6,6 +6,7 @@ import json
 
 import pytest
 from refusals import assert_refuses
+from tempfiles import assert_no_temp
 
 from pathpt_engine.errors import ConfigError
 from pathpt_engine.prompts.classsets import list_classsets, load_classset, save_classset, synth_classset
@@ -77,4 +78,4 @@ def test_save_roundtrip(tmp_path):
     cs = load_classset("thym")
     p = save_classset(cs, tmp_path / "t.json")
     assert load_classset(p) == cs
-    assert not list(tmp_path.glob(".*tmp"))
+    assert_no_temp(tmp_path)  # the old glob ".*tmp" never matched a real temp name (".t.<pid>.<hex>.tmp.json")
