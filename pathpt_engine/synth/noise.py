@@ -8,6 +8,7 @@ values: `*_grid` for a pixel grid given as 1-D x and y coordinate vectors (fast:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -97,26 +98,26 @@ def value_noise_points(x: np.ndarray, y: np.ndarray, scale: float, seed: int, sa
     return (top * (1 - ty) + bot * ty).astype(np.float32)
 
 
-def fbm_grid(xs: np.ndarray, ys: np.ndarray, scale: float, seed: int, salt: int, octaves: int = 3) -> np.ndarray:
-    """Fractal sum of value-noise octaves (halving scale, gain 0.5), roughly in [-1, 1]."""
-    out = np.zeros((len(ys), len(xs)), dtype=np.float32)
+def _fbm(octave: Callable[[float, int], np.ndarray], shape: tuple[int, ...], scale: float, salt: int,
+         octaves: int) -> np.ndarray:
+    """Sum `octave(scale / 2**o, salt * 16 + o)` over the octaves (gain 0.5), normalised: the one fBm rule."""
+    out = np.zeros(shape, dtype=np.float32)
     amp, norm = 1.0, 0.0
     for o in range(octaves):
-        out += amp * value_noise_grid(xs, ys, scale / 2**o, seed, salt * 16 + o)
+        out += amp * octave(scale / 2**o, salt * 16 + o)
         norm += amp
         amp *= 0.5
     return out / np.float32(norm)
+
+
+def fbm_grid(xs: np.ndarray, ys: np.ndarray, scale: float, seed: int, salt: int, octaves: int = 3) -> np.ndarray:
+    """Fractal sum of value-noise octaves (halving scale, gain 0.5), roughly in [-1, 1]."""
+    return _fbm(lambda s, k: value_noise_grid(xs, ys, s, seed, k), (len(ys), len(xs)), scale, salt, octaves)
 
 
 def fbm_points(x: np.ndarray, y: np.ndarray, scale: float, seed: int, salt: int, octaves: int = 3) -> np.ndarray:
     """`fbm_grid` at scattered points."""
-    out = np.zeros(np.shape(x), dtype=np.float32)
-    amp, norm = 1.0, 0.0
-    for o in range(octaves):
-        out += amp * value_noise_points(x, y, scale / 2**o, seed, salt * 16 + o)
-        norm += amp
-        amp *= 0.5
-    return out / np.float32(norm)
+    return _fbm(lambda s, k: value_noise_points(x, y, s, seed, k), np.shape(x), scale, salt, octaves)
 
 
 TEXTURE_PERIOD = 256  # texels; the fine-grain texture repeats every TEXTURE_PERIOD texels
