@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -39,7 +40,7 @@ from ..atomic import write_bytes_atomic
 from ..errors import ConfigError
 from ..jobs import Job, Progress, check_cancel
 from . import noise
-from .slide import Layout, SlideSpec, iter_strips, make_layout
+from .slide import SlideSpec, iter_strips, make_layout
 from .subtypes import DEFAULT_SUBTYPES, MAX_SUBTYPES, SUBTYPES, cohort_classes
 from .world import WorldSpec
 from .writer import FORMATS, write_slide_streamed
@@ -134,10 +135,11 @@ def label_image(slide_id: str, seed: int, size: int = 320) -> np.ndarray:
     return np.asarray(img)
 
 
-def macro_image(layout: Layout, label: np.ndarray, height: int = 400) -> np.ndarray:
-    """A low-magnification photo of the glass slide: label on the left, tissue drawn from the layout fields."""
-    tissue = layout.tissue_mask.astype(np.float32)
-    tumour = layout.tumour_mask.astype(np.float32)
+def macro_image(tissue_mask: np.ndarray, tumour_mask: np.ndarray, label: np.ndarray,
+                height: int = 400) -> np.ndarray:
+    """A low-magnification photo of the glass slide: label on the left, tissue drawn from the (coarse) masks."""
+    tissue = tissue_mask.astype(np.float32)
+    tumour = tumour_mask.astype(np.float32)
     gh, gw = tissue.shape
     tw_ = max(1, int(round(gw * (height - 40) / gh)))
     t = np.asarray(Image.fromarray((tissue * 255).astype(np.uint8)).resize((tw_, height - 40), Image.Resampling.BILINEAR))
@@ -152,31 +154,51 @@ def macro_image(layout: Layout, label: np.ndarray, height: int = 400) -> np.ndar
     return out
 
 
+class MaskFiles(NamedTuple):
+    """A slide's ground-truth mask files and the tumour share of its tissue."""
+
+    tumour: Path
+    tissue: Path
+    tumour_fraction: float
+
+
+def write_masks(masks_dir: Path, slide_id: str, ds: int, tissue: np.ndarray, tumour: np.ndarray) -> MaskFiles:
+    """Write the tumour and tissue masks (bool, one pixel per `ds` x `ds` level-0 pixels) as PNG."""
+    tum_path = masks_dir / f"{slide_id}_tumour_ds{ds}.png"
+    tis_path = masks_dir / f"{slide_id}_tissue_ds{ds}.png"
+    atomic_write_bytes(tum_path, _png_bytes(tumour.astype(np.uint8) * 255))
+    atomic_write_bytes(tis_path, _png_bytes(tissue.astype(np.uint8) * 255))
+    n_tissue = int(tissue.sum())
+    return MaskFiles(tum_path, tis_path, float(tumour.sum() / n_tissue) if n_tissue else 0.0)
+
+
+def write_sidecar(masks_dir: Path, slide_id: str, spec: SlideSpec | WorldSpec, path: Path, masks: MaskFiles,
+                  fields: dict[str, object], t0: float) -> SynthSlide:
+    """Write `<slide_id>.json` (the fields every renderer writes, then `fields`) and describe the slide."""
+    sub = SUBTYPES[spec.kind]
+    side = {"slide_id": slide_id, "label": sub.name, "kind": spec.kind, "display": sub.display,
+            "file": path.name, "width": spec.width, "height": spec.height, "mpp": spec.mpp,
+            "mask_downsample": spec.mask_downsample, "tumour_mask": masks.tumour.name,
+            "tissue_mask": masks.tissue.name, **fields}
+    side_path = masks_dir / f"{slide_id}.json"
+    atomic_write_bytes(side_path, json.dumps(side, indent=1).encode())
+    return SynthSlide(slide_id, sub.name, spec.kind, path, masks.tumour, masks.tissue, side_path,
+                      masks.tumour_fraction, time.perf_counter() - t0)
+
+
 def write_synthetic_slide(path: Path, masks_dir: Path, slide_id: str, spec: SlideSpec, fmt: str = "tiff",
                           cancel: threading.Event | None = None) -> SynthSlide:
     """Render and write one slide (streamed strips), its masks and its JSON sidecar."""
     t0 = time.perf_counter()
     layout = make_layout(spec)
     label = label_image(slide_id, spec.seed)
-    macro = macro_image(layout, label) if fmt == "svs" else None
+    macro = macro_image(layout.tissue_mask, layout.tumour_mask, label) if fmt == "svs" else None
     write_slide_streamed(path, spec.width, spec.height, iter_strips(layout, cancel=cancel), mpp=spec.mpp,
                          fmt=fmt, label=label if fmt == "svs" else None, macro=macro)
-    ds = spec.mask_downsample
-    tum_path = masks_dir / f"{slide_id}_tumour_ds{ds}.png"
-    tis_path = masks_dir / f"{slide_id}_tissue_ds{ds}.png"
-    atomic_write_bytes(tum_path, _png_bytes(layout.tumour_mask.astype(np.uint8) * 255))
-    atomic_write_bytes(tis_path, _png_bytes(layout.tissue_mask.astype(np.uint8) * 255))
-    n_tissue = int(layout.tissue_mask.sum())
-    frac = float(layout.tumour_mask.sum() / n_tissue) if n_tissue else 0.0
-    sub = SUBTYPES[spec.kind]
-    side = {"slide_id": slide_id, "label": sub.name, "kind": spec.kind, "display": sub.display,
-            "file": path.name, "width": spec.width, "height": spec.height, "mpp": spec.mpp,
-            "mask_downsample": ds, "tumour_mask": tum_path.name, "tissue_mask": tis_path.name,
-            "tumour_fraction": round(frac, 4), "seed": spec.seed, "stain": asdict(layout.stain), "synthetic": True}
-    side_path = masks_dir / f"{slide_id}.json"
-    atomic_write_bytes(side_path, json.dumps(side, indent=1).encode())
-    return SynthSlide(slide_id, sub.name, spec.kind, path, tum_path, tis_path, side_path, frac,
-                      time.perf_counter() - t0)
+    masks = write_masks(masks_dir, slide_id, spec.mask_downsample, layout.tissue_mask, layout.tumour_mask)
+    fields = {"tumour_fraction": round(masks.tumour_fraction, 4), "seed": spec.seed, "stain": asdict(layout.stain),
+              "synthetic": True}
+    return write_sidecar(masks_dir, slide_id, spec, path, masks, fields, t0)
 
 
 def realistic_size(rng: np.random.Generator, i: int, mpp: float) -> tuple[int, int]:
