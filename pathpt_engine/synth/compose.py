@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -111,7 +112,7 @@ def render_strip(world: World, bank: SlideBank, pieces: Pieces, y0: int, h: int,
     dy = np.arange(h, dtype=np.int32)[:, None]
     dx = np.arange(FINE, dtype=np.int32)
     step = COL_BLOCK // FINE
-    mode = "raise" if pieces.exact else "clip"
+    mode: Literal["raise", "clip"] = "raise" if pieces.exact else "clip"
     for c0 in range(0, mat.shape[1], step):
         c1 = min(mat.shape[1], c0 + step)
         x0, x1 = c0 * FINE, min(width, c1 * FINE)

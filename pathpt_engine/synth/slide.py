@@ -123,7 +123,7 @@ def _tissue_field(spec: SlideSpec, rng: np.random.Generator, gxs: np.ndarray, gy
     """Signed tissue field in microns-ish units (positive inside), 1 unit = one edge width."""
     w_um, h_um = spec.width * spec.mpp, spec.height * spec.mpp
     X, Y = gxs[None, :], gys[:, None]
-    f = np.full((gys.size, gxs.size), -np.inf, np.float32)
+    f: np.ndarray = np.full((gys.size, gxs.size), -np.inf, np.float32)  # float64 once a piece is laid in
     n = int(rng.integers(1, 4))
     cell_w = w_um / n
     radii = []

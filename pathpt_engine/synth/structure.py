@@ -41,9 +41,10 @@ def _gland_sites(x: np.ndarray, y: np.ndarray, seed: int, spacing: float, prob: 
     u = noise.hash_streams(5, seed, salt, jj, ii)
     cx = (ii + 0.5 + 0.6 * (u[1] - 0.5)) * spacing
     cy = (jj + 0.5 + 0.6 * (u[2] - 0.5)) * spacing
+    keep_prob: float | np.ndarray = prob
     if lobules:  # glands cluster in lobules: probability follows a slow field
-        prob = prob * np.clip(1.6 * noise.fbm_points(cx, cy, 6.0 * spacing, seed, salt + 7, 2) + 0.5, 0.0, 1.0)
-    keep = u[0] < prob
+        keep_prob = prob * np.clip(1.6 * noise.fbm_points(cx, cy, 6.0 * spacing, seed, salt + 7, 2) + 0.5, 0.0, 1.0)
+    keep = u[0] < keep_prob
     rad = (radius[0] + (radius[1] - radius[0]) * u[3]) * spacing
     rl = rad * (lumen[0] + (lumen[1] - lumen[0]) * u[4])
     return np.stack([cx, cy, rad, rl], axis=1)[keep]

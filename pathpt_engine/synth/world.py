@@ -126,7 +126,7 @@ def _tumour(spec: WorldSpec, rng: np.random.Generator, tissue: np.ndarray, xs: n
     cand = np.flatnonzero((tissue >= np.quantile(tissue[inside], 0.3)) & inside)
     area = inside.sum() * (COARSE * spec.mpp) ** 2
     rad = float(np.sqrt(spec.tumour_fraction * area / (np.pi * n)))
-    f = np.full(tissue.shape, -1e9, np.float32)
+    f: np.ndarray = np.full(tissue.shape, -1e9, np.float32)
     for _ in range(n):
         i = int(rng.choice(cand))
         cy, cx = ys[i // xs.size], xs[i % xs.size]
