@@ -63,52 +63,54 @@ class BackboneSpec:
             raise ValueError(f"BackboneSpec: bad name/adapter {self.name!r}/{self.adapter!r}")
 
 
+def _entry(name: str, adapter: str, description: str, licence: str, *, hf_repo: str = "", download: str = "",
+           gated: bool = False) -> BackboneSpec:
+    """An entry that follows the naming rule: weights in `base_models/<name>`, overridden by
+    `PATHPT_<NAME>_WEIGHTS`; without a `download` line, `huggingface-cli download` of `hf_repo` into that folder."""
+    folder = f"base_models/{name}"
+    return BackboneSpec(
+        name=name, adapter=adapter, description=description, default_folder=folder,
+        env_var=f"PATHPT_{name.upper()}_WEIGHTS", licence=licence,
+        download=download or f"huggingface-cli download {hf_repo} --local-dir {folder}", hf_repo=hf_repo, gated=gated,
+    )
+
+
 _SPECS: tuple[BackboneSpec, ...] = (
-    BackboneSpec(
-        name="keep", hf_repo="Astaxanthin/KEEP", adapter="keep",
-        description="KEEP (ViT-L/16 + BERT, 768-d), the PathPT paper's main backbone; loaded natively",
-        default_folder="base_models/keep", env_var="PATHPT_KEEP_WEIGHTS",
-        licence="see the model card at huggingface.co/Astaxanthin/KEEP (research use)",
-        download="huggingface-cli download Astaxanthin/KEEP --local-dir base_models/keep",
+    _entry(
+        "keep", "keep", "KEEP (ViT-L/16 + BERT, 768-d), the PathPT paper's main backbone; loaded natively",
+        "see the model card at huggingface.co/Astaxanthin/KEEP (research use)", hf_repo="Astaxanthin/KEEP",
     ),
-    BackboneSpec(
-        name="plip", hf_repo="vinid/plip", adapter="clip",
-        description="PLIP (CLIP ViT-B/32 fine-tuned on pathology, 512-d), HF CLIPModel folder",
-        default_folder="base_models/plip", env_var="PATHPT_PLIP_WEIGHTS",
-        licence="no licence declared on huggingface.co/vinid/plip; research use only",
-        download="huggingface-cli download vinid/plip --local-dir base_models/plip",
+    _entry(
+        "plip", "clip", "PLIP (CLIP ViT-B/32 fine-tuned on pathology, 512-d), HF CLIPModel folder",
+        "no licence declared on huggingface.co/vinid/plip; research use only", hf_repo="vinid/plip",
     ),
-    BackboneSpec(
-        name="clip", adapter="clip",
-        description="any HF CLIPModel folder (QuiltNet-B-32 HF export, OpenAI CLIP, ...), 512-d typically",
-        default_folder="base_models/clip", env_var="PATHPT_CLIP_WEIGHTS",
-        licence="that of the checkpoint (OpenAI CLIP: MIT; QuiltNet-B-32: MIT)",
+    _entry(
+        "clip", "clip", "any HF CLIPModel folder (QuiltNet-B-32 HF export, OpenAI CLIP, ...), 512-d typically",
+        "that of the checkpoint (OpenAI CLIP: MIT; QuiltNet-B-32: MIT)",
         download="e.g. huggingface-cli download openai/clip-vit-base-patch32 --local-dir base_models/clip",
     ),
-    BackboneSpec(
-        name="conch", hf_repo="MahmoodLab/conch", gated=True, adapter="conch",
-        description="CONCH (CoCa ViT-B/16 at 448 px, 512-d), loaded natively; tokenizer JSON from mahmoodlab/CONCH",
-        default_folder="base_models/conch", env_var="PATHPT_CONCH_WEIGHTS",
-        licence="CC-BY-NC-ND 4.0, gated (non-commercial; never redistribute weights or tokenizer)",
+    _entry(
+        "conch", "conch",
+        "CONCH (CoCa ViT-B/16 at 448 px, 512-d), loaded natively; tokenizer JSON from mahmoodlab/CONCH",
+        "CC-BY-NC-ND 4.0, gated (non-commercial; never redistribute weights or tokenizer)",
+        hf_repo="MahmoodLab/conch", gated=True,
         download="request access at huggingface.co/MahmoodLab/conch, download pytorch_model.bin to base_models/conch "
                  "and copy conch_byte_level_bpe_uncased.json from github.com/mahmoodlab/CONCH next to it",
     ),
-    BackboneSpec(
-        name="musk", hf_repo="xiangjx/musk", gated=True, adapter="musk",
-        description="MUSK (BEiT-3 large multiway at 384 px, 1024-d), loaded natively; pretrained on TCGA, so not for "
-                    "TCGA benchmarks",
-        default_folder="base_models/musk", env_var="PATHPT_MUSK_WEIGHTS",
-        licence="CC-BY-NC-ND 4.0, gated (academic non-commercial; never redistribute weights)",
+    _entry(
+        "musk", "musk",
+        "MUSK (BEiT-3 large multiway at 384 px, 1024-d), loaded natively; pretrained on TCGA, so not for TCGA "
+        "benchmarks",
+        "CC-BY-NC-ND 4.0, gated (academic non-commercial; never redistribute weights)",
+        hf_repo="xiangjx/musk", gated=True,
         download="accept the terms at huggingface.co/xiangjx/musk, download model.safetensors to base_models/musk "
                  "and copy musk/models/tokenizer.spm from github.com/lilab-stanford/MUSK next to it",
     ),
-    BackboneSpec(
-        name="quiltnet", hf_repo="wisdomik/QuiltNet-B-32", adapter="quiltnet",
-        description="QuiltNet-B-32 (CLIP ViT-B/32 fine-tuned on Quilt-1M, 512-d), open_clip checkpoint converted to "
-                    "the HF CLIP implementation",
-        default_folder="base_models/quiltnet", env_var="PATHPT_QUILTNET_WEIGHTS",
-        licence="MIT (huggingface.co/wisdomik/QuiltNet-B-32; research output)",
-        download="huggingface-cli download wisdomik/QuiltNet-B-32 --local-dir base_models/quiltnet",
+    _entry(
+        "quiltnet", "quiltnet",
+        "QuiltNet-B-32 (CLIP ViT-B/32 fine-tuned on Quilt-1M, 512-d), open_clip checkpoint converted to the HF CLIP "
+        "implementation",
+        "MIT (huggingface.co/wisdomik/QuiltNet-B-32; research output)", hf_repo="wisdomik/QuiltNet-B-32",
     ),
     BackboneSpec(
         name="demo", adapter="keep",
