@@ -27,20 +27,19 @@ Known optional keys (dropped when present): the captioning pooler `visual.attn_p
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import BackboneError
 from . import _weights as W
-from .base import Backbone, Preprocess, PromptLayout
+from .base import Preprocess
 from .conch_tokenizer import load_conch_tokenizer
+from .native import FolderConfig, NativeBackbone, StateDict, load_native
 from .vit import VisionTransformer, ViTConfig
 
 log = logging.getLogger(__name__)
@@ -53,9 +52,10 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
-class ConchConfig:
+class ConchConfig(FolderConfig):
     """CONCH architecture (mahmoodlab/CONCH `conch_ViT-B-16.json`); small values only for test folders."""
 
+    config_file: ClassVar[str] = CONFIG_FILE
     image_size: int = 448
     patch_size: int = 16
     vision_width: int = 768
@@ -83,14 +83,6 @@ class ConchConfig:
             raise ValueError("ConchConfig: text_width/text_heads and embed_dim/pooler_heads must divide")
         if self.context_length < 3:
             raise ValueError("ConchConfig: context_length must be at least 3 (SOT, EOT, cls)")
-
-    @classmethod
-    def from_folder(cls, folder: Path) -> ConchConfig:
-        """Constants, overridden by `conch_config.json` when the folder has one (unknown fields are errors)."""
-        return W.optional_config(cls, folder, CONFIG_FILE)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
 
 
 class _Trunk(VisionTransformer):
@@ -231,33 +223,23 @@ class ConchText(nn.Module):
         return F.normalize(self.ln_final(h[:, -1]) @ self.text_projection, dim=-1)
 
 
-class ConchBackbone(Backbone):
+class ConchBackbone(NativeBackbone):
     """CONCH behind the `Backbone` contract (see the module docstring)."""
 
     def __init__(self, cfg: ConchConfig, name: str = "conch") -> None:
-        super().__init__()
+        super().__init__(name, cfg.tile_size, cfg.target_mpp)
         self.cfg = cfg
-        self.name = name
         self.visual = ConchVisual(cfg)
         self.text = ConchText(cfg)
         self.logit_scale = nn.Parameter(torch.tensor(2.6592))
         self.embed_dim = cfg.embed_dim
         self.ctx_dim = cfg.text_width
         self.max_text_len = cfg.context_length - 1
-        self.tile_size = cfg.tile_size
-        self.target_mpp = cfg.target_mpp
         self.preprocess = Preprocess(resize=cfg.image_size, crop=cfg.image_size, mean=OPENAI_MEAN, std=OPENAI_STD,
                                      interpolation="bicubic")
-        self.prompt_layout = PromptLayout(ctx_start=1, placeholder="X")
-        self.tokenizer: Any = None
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.visual(images), dim=-1)
-
-    def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
-        if self.tokenizer is None:
-            raise BackboneError(f"{self.name}: no tokenizer loaded")
-        return self.tokenizer(list(texts), max_length or self.max_text_len)
 
     def token_embedding(self) -> nn.Embedding:
         return self.text.token_embedding
@@ -297,7 +279,7 @@ class ConchBackbone(Backbone):
         return out
 
 
-def _drop_optional(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _drop_optional(sd: StateDict) -> StateDict:
     dropped = [k for k in sd if k.startswith(OPTIONAL_PREFIXES)]
     if dropped:
         log.info("CONCH: ignoring %d optional tensors (caption pooler / decoder)", len(dropped))
@@ -309,15 +291,5 @@ def load_conch(folder: str | Path, name: str = "conch") -> ConchBackbone:
     folder = W.require_folder(Path(folder), "CONCH")
     cfg = ConchConfig.from_folder(folder)
     tokenizer = load_conch_tokenizer(folder, max_length=cfg.context_length - 1)
-    if tokenizer.vocab_size > cfg.vocab_size:
-        raise BackboneError(f"{tokenizer.path}: {tokenizer.vocab_size} tokens but the model has {cfg.vocab_size}")
-    path = W.find_weights_file(folder, WEIGHT_FILES)
-    sd = _drop_optional(W.load_state_dict(path))
-    if "logit_scale" in sd and sd["logit_scale"].numel() == 1:
-        sd["logit_scale"] = sd["logit_scale"].reshape(())
-    model = ConchBackbone(cfg, name=name)
-    W.load_strict(model, sd, folder)
-    model.tokenizer = tokenizer
-    model.weights_hash = W.file_hash(path)
-    log.info("loaded CONCH from %s (%s)", folder, path.name)
-    return model.float().freeze()
+    return load_native(folder, "CONCH", lambda: ConchBackbone(cfg, name=name), tokenizer, cfg.vocab_size,
+                       WEIGHT_FILES, prepare=_drop_optional)

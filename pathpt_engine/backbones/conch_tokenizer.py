@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BackboneError
+from .native import tokenizer_file
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,6 @@ class ConchTokenizer:
 
 def load_conch_tokenizer(folder: Path, max_length: int = 127) -> ConchTokenizer:
     """The tokenizer JSON from the model folder, or a `BackboneError` saying where to get it."""
-    path = Path(folder) / CONCH_TOKENIZER_FILE
-    if not path.is_file():
-        raise BackboneError(f"{folder}: missing {CONCH_TOKENIZER_FILE} (CONCH's tokenizer is not in the weights "
-                            f"repository; copy it from {CONCH_TOKENIZER_SOURCE} into this folder)")
-    return ConchTokenizer(path, max_length=max_length)
+    where = (f"CONCH's tokenizer is not in the weights repository; copy it from {CONCH_TOKENIZER_SOURCE} into this "
+             "folder")
+    return ConchTokenizer(tokenizer_file(folder, CONCH_TOKENIZER_FILE, where), max_length=max_length)

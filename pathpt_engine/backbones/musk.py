@@ -27,20 +27,20 @@ Known optional key: `beit3.vision_embed.mask_token` (unused at inference; accept
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import BackboneError
 from . import _weights as W
-from .base import Backbone, Preprocess, PromptLayout
+from .base import Preprocess
 from .musk_tokenizer import load_musk_tokenizer
+from .native import FolderConfig, NativeBackbone, load_native
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,10 @@ POS_OFFSET = 2  # fairseq: positions start at row 2
 
 
 @dataclass(frozen=True)
-class MuskConfig:
+class MuskConfig(FolderConfig):
     """MUSK architecture (`musk_large_patch16_384`); small values only for test folders."""
 
+    config_file: ClassVar[str] = CONFIG_FILE
     image_size: int = 384
     patch_size: int = 16
     width: int = 1024
@@ -76,14 +77,6 @@ class MuskConfig:
         if self.max_text_len + POS_OFFSET > self.max_source_positions:
             raise ValueError("MuskConfig: max_text_len + 2 must fit in max_source_positions")
 
-    @classmethod
-    def from_folder(cls, folder: Path) -> MuskConfig:
-        """Constants, overridden by `musk_config.json` when the folder has one (unknown fields are errors)."""
-        return W.optional_config(cls, folder, CONFIG_FILE)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
-
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
@@ -92,7 +85,7 @@ class MuskConfig:
 class _Multiway(nn.Module):
     """Two copies of a module: `A` for vision tokens, `B` for language tokens."""
 
-    def __init__(self, make: Any) -> None:
+    def __init__(self, make: Callable[[], nn.Module]) -> None:
         super().__init__()
         self.A = make()
         self.B = make()
@@ -119,8 +112,10 @@ class _Attention(nn.Module):
         super().__init__()
         self.heads = cfg.heads
         w = cfg.width
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            setattr(self, proj, _Multiway(lambda: nn.Linear(w, w)))
+        self.q_proj = _Multiway(lambda: nn.Linear(w, w))
+        self.k_proj = _Multiway(lambda: nn.Linear(w, w))
+        self.v_proj = _Multiway(lambda: nn.Linear(w, w))
+        self.out_proj = _Multiway(lambda: nn.Linear(w, w))
         self.inner_attn_ln = _Multiway(lambda: nn.LayerNorm(w, eps=cfg.layernorm_eps))
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor | None, which: str) -> torch.Tensor:
@@ -154,12 +149,19 @@ class _Layer(nn.Module):
         return x + self.ffn.expert(which)(self.final_layer_norm.expert(which)(x))
 
 
+class _Positions(nn.Module):
+    """Learned position tables: `A` for vision tokens (cls + patches), `B` for text tokens."""
+
+    def __init__(self, cfg: MuskConfig) -> None:
+        super().__init__()
+        self.A = nn.Embedding(cfg.num_patches + 1 + POS_OFFSET, cfg.width)
+        self.B = nn.Embedding(cfg.max_source_positions, cfg.width)
+
+
 class _Encoder(nn.Module):
     def __init__(self, cfg: MuskConfig) -> None:
         super().__init__()
-        self.embed_positions = nn.Module()
-        self.embed_positions.A = nn.Embedding(cfg.num_patches + 1 + POS_OFFSET, cfg.width)
-        self.embed_positions.B = nn.Embedding(cfg.max_source_positions, cfg.width)
+        self.embed_positions = _Positions(cfg)
         self.layers = nn.ModuleList(_Layer(cfg) for _ in range(cfg.layers))
         self.layer_norm = _Multiway(lambda: nn.LayerNorm(cfg.width, eps=cfg.layernorm_eps))
 
@@ -197,13 +199,12 @@ class _Beit3(nn.Module):
         self.encoder = _Encoder(cfg)
 
 
-class MuskBackbone(Backbone):
+class MuskBackbone(NativeBackbone):
     """MUSK behind the `Backbone` contract (see the module docstring)."""
 
     def __init__(self, cfg: MuskConfig, name: str = "musk") -> None:
-        super().__init__()
+        super().__init__(name, cfg.tile_size, cfg.target_mpp)
         self.cfg = cfg
-        self.name = name
         self.beit3 = _Beit3(cfg)
         self.language_head = nn.Linear(cfg.width, cfg.width, bias=False)
         self.vision_head = nn.Linear(cfg.width, cfg.width, bias=False)
@@ -211,12 +212,8 @@ class MuskBackbone(Backbone):
         self.embed_dim = cfg.width
         self.ctx_dim = cfg.width
         self.max_text_len = cfg.max_text_len
-        self.tile_size = cfg.tile_size
-        self.target_mpp = cfg.target_mpp
         self.preprocess = Preprocess(resize=cfg.image_size, crop=cfg.image_size, mean=(0.5, 0.5, 0.5),
                                      std=(0.5, 0.5, 0.5), interpolation="bicubic")
-        self.prompt_layout = PromptLayout(ctx_start=1, placeholder="X")
-        self.tokenizer: Any = None
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         size = self.cfg.image_size
@@ -224,11 +221,6 @@ class MuskBackbone(Backbone):
             raise ValueError(f"MUSK takes {size}x{size} images, got {tuple(images.shape[-2:])}")
         x = self.beit3.encoder(self.beit3.vision_embed(images), None, "A")
         return F.normalize(self.vision_head(x[:, 0]), dim=-1)
-
-    def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
-        if self.tokenizer is None:
-            raise BackboneError(f"{self.name}: no tokenizer loaded")
-        return self.tokenizer(list(texts), max_length or self.max_text_len)
 
     def token_embedding(self) -> nn.Embedding:
         return self.beit3.text_embed
@@ -246,16 +238,5 @@ def load_musk(folder: str | Path, name: str = "musk") -> MuskBackbone:
     folder = W.require_folder(Path(folder), "MUSK")
     cfg = MuskConfig.from_folder(folder)
     tokenizer = load_musk_tokenizer(folder, max_length=cfg.max_text_len)
-    if tokenizer.vocab_size > cfg.vocab_size:
-        raise BackboneError(f"{tokenizer.path}: {tokenizer.vocab_size} ids but the model table has "
-                            f"{cfg.vocab_size} rows")
-    path = W.find_weights_file(folder, WEIGHT_FILES)
-    sd = W.load_state_dict(path)
-    if "logit_scale" in sd and sd["logit_scale"].numel() == 1:
-        sd["logit_scale"] = sd["logit_scale"].reshape(())
-    model = MuskBackbone(cfg, name=name)
-    W.load_strict(model, {k: v.float() for k, v in sd.items()}, folder, optional=OPTIONAL_KEYS)
-    model.tokenizer = tokenizer
-    model.weights_hash = W.file_hash(path)
-    log.info("loaded MUSK from %s (%s)", folder, path.name)
-    return model.float().freeze()
+    return load_native(folder, "MUSK", lambda: MuskBackbone(cfg, name=name), tokenizer, cfg.vocab_size,
+                       WEIGHT_FILES, optional=OPTIONAL_KEYS)

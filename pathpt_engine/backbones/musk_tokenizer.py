@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import BackboneError
+from .native import tokenizer_file
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -59,60 +60,62 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """Yield (field number, wire type, value) of one protobuf message (value: int or bytes)."""
+def _fields(buf: bytes) -> Iterator[tuple[int, int, int, bytes]]:
+    """Yield (field number, wire type, integer, payload) of one protobuf message: a varint (wire type 0) comes as
+    the integer (payload b""), any other value as its payload bytes (integer 0)."""
     pos = 0
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         num, wire = key >> 3, key & 7
+        number, payload = 0, b""
         if wire == 0:
-            val, pos = _varint(buf, pos)
+            number, pos = _varint(buf, pos)
         elif wire == 1:
-            val, pos = buf[pos:pos + 8], pos + 8
+            payload, pos = buf[pos:pos + 8], pos + 8
         elif wire == 2:
             n, pos = _varint(buf, pos)
-            val, pos = buf[pos:pos + n], pos + n
+            payload, pos = buf[pos:pos + n], pos + n
         elif wire == 5:
-            val, pos = buf[pos:pos + 4], pos + 4
+            payload, pos = buf[pos:pos + 4], pos + 4
         else:
             raise ValueError(f"unsupported wire type {wire}")
         if pos > len(buf):
             raise ValueError("truncated field")
-        yield num, wire, val
+        yield num, wire, number, payload
 
 
 def parse_spm(data: bytes) -> SpmModel:
     """Parse a serialized SentencePiece `ModelProto`."""
     m = SpmModel()
-    for num, wire, val in _fields(data):
+    for num, wire, _, val in _fields(data):
         if num == 1 and wire == 2:
             piece, score, typ = "", 0.0, 1
-            for n2, w2, v2 in _fields(val):
+            for n2, w2, i2, b2 in _fields(val):
                 if n2 == 1 and w2 == 2:
-                    piece = v2.decode("utf-8")
+                    piece = b2.decode("utf-8")
                 elif n2 == 2 and w2 == 5:
-                    score = struct.unpack("<f", v2)[0]
+                    score = struct.unpack("<f", b2)[0]
                 elif n2 == 3 and w2 == 0:
-                    typ = v2
+                    typ = i2
             m.pieces.append((piece, score, typ))
         elif num == 2 and wire == 2:
-            for n2, w2, v2 in _fields(val):
+            for n2, w2, i2, _ in _fields(val):
                 if w2 == 0 and n2 == 3:
-                    m.model_type = v2
+                    m.model_type = i2
                 elif w2 == 0 and n2 == 35:
-                    m.byte_fallback = bool(v2)
+                    m.byte_fallback = bool(i2)
                 elif w2 == 0 and n2 == 40:
-                    m.unk_id = v2
+                    m.unk_id = i2
         elif num == 3 and wire == 2:
-            for n2, w2, v2 in _fields(val):
+            for n2, w2, i2, b2 in _fields(val):
                 if n2 == 1 and w2 == 2:
-                    m.normalizer_name = v2.decode("utf-8")
+                    m.normalizer_name = b2.decode("utf-8")
                 elif n2 == 2 and w2 == 2:
-                    m.precompiled_charsmap = bytes(v2)
+                    m.precompiled_charsmap = bytes(b2)
                 elif n2 == 3 and w2 == 0:
-                    m.add_dummy_prefix = bool(v2)
+                    m.add_dummy_prefix = bool(i2)
                 elif n2 == 4 and w2 == 0:
-                    m.remove_extra_whitespaces = bool(v2)
+                    m.remove_extra_whitespaces = bool(i2)
     return m
 
 
@@ -130,7 +133,7 @@ def build_fast_tokenizer(m: SpmModel, path: Path) -> Tokenizer:
     vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
     vocab += [(p, s) for p, s, _ in m.pieces[3:]] + [("<mask>", 0.0)]
     tok = Tokenizer(Unigram(vocab, unk_id=UNK_ID, byte_fallback=False))
-    norms = []
+    norms: list[normalizers.Normalizer] = []
     if m.precompiled_charsmap:
         norms.append(normalizers.Precompiled(m.precompiled_charsmap))
     elif "nfkc" in m.normalizer_name.lower():
@@ -181,8 +184,5 @@ class MuskTokenizer:
 
 def load_musk_tokenizer(folder: Path, max_length: int = 100) -> MuskTokenizer:
     """`tokenizer.spm` from the model folder, or a `BackboneError` saying where to get it."""
-    path = Path(folder) / MUSK_TOKENIZER_FILE
-    if not path.is_file():
-        raise BackboneError(f"{folder}: missing {MUSK_TOKENIZER_FILE} (it is in the xiangjx/musk download and in "
-                            f"github.com/lilab-stanford/MUSK under musk/models/)")
-    return MuskTokenizer(path, max_length=max_length)
+    where = "it is in the xiangjx/musk download and in github.com/lilab-stanford/MUSK under musk/models/"
+    return MuskTokenizer(tokenizer_file(folder, MUSK_TOKENIZER_FILE, where), max_length=max_length)
