@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from backbone_fixtures import copy_folder, edit_weights
+from backbone_fixtures import copy_folder, edit_weights, tiny_backbone_fixtures
 from torch.nn import functional as F
 
 from pathpt_engine.backbones import load_backbone
@@ -18,18 +19,16 @@ from pathpt_engine.testing.backbones import make_tiny_clip_folder
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_clip_folder(tmp_path_factory.mktemp("clip") / "clip", extra_words=["carcinosarcoma"])
+folder, model = tiny_backbone_fixtures(partial(make_tiny_clip_folder, extra_words=["carcinosarcoma"]),
+                                       partial(load_backbone, "clip"), "clip", seed=0)
 
 
 @pytest.fixture(scope="module")
-def clip_pair(clip_dir: Path):
+def clip_pair(model, folder: Path):
+    """Ours and the library's `CLIPModel` from the same folder."""
     from transformers import CLIPModel
 
-    ours = load_backbone("clip", clip_dir)
-    ref = CLIPModel.from_pretrained(str(clip_dir), local_files_only=True).eval()
-    return ours, ref
+    return model, CLIPModel.from_pretrained(str(folder), local_files_only=True).eval()
 
 
 def test_image_matches_library_forward(clip_pair) -> None:
@@ -99,15 +98,15 @@ def _edit(folder: Path, fn) -> None:
     edit_weights(folder / "model.safetensors", fn)
 
 
-def test_bin_format_loads_same(tmp_path: Path, clip_dir: Path) -> None:
+def test_bin_format_loads_same(tmp_path: Path, folder: Path) -> None:
     a = load_backbone("clip", make_tiny_clip_folder(tmp_path / "a"))
     b = load_backbone("clip", make_tiny_clip_folder(tmp_path / "b", fmt="bin"))
     x = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(a.encode_image(x), b.encode_image(x), atol=0, rtol=0)
 
 
-def test_errors_name_folder_and_problem(tmp_path: Path, clip_dir: Path) -> None:
-    cfg = json.loads((clip_dir / "config.json").read_text())
+def test_errors_name_folder_and_problem(tmp_path: Path, folder: Path) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
     cases = {
         "model_type is 'keep'": lambda d: (d / "config.json").write_text(json.dumps({**cfg, "model_type": "keep"})),
         "missing tokenizer files": lambda d: (d / "merges.txt").unlink(),
@@ -119,7 +118,7 @@ def test_errors_name_folder_and_problem(tmp_path: Path, clip_dir: Path) -> None:
             d, lambda sd: sd.__setitem__("visual_projection.weight", torch.zeros(4, 4))),
     }
     for i, (needle, breaker) in enumerate(cases.items()):
-        bad = _copy(clip_dir, tmp_path / f"bad{i}")
+        bad = _copy(folder, tmp_path / f"bad{i}")
         breaker(bad)
         with pytest.raises(BackboneError) as err:
             load_backbone("clip", bad)

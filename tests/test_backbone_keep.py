@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from backbone_fixtures import copy_folder, edit_weights
+from backbone_fixtures import copy_folder, edit_weights, tiny_backbone_fixtures
 from safetensors.torch import load_file
 from torch.nn import functional as F
 
@@ -19,14 +20,8 @@ from pathpt_engine.testing.backbones import make_tiny_keep_folder
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def keep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_keep_folder(tmp_path_factory.mktemp("keep") / "keep", extra_words=["carcinosarcoma"])
-
-
-@pytest.fixture(scope="module")
-def keep_model(keep_dir: Path):
-    return load_backbone("keep", keep_dir)
+folder, model = tiny_backbone_fixtures(partial(make_tiny_keep_folder, extra_words=["carcinosarcoma"]),
+                                       partial(load_backbone, "keep"), "keep", seed=0)
 
 
 def _ref_vit(sd: dict[str, torch.Tensor], x: torch.Tensor, heads: int, patch: int, layers: int) -> torch.Tensor:
@@ -60,56 +55,56 @@ def _ref_vit(sd: dict[str, torch.Tensor], x: torch.Tensor, heads: int, patch: in
     return F.normalize(h, dim=-1)
 
 
-def test_image_embedding_matches_reference_forward(keep_dir: Path, keep_model) -> None:
-    sd = load_file(str(keep_dir / "model.safetensors"))
-    cfg = json.loads((keep_dir / "config.json").read_text())["vision_config"]
+def test_image_embedding_matches_reference_forward(folder: Path, model) -> None:
+    sd = load_file(str(folder / "model.safetensors"))
+    cfg = json.loads((folder / "config.json").read_text())["vision_config"]
     x = torch.randn(3, 3, 32, 32)
-    ours = keep_model.encode_image(x)
+    ours = model.encode_image(x)
     ref = _ref_vit(sd, x, cfg["num_heads"], cfg["patch_size"], cfg["num_layers"])
-    assert ours.shape == (3, keep_model.embed_dim)
+    assert ours.shape == (3, model.embed_dim)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours.norm(dim=-1), torch.ones(3))
 
 
-def test_text_matches_plain_bert_with_same_weights(keep_dir: Path, keep_model) -> None:
+def test_text_matches_plain_bert_with_same_weights(folder: Path, model) -> None:
     from transformers import BertConfig, BertModel
 
-    cfg = json.loads((keep_dir / "config.json").read_text())["text_config"]
+    cfg = json.loads((folder / "config.json").read_text())["text_config"]
     bert = BertModel(BertConfig(**cfg)).eval()
-    sd = load_file(str(keep_dir / "model.safetensors"))
+    sd = load_file(str(folder / "model.safetensors"))
     bert.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith("text.")}, strict=True)
     texts = ["an image of carcinosarcoma.", "normal uterus tissue", "X X X X tumor."]
-    tok = keep_model.tokenize(texts)
-    assert tok["input_ids"].shape == (3, keep_model.max_text_len)
+    tok = model.tokenize(texts)
+    assert tok["input_ids"].shape == (3, model.max_text_len)
     assert (tok["input_ids"] != 1).all(), "no [UNK] expected: the vocab.txt must be honoured"
     with torch.no_grad():
         ref = F.normalize(bert(**tok).pooler_output, dim=-1)
-    torch.testing.assert_close(keep_model.encode_text(texts), ref, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(model.encode_text(texts), ref, atol=1e-6, rtol=1e-6)
 
 
-def test_inputs_embeds_path_equals_token_path(keep_model) -> None:
-    tok = keep_model.tokenize(["X X X X carcinosarcoma.", "an H&E image of tumor."], max_length=24)
+def test_inputs_embeds_path_equals_token_path(model) -> None:
+    tok = model.tokenize(["X X X X carcinosarcoma.", "an H&E image of tumor."], max_length=24)
     ids, mask = tok["input_ids"], tok["attention_mask"]
     with torch.no_grad():
-        via_embeds = keep_model.encode_text_embeds(keep_model.token_embedding()(ids), mask, ids)
-        via_ids = F.normalize(keep_model.text(input_ids=ids, attention_mask=mask).pooler_output, dim=-1)
+        via_embeds = model.encode_text_embeds(model.token_embedding()(ids), mask, ids)
+        via_ids = F.normalize(model.text(input_ids=ids, attention_mask=mask).pooler_output, dim=-1)
     torch.testing.assert_close(via_embeds, via_ids, atol=0, rtol=0)
-    assert keep_model.token_embedding().weight.shape[1] == keep_model.ctx_dim
+    assert model.token_embedding().weight.shape[1] == model.ctx_dim
 
 
-def test_metadata_and_preprocess(keep_model) -> None:
-    assert keep_model.name == "keep" and keep_model.embed_dim == 32 and keep_model.ctx_dim == 32
-    assert keep_model.max_text_len == 64  # min(256, max_position_embeddings)
-    assert len(keep_model.weights_hash) == 16
-    assert not any(p.requires_grad for p in keep_model.parameters()) and not keep_model.training
+def test_metadata_and_preprocess(model) -> None:
+    assert model.name == "keep" and model.embed_dim == 32 and model.ctx_dim == 32
+    assert model.max_text_len == 64  # min(256, max_position_embeddings)
+    assert len(model.weights_hash) == 16
+    assert not any(p.requires_grad for p in model.parameters()) and not model.training
     tiles = torch.randint(0, 256, (2, 48, 48, 3), dtype=torch.uint8)
-    x = keep_model.preprocess(tiles)
+    x = model.preprocess(tiles)
     assert x.shape == (2, 3, 32, 32)
-    assert keep_model.describe()["weights_hash"] == keep_model.weights_hash
+    assert model.describe()["weights_hash"] == model.weights_hash
 
 
-def test_dynamic_image_size_interpolates_positions(keep_model) -> None:
-    out = keep_model.encode_image(torch.randn(1, 3, 48, 40))
+def test_dynamic_image_size_interpolates_positions(model) -> None:
+    out = model.encode_image(torch.randn(1, 3, 48, 40))
     assert out.shape == (1, 32) and torch.isfinite(out).all()
 
 
@@ -132,11 +127,11 @@ def _edit_weights(folder: Path, fn) -> None:
     edit_weights(folder / "model.safetensors", fn)
 
 
-def test_errors_name_folder_and_problem(tmp_path: Path, keep_dir: Path) -> None:
+def test_errors_name_folder_and_problem(tmp_path: Path, folder: Path) -> None:
     with pytest.raises(BackboneError, match="not found"):
         load_backbone("keep", tmp_path / "nope")
     with pytest.raises(BackboneError, match="unknown backbone 'kep'.*keep"):
-        load_backbone("kep", keep_dir)
+        load_backbone("kep", folder)
 
     cases = {
         "config.json": lambda d: (d / "config.json").unlink(),
@@ -152,7 +147,7 @@ def test_errors_name_folder_and_problem(tmp_path: Path, keep_dir: Path) -> None:
         "not valid JSON": lambda d: (d / "config.json").write_text("{oops"),
     }
     for i, (needle, breaker) in enumerate(cases.items()):
-        bad = _copy(keep_dir, tmp_path / f"bad{i}")
+        bad = _copy(folder, tmp_path / f"bad{i}")
         breaker(bad)
         with pytest.raises(BackboneError) as err:
             load_backbone("keep", bad)
@@ -179,9 +174,9 @@ def test_registry_and_weight_resolution(tmp_path: Path, monkeypatch: pytest.Monk
 _ODD_LINES = ["", "zyzzyva", "a\u2028b", "\u2029", "x\ry", "\x85", "tail  ", "crlf\r", "", "zyzzyva"]
 
 
-def _odd_vocab_folder(tmp_path: Path, keep_dir: Path) -> tuple[Path, list[str]]:
-    folder = _copy(keep_dir, tmp_path / "odd")
-    words = (keep_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+def _odd_vocab_folder(tmp_path: Path, src: Path) -> tuple[Path, list[str]]:
+    folder = _copy(src, tmp_path / "odd")
+    words = (src / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
     lines = words[:5] + _ODD_LINES + words[5:]
     (folder / "vocab.txt").write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
     cfg = json.loads((folder / "config.json").read_text())
@@ -192,16 +187,16 @@ def _odd_vocab_folder(tmp_path: Path, keep_dir: Path) -> tuple[Path, list[str]]:
     return folder, lines
 
 
-def test_vocab_ids_are_line_numbers_as_transformers_assigns_them(tmp_path: Path, keep_dir: Path) -> None:
+def test_vocab_ids_are_line_numbers_as_transformers_assigns_them(tmp_path: Path, folder: Path) -> None:
     from transformers import BertTokenizer, BertTokenizerFast
 
     from pathpt_engine.backbones.keep import load_keep_tokenizer
 
-    folder, lines = _odd_vocab_folder(tmp_path, keep_dir)
-    ours = load_keep_tokenizer(folder)
+    odd, lines = _odd_vocab_folder(tmp_path, folder)
+    ours = load_keep_tokenizer(odd)
     texts = ["an image of carcinosarcoma.", "zyzzyva tail crlf xy", "normal 12 tissue, h&e"]
     for cls in (BertTokenizer, BertTokenizerFast):
-        ref = cls.from_pretrained(str(folder), local_files_only=True)
+        ref = cls.from_pretrained(str(odd), local_files_only=True)
         assert ours.get_vocab() == ref.get_vocab(), cls.__name__
         assert ours(texts)["input_ids"] == ref(texts)["input_ids"], cls.__name__
     vocab = ours.get_vocab()
@@ -214,16 +209,16 @@ def test_vocab_ids_are_line_numbers_as_transformers_assigns_them(tmp_path: Path,
     assert ours.vocab_rows == len(lines)
 
 
-def test_odd_vocab_folder_loads_and_vocab_size_counts_lines(tmp_path: Path, keep_dir: Path) -> None:
-    folder, lines = _odd_vocab_folder(tmp_path, keep_dir)
-    model = load_backbone("keep", folder)
+def test_odd_vocab_folder_loads_and_vocab_size_counts_lines(tmp_path: Path, folder: Path) -> None:
+    odd, lines = _odd_vocab_folder(tmp_path, folder)
+    model = load_backbone("keep", odd)
     ids = model.tokenize(["carcinosarcoma"], max_length=4)["input_ids"][0].tolist()
     assert ids[1] == lines.index("carcinosarcoma")
-    cfg = json.loads((folder / "config.json").read_text())
+    cfg = json.loads((odd / "config.json").read_text())
     cfg["text_config"]["vocab_size"] = len(lines) - 1  # one row short of the last line's id
-    (folder / "config.json").write_text(json.dumps(cfg))
+    (odd / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(BackboneError, match=f"vocab.txt: {len(lines)} lines but text_config.vocab_size is"):
-        load_backbone("keep", folder)
+        load_backbone("keep", odd)
 
 
 @pytest.mark.parametrize("ls_key", ["weight", "gamma"])
