@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +113,24 @@ def test_one_slide_file_is_never_laid_under_another_slides_scores(cohort: Path, 
     err = capsys.readouterr().err
     assert rc == 2 and "is not slide 's2'" in err and "\n" not in err.strip()
     assert not (tmp_path / "both" / "s2.png").exists()
+
+
+def test_classes_gives_the_class_set_colours_and_color_overrides(cohort: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """`--classes` colours a CLI export as the GUI colours the same classes (the class set's colours)."""
+    from pathpt_engine.prompts.classsets import load_classset, save_classset
+
+    base = load_classset("synthetic")
+    save_classset(replace(base, name="lung", classes=tuple(
+        replace(c, name=n, color=col) for c, n, col in
+        zip(base.classes[:3], NAMES, ("#3caa50", "#dc3c3c", "#1e64c8"), strict=True))), tmp_path / "lung.json")
+    assert main(["-q", "export", "--scores", str(cohort / "preds" / "s1.h5"), "--format", "geojson",
+                 "--classes", str(tmp_path / "lung.json"), "--color", "LUSC=#000000",
+                 "--out", str(tmp_path / "s1.geojson")]) == 0
+    doc = json.loads((tmp_path / "s1.geojson").read_text())
+    colour = {f["properties"]["classification"]["name"]: f["properties"]["classification"]["color"]
+              for f in doc["features"] if "classification" in f["properties"]}
+    assert colour["LUAD"] == [220, 60, 60] and colour["LUSC"] == [0, 0, 0]
+    assert main(["-q", "export", "--scores", str(cohort / "preds" / "s1.h5"), "--format", "geojson",
+                 "--classes", str(tmp_path / "nope.json"), "--out", str(tmp_path / "x.geojson")]) == 2
+    assert "nope.json" in capsys.readouterr().err

@@ -54,8 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="layer (png, tiff): colour one class's probability, or the argmax class map (default argmax)")
     p.add_argument("--cmap", default="viridis", help="png: matplotlib colormap for --class NAME (viridis)")
     p.add_argument("--alpha", type=float, default=0.5, help="png: overlay opacity 0..1 (0.5)")
+    p.add_argument("--classes", metavar="NAME|JSON",
+                   help="class set (shipped name or JSON file) whose colours to use, as the GUI and `pathpt demo` "
+                        "do; --color overrides a class")
     p.add_argument("--color", action="append", default=[], metavar="NAME=#rrggbb",
-                   help="class colour (repeatable); others come from the default palette")
+                   help="class colour (repeatable); others come from --classes, else the default palette")
     p.add_argument("--region", metavar="X,Y,W,H", help="png: level-0 region instead of the whole slide")
     p.add_argument("--heatmap", action="store_true", help="png: write the raw heatmap figure even with --slide")
     p.add_argument("--predictions", type=Path, metavar="CSV",
@@ -106,6 +109,15 @@ def find_slide(slide: Path, slide_id: str) -> Path:
     if not hits:
         raise ExportError(f"{slide}: no slide file named {slide_id}.* (looked for {', '.join(_SLIDE_EXTS)})")
     return hits[0]
+
+
+def _classset_colors(name: str | None) -> dict[str, str]:
+    """Class name -> colour from a class set (the colours the GUI shows), {} without one."""
+    if name is None:
+        return {}
+    from ..prompts.classsets import load_classset
+
+    return {c.name: c.color for c in load_classset(name).classes}
 
 
 def _parse_colors(items: list[str]) -> dict[str, str]:
@@ -170,7 +182,8 @@ def build_request(args: argparse.Namespace) -> tuple[tuple[Path, ...], ExportOpt
     if "tiff" in formats and args.slide is None:
         raise ConfigError("pathpt export: --format tiff needs --slide (the overlay is aligned with the slide)")
     try:
-        style = OverlayStyle(args.klass, args.cmap, args.alpha, _parse_colors(args.color))
+        style = OverlayStyle(args.klass, args.cmap, args.alpha, {**_classset_colors(args.classes),
+                                                                 **_parse_colors(args.color)})
         if formats == ["csv"]:
             return inputs, ExportOptions(args.out, (), style, args.downsample, csv=args.out), _predictions(args, inputs)
         kinds = _kinds(args)
