@@ -237,3 +237,12 @@ def test_layerscale_shape_error_is_named_as_the_file_spells_it(tmp_path: Path) -
     _edit_weights(folder, lambda sd: sd.__setitem__("visual.blocks.1.ls1.weight", torch.zeros(3)))
     with pytest.raises(BackboneError, match=r"key 'visual\.blocks\.1\.ls1\.weight' has shape \(3,\)"):
         load_backbone("keep", folder)
+
+
+def test_preprocess_mean_and_std_need_three_values(tmp_path: Path, folder: Path) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    for key, values in (("mean", [0.5, 0.5]), ("std", [0.2, 0.2, 0.2, 0.2])):
+        bad = _copy(folder, tmp_path / key)
+        (bad / "config.json").write_text(json.dumps({**cfg, "preprocess": {"resize": 32, "crop": 32, key: values}}))
+        with pytest.raises(BackboneError, match=f"bad preprocess .*3 per-channel values, got {len(values)}"):
+            load_backbone("keep", bad)

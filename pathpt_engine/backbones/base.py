@@ -6,8 +6,9 @@ learnable context goes, how the text tower pools) live in the subclass, never in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Self
+from typing import Self, SupportsFloat
 
 import numpy as np
 import torch
@@ -15,6 +16,14 @@ from torch import nn
 
 RESAMPLERS = ("torch", "pil")
 _PIL_FILTERS = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest": "NEAREST"}
+
+
+def rgb_triple(values: Iterable[SupportsFloat | str]) -> tuple[float, float, float]:
+    """Per-channel values read from a config file (a mean or std), as three floats; ValueError unless there are 3."""
+    floats = [float(v) for v in values]
+    if len(floats) != 3:
+        raise ValueError(f"expected 3 per-channel values, got {len(floats)}")
+    return floats[0], floats[1], floats[2]
 
 
 @dataclass(frozen=True)

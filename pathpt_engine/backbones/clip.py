@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from ..errors import BackboneError
 from . import _weights as W
-from .base import Backbone, Preprocess, PromptLayout
+from .base import Backbone, Preprocess, PromptLayout, rgb_triple
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,8 @@ def read_preprocess(folder: Path) -> Preprocess:
     try:
         return Preprocess(
             resize=int(size), crop=int(crop),
-            mean=tuple(float(v) for v in cfg.get("image_mean", CLIP_MEAN)),
-            std=tuple(float(v) for v in cfg.get("image_std", CLIP_STD)),
+            mean=rgb_triple(cfg.get("image_mean", CLIP_MEAN)),
+            std=rgb_triple(cfg.get("image_std", CLIP_STD)),
             interpolation=_RESAMPLE.get(int(cfg.get("resample", 3)), "bicubic"),
         )
     except (TypeError, ValueError) as exc:
@@ -128,7 +128,7 @@ def load_clip_tokenizer(folder: Path) -> Any:
 
 def load_clip(folder: Path, name: str = "clip") -> ClipBackbone:
     """Build a frozen `ClipBackbone` from a HF CLIPModel folder (strict keys, offline)."""
-    from transformers import CLIPConfig, CLIPModel
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig
 
     folder = W.require_folder(folder, name)
     W.read_model_config(folder, "clip")  # checks model_type; CLIPConfig reads the file below
@@ -139,6 +139,8 @@ def load_clip(folder: Path, name: str = "clip") -> ClipBackbone:
         cfg = CLIPConfig.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
         raise BackboneError(f"{folder}/config.json: not a valid CLIP config ({exc})") from exc
+    if not isinstance(cfg.text_config, CLIPTextConfig):  # CLIPConfig always builds one; its type says dict | None too
+        raise BackboneError(f"{folder}/config.json: no CLIP text_config")
     model = CLIPModel(cfg)
     if len(tokenizer) > cfg.text_config.vocab_size:
         raise BackboneError(f"{folder}: tokenizer has {len(tokenizer)} tokens but text_config.vocab_size is "

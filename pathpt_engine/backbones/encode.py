@@ -220,16 +220,20 @@ class TileEncoder:
         if self.preprocess_on_device:  # a Pillow resize (the "pil" resampler) still runs here, on the host
             pre = getattr(self.backbone, "preprocess", None)
             return pre.host_resize(tiles) if isinstance(pre, Preprocess) else torch.from_numpy(tiles)
+        if self._host_preprocess is None:
+            raise TypeError(f"{type(self.backbone).__name__} has no preprocess: it takes preprocessed images only")
         return self._host_preprocess(tiles)
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
             raise ValueError(f"TileEncoder: batch_size must be positive, got {self.batch_size}")
         pre = getattr(self.backbone, "preprocess", None)
-        self._host_preprocess = FastPreprocess(pre) if type(pre) is Preprocess else pre
+        self._host_preprocess: Callable[[np.ndarray], torch.Tensor] | None = (
+            FastPreprocess(pre) if type(pre) is Preprocess else pre)
         self.channels_last = self.device.type == "cuda"
         if self.channels_last:
-            self.backbone.to(memory_format=torch.channels_last)
+            # Module.to(memory_format=...) is documented and works; torch's typed overloads leave it out
+            self.backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from ..errors import BackboneError
 from . import _weights as W
-from .base import Backbone, Preprocess, PromptLayout
+from .base import Backbone, Preprocess, PromptLayout, rgb_triple
 from .vit import VisionTransformer, ViTConfig
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,8 @@ def _preprocess(config: dict[str, Any], vis: ViTConfig, folder: Path) -> Preproc
         return Preprocess(
             resize=int(pp.get("resize", vis.img_size)),
             crop=int(pp.get("crop", vis.img_size)),
-            mean=tuple(float(v) for v in pp.get("mean", (0.485, 0.456, 0.406))),
-            std=tuple(float(v) for v in pp.get("std", (0.229, 0.224, 0.225))),
+            mean=rgb_triple(pp.get("mean", (0.485, 0.456, 0.406))),
+            std=rgb_triple(pp.get("std", (0.229, 0.224, 0.225))),
             interpolation=str(pp.get("interpolation", "bicubic")),
             resampler=str(pp.get("resampler", "torch" if "preprocess" in config else "pil")),
         )

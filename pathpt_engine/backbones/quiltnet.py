@@ -27,7 +27,7 @@ import torch
 
 from ..errors import BackboneError
 from . import _weights as W
-from .base import Preprocess
+from .base import Preprocess, rgb_triple
 from .clip import CLIP_MEAN, CLIP_STD, ClipBackbone, load_clip, load_clip_tokenizer
 from .clip import OPTIONAL_KEYS as CLIP_OPTIONAL_KEYS
 
@@ -129,8 +129,8 @@ def openclip_to_hf(sd: dict[str, torch.Tensor], folder: Path) -> dict[str, torch
 def _preprocess(cfg: dict[str, Any], image_size: int, path: Path) -> Preprocess:
     pp = cfg.get("preprocess_cfg") or {}
     try:
-        return Preprocess(resize=image_size, crop=image_size, mean=tuple(float(v) for v in pp.get("mean", CLIP_MEAN)),
-                          std=tuple(float(v) for v in pp.get("std", CLIP_STD)), interpolation="bicubic")
+        return Preprocess(resize=image_size, crop=image_size, mean=rgb_triple(pp.get("mean", CLIP_MEAN)),
+                          std=rgb_triple(pp.get("std", CLIP_STD)), interpolation="bicubic")
     except (TypeError, ValueError) as exc:
         raise BackboneError(f"{path}: bad preprocess_cfg ({exc})") from exc
 
