@@ -12,9 +12,12 @@ import logging
 import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .jobs import Job, Progress, check_cancel
+
+if TYPE_CHECKING:
+    from .synth.cohort import CohortSpec
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +88,25 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cohort(cfg: DemoConfig, folder: Path, cancel: threading.Event | None) -> Job[Path]:
-    from .synth.cohort import CohortSpec, make_cohort
+    from .synth.cohort import make_cohort
 
     if (folder / "cohort.json").exists():
         yield Progress("synth", 1, 1, message="reusing existing cohort")
         return folder
-    w, h = cfg.size or (4096, 3072)
-    spec = CohortSpec(n_subtypes=cfg.n_subtypes, slides_per_class=cfg.slides_per_class, normal_slides=0,
-                      width=w, height=h, seed=cfg.seed, mpp=cfg.mpp, scale="fixed" if cfg.size else "realistic")
+    spec = demo_cohort_spec(cfg.n_subtypes, cfg.slides_per_class, cfg.size, cfg.mpp, cfg.seed)
     yield from make_cohort(folder, spec, cancel=cancel, overwrite=True, jobs=cfg.jobs)
     return folder
+
+
+def demo_cohort_spec(n_subtypes: int, slides_per_class: int, size: tuple[int, int] | None, mpp: float,
+                     seed: int) -> CohortSpec:
+    """The demos' cohort (`pathpt demo`, the GUI's demo project): subtype slides only, no Normal slides; `size`
+    fixes every slide's level-0 size, None draws realistic sizes."""
+    from .synth.cohort import CohortSpec
+
+    w, h = size or (4096, 3072)
+    return CohortSpec(n_subtypes=n_subtypes, slides_per_class=slides_per_class, normal_slides=0, width=w, height=h,
+                      seed=seed, mpp=mpp, scale="fixed" if size else "realistic")
 
 
 def _features(cfg: DemoConfig, cohort: Path, out: Path, cancel: threading.Event | None) -> Job[Path]:

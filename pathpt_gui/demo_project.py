@@ -67,16 +67,14 @@ def default_demo_folder() -> Path:
 
 def build_demo_project(cfg: DemoProjectConfig, cancel: threading.Event | None = None) -> Job[Path]:
     """Job: make (or reuse) the synthetic cohort and the labelled project; returns the project folder."""
+    from pathpt_engine.demo import demo_cohort_spec
     from pathpt_engine.prompts.classsets import synth_classset
-    from pathpt_engine.synth.cohort import CohortSpec, make_cohort
+    from pathpt_engine.synth.cohort import make_cohort
 
     folder = Path(cfg.folder).expanduser().resolve()
     cohort, root = folder / "cohort", folder / "project"
     if not (cohort / "cohort.json").exists():
-        w, h = cfg.size or (4096, 3072)
-        spec = CohortSpec(n_subtypes=cfg.n_subtypes, slides_per_class=cfg.slides_per_class, normal_slides=0,
-                          width=w, height=h, seed=cfg.seed, mpp=cfg.mpp,
-                          scale="fixed" if cfg.size else "realistic")
+        spec = demo_cohort_spec(cfg.n_subtypes, cfg.slides_per_class, cfg.size, cfg.mpp, cfg.seed)
         yield from make_cohort(cohort, spec, cancel=cancel, overwrite=True, jobs=cfg.jobs)
     if (root / "project.sqlite").exists():
         yield Progress("project", 1, 1, message="reusing the demo project")
