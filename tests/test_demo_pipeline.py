@@ -37,3 +37,13 @@ def test_demo_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert (out / "run" / "checkpoint.json").exists()
     # A second run reuses the cohort, features and evaluation folds.
     assert main(args) == 0
+
+
+@pytest.mark.parametrize("size", ["big", "4096x", "+4096x3072"])
+def test_demo_size_is_read_as_synth_reads_it(tmp_path: Path, capsys: pytest.CaptureFixture[str], size: str) -> None:
+    """`pathpt demo --size` and `pathpt synth --size` accept and refuse the same text, with the same message."""
+    for cmd in ("demo", "synth"):
+        assert main(["-q", cmd, "--out", str(tmp_path / cmd), "--size", size]) == 2
+        err = capsys.readouterr().err
+        assert f"--size {size!r}: expected WIDTHxHEIGHT in pixels" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "demo").exists()

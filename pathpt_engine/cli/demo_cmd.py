@@ -36,12 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, run_demo
     from ..progress import run_with_bar
+    from .synth_cmd import parse_size
 
+    size = parse_size(args.size)
     try:
-        size = None if args.size.strip().lower() == "realistic" else tuple(
-            int(v) for v in args.size.lower().split("x"))
-        if size is not None and len(size) != 2:
-            raise ValueError(f"--size {args.size!r}: expected WIDTHxHEIGHT or 'realistic'")
         if args.jobs < 1:
             raise ValueError(f"--jobs {args.jobs}: must be >= 1")
         cfg = DemoConfig(out=args.out, n_subtypes=args.subtypes, slides_per_class=args.slides_per_class,

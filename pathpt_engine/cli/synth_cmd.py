@@ -37,8 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse "WxH" (e.g. "4096x3072") into (width, height)."""
+def parse_size(text: str) -> tuple[int, int] | None:
+    """Parse a cohort's --size: "WxH" (e.g. "4096x3072") into (width, height), or "realistic" into None."""
+    if text.strip().lower() == "realistic":
+        return None
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
     if not m:
         raise ConfigError(f"--size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 4096x3072, or 'realistic'")
@@ -49,14 +51,14 @@ def _run(args: argparse.Namespace) -> int:
     from ..progress import run_with_bar
     from ..synth.cohort import CohortSpec, make_cohort
 
-    realistic = args.size.strip().lower() == "realistic"
-    w, h = (4096, 3072) if realistic else parse_size(args.size)
+    size = parse_size(args.size)
+    w, h = size or (4096, 3072)
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: must be >= 1")
     try:
         spec = CohortSpec(n_subtypes=args.subtypes, slides_per_class=args.slides_per_class,
                           normal_slides=args.normal_slides, width=w, height=h, seed=args.seed, fmt=args.format,
-                          mpp=args.mpp, renderer=args.renderer, scale="realistic" if realistic else "fixed")
+                          mpp=args.mpp, renderer=args.renderer, scale="fixed" if size else "realistic")
     except ValueError as exc:
         raise ConfigError(f"pathpt synth: {exc}") from exc
     slides = run_with_bar(make_cohort(args.out, spec, overwrite=args.overwrite, jobs=args.jobs), quiet=args.quiet)
