@@ -180,12 +180,12 @@ class FoldRunner:
             dcfg = DGRMILConfig(epochs=self.cfg.mil_epochs, warmup_epochs=max(1, min(10, self.cfg.mil_epochs // 5)),
                                 mode="clean" if clean else "paper", selection=selection, seed=fold.index,
                                 device=self.cfg.pathpt.device)
-            model = yield from train_dgrmil(dcfg, self.n_sub, bags, val_bags, cancel=self.cancel)
+            mil = yield from train_dgrmil(dcfg, self.n_sub, bags, val_bags, cancel=self.cancel)
         else:
             mcfg = MILConfig(model=base, epochs=self.cfg.mil_epochs, selection=selection, seed=fold.index,
                              device=self.cfg.pathpt.device)
-            model = yield from train_mil(mcfg, self.n_sub, bags, val_bags, cancel=self.cancel)
-        return [predict_mil(model, s.features) for s in test]
+            mil = yield from train_mil(mcfg, self.n_sub, bags, val_bags, cancel=self.cancel)
+        return [predict_mil(mil, s.features) for s in test]
 
 
 def evaluate_protocol(

@@ -18,6 +18,10 @@ from .annotations_cmd import add_predict_args as add_predict_annotation_args
 from .annotations_cmd import add_train_args, apply_predict_annotations, apply_train_annotations
 
 if TYPE_CHECKING:
+    from ..backbones.base import Backbone
+    from ..pathpt.model import PathPTConfig
+    from ..pathpt.splits import Fold
+    from ..prompts.classsets import ClassSet
     from ..workflow import Predictions
 
 # pathpt_engine.evaluate.METHODS, spelled out so `--help` does not import torch (a test keeps them equal)
@@ -111,13 +115,13 @@ def _device(name: str) -> str:
     return name
 
 
-def _backbone(args: argparse.Namespace):  # noqa: ANN202
+def _backbone(args: argparse.Namespace) -> Backbone:
     from ..backbones import load_backbone
 
     return load_backbone(args.backbone, args.weights, _device(args.device)).freeze()
 
 
-def _config(args: argparse.Namespace, recipe: str = "paper"):  # noqa: ANN202
+def _config(args: argparse.Namespace, recipe: str = "paper") -> PathPTConfig:
     from ..pathpt.model import PathPTConfig
 
     try:
@@ -202,7 +206,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return _finish(args.out, found, run.classset.subtype_names)
 
 
-def _folds(args: argparse.Namespace, cs) -> dict:  # noqa: ANN001
+def _folds(args: argparse.Namespace, cs: ClassSet) -> dict[int, list[Fold]]:
     from ..pathpt.data import read_labels_csv
     from ..pathpt.splits import draw_folds, make_division, read_reference_folds
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 try:
     import ray
@@ -28,7 +29,13 @@ from .base import ClusterOptions
 from .staging import Stager
 
 log = logging.getLogger(__name__)
-_io_group = ray.method(concurrency_group="io") if ray is not None else (lambda f: f)
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _io_group(method: _Method) -> _Method:
+    """Put an actor method in the "io" concurrency group. `ray.method` only sets an attribute on the function and
+    returns it; its stubs type the result as a remote method, hence the cast."""
+    return cast(_Method, ray.method(concurrency_group="io")(method)) if ray is not None else method
 
 
 class _CountingEncoder(TileEncoder):
@@ -130,4 +137,5 @@ class ExtractWorker:
 
 def worker_class(copts: ClusterOptions) -> Any:
     """The Ray actor class for `ExtractWorker` (extract calls run one at a time; staging alongside)."""
-    return ray.remote(concurrency_groups={"io": 1})(ExtractWorker)
+    # ray's stubs omit `concurrency_groups`, a documented actor option that ray.remote accepts at run time
+    return ray.remote(concurrency_groups={"io": 1})(ExtractWorker)  # type: ignore[call-overload]

@@ -14,7 +14,9 @@ from ..errors import ConfigError
 from .base import ClusterOptions
 
 if TYPE_CHECKING:
+    from ..evaluate import EvalConfig
     from ..features.extract import ExtractOptions
+    from ..pathpt.splits import Fold
     from .driver import ClusterSummary
 
 
@@ -93,7 +95,7 @@ def add_evaluate_args(p: argparse.ArgumentParser, unit: str = "(method, shots, f
                    help="allow Ray outside a loopback-only network namespace (real clusters only)")
 
 
-def run_evaluate(args: argparse.Namespace, folds: dict, cfg: object) -> int | None:
+def run_evaluate(args: argparse.Namespace, folds: dict[int, list[Fold]], cfg: EvalConfig) -> int | None:
     """Run the protocol on Ray when `--cluster` is given (None: run it in this process) and print the table."""
     if getattr(args, "cluster", None) is None:
         return None

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..features.ledger import Ledger
 from ..jobs import Job, Progress
-from ..results import SlidePrediction
+from ..results import SlidePrediction, TileScores
 from .base import ClusterOptions, import_ray
 from .lock import RunLock
 from .netns import require_private_network
@@ -41,9 +41,12 @@ def predict_chunk(run_dir: str, weights: str | None, paths: list[str], out_dir: 
         _RUNS[key] = predictor.load_run(run_dir, weights=weights, device=device)
     run = _RUNS[key]
     slides = [load_slide(p) for p in paths]
-    found = run_job(predict(run.classset, slides, model_probs(run.model),
-                            on_result=lambda pred, scores: write_tile_scores(out_dir, pred, scores))
-                    ) if slides else Predictions()
+
+    def write(pred: SlidePrediction, scores: TileScores) -> None:
+        write_tile_scores(out_dir, pred, scores)
+
+    found = run_job(predict(run.classset, slides, model_probs(run.model), on_result=write)) if slides \
+        else Predictions()
     return {"predictions": found.calls, "empty": found.empty,
             "summary": {"slides": len(found.calls), "device": device, **placement()}}
 

@@ -62,7 +62,8 @@ def evaluate_on_cohort(model: Backbone, work_dir: Path, seed: int, n_subtypes: i
     kinds = list(range(n_subtypes + 1))
     classes = [c for c in class_texts() if c.index in kinds]
     w = zero_shot_classifier(model, classes).numpy()
-    scale = float(model.logit_scale.exp()) if hasattr(model, "logit_scale") else 100.0
+    logit_scale = getattr(model, "logit_scale", None)  # a parameter of the CLIP-style backbones
+    scale = float(logit_scale.exp()) if isinstance(logit_scale, torch.Tensor) else 100.0
     ys, ps, tumour_p, sub_p, slide_ok = [], [], [], [], []
     for s, ext in zip(slides, summary.slides, strict=True):
         ff = read_features(ext.output)

@@ -44,7 +44,7 @@ class ClassStore:
                 raise ConfigError(f"{self._db.path}: class {r['name']!r} has corrupt synonyms") from exc
             classes.append(ClassInfo(r["name"], r["display_name"], synonyms, r["color"], bool(r["is_normal"])))
         templates = tuple(r[0] for r in self._db.query("SELECT text FROM templates ORDER BY idx"))
-        meta = dict(self._db.query("SELECT key, value FROM meta WHERE key LIKE 'classset.%'"))
+        meta = {r[0]: r[1] for r in self._db.query("SELECT key, value FROM meta WHERE key LIKE 'classset.%'")}
         try:
             return ClassSet(meta.get("classset.name", ""), meta.get("classset.description", ""), tuple(classes),
                             templates)

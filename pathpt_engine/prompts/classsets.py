@@ -146,7 +146,7 @@ def classset_from_dict(data: object, source: str = "<dict>") -> ClassSet:
             if not isinstance(c["synonyms"], list):
                 raise ValueError(f"class {c['name']!r}: 'synonyms' must be a list")
             _check_text(c["name"], f"class #{i}: name")
-            classes.append(ClassInfo(name=c["name"], display_name=c.get("display_name", c["name"]),
+            classes.append(ClassInfo(name=c["name"], display_name=c["display_name"] if "display_name" in c else c["name"],
                                      synonyms=tuple(c["synonyms"]), color=str(c.get("color", "#808080")),
                                      normal=bool(c.get("normal", False))))
         _check_text(data["name"], "class set name")
