@@ -85,20 +85,6 @@ class ConchConfig(FolderConfig):
             raise ValueError("ConchConfig: context_length must be at least 3 (SOT, EOT, cls)")
 
 
-class _Trunk(VisionTransformer):
-    """timm-layout ViT that returns every token after the final norm (CONCH pools them with attention)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.cfg.patch_size
-        h, w = x.shape[-2] // p, x.shape[-1] // p
-        tokens = self.patch_embed(x)
-        tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        tokens = tokens + self._pos_embed(h, w)
-        for blk in self.blocks:
-            tokens = blk(tokens)
-        return self.norm(tokens)
-
-
 class _AttentionalPooler(nn.Module):
     """Learned queries cross-attending to LayerNormed image tokens (open_clip CoCa key names)."""
 
@@ -120,7 +106,7 @@ class ConchVisual(nn.Module):
 
     def __init__(self, cfg: ConchConfig) -> None:
         super().__init__()
-        self.trunk = _Trunk(ViTConfig(
+        self.trunk = VisionTransformer(ViTConfig(
             img_size=cfg.image_size, patch_size=cfg.patch_size, hidden_size=cfg.vision_width,
             num_heads=cfg.vision_heads, num_layers=cfg.vision_layers, mlp_ratio=cfg.mlp_ratio, qkv_bias=True,
             init_values=None, layer_norm_eps=1e-6, dynamic_img_size=False,
@@ -130,7 +116,8 @@ class ConchVisual(nn.Module):
         self.proj_contrast = nn.Parameter(torch.randn(cfg.embed_dim, cfg.embed_dim) * cfg.vision_width**-0.5)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = self.attn_pool_contrast(self.trunk(images))[:, 0]
+        # every token after the final norm (timm-layout ViT), pooled with attention
+        pooled = self.attn_pool_contrast(self.trunk.forward_tokens(images))[:, 0]
         return self.ln_contrast(pooled) @ self.proj_contrast
 
 

@@ -158,7 +158,8 @@ class VisionTransformer(nn.Module):
         grid_pos = grid_pos.permute(0, 2, 3, 1).reshape(1, h * w, d).to(self.pos_embed.dtype)
         return torch.cat([cls_pos, grid_pos], dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] -> every token (cls first) after the final norm [B, 1 + patches, W]."""
         p = self.cfg.patch_size
         h, w = x.shape[-2] // p, x.shape[-1] // p
         tokens = self.patch_embed(x)
@@ -166,7 +167,11 @@ class VisionTransformer(nn.Module):
         tokens = tokens + self._pos_embed(h, w)
         for blk in self.blocks:
             tokens = blk(tokens)
-        return self.norm(tokens)[:, 0]
+        return self.norm(tokens)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The cls token after the final norm [B, W]."""
+        return self.forward_tokens(x)[:, 0]
 
 
 def _init_weights(m: nn.Module) -> None:
