@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from backbone_fixtures import copy_folder, edit_weights, tiny_backbone_fixtures
+from backbone_fixtures import edit_weights, tiny_backbone_fixtures
 from torch.nn import functional as F
 
 from pathpt_engine.backbones import load_backbone
 from pathpt_engine.backbones.clip import causal_padding_mask
-from pathpt_engine.errors import BackboneError
+from pathpt_engine.testing.backbone_checks import load_errors
 from pathpt_engine.testing.backbones import make_tiny_clip_folder
 
 torch.set_num_threads(1)
@@ -91,9 +91,6 @@ def test_mask_is_causal_and_blocks_pad_keys() -> None:
     assert m[0, 1] < -1e30 and m[1, 0] == 0 and m[1, 1] == 0 and m[2, 1] == 0 and m[1, 2] < -1e30
 
 
-_copy = copy_folder
-
-
 def _edit(folder: Path, fn) -> None:
     edit_weights(folder / "model.safetensors", fn)
 
@@ -117,9 +114,5 @@ def test_errors_name_folder_and_problem(tmp_path: Path, folder: Path) -> None:
         "'visual_projection.weight' has shape": lambda d: _edit(
             d, lambda sd: sd.__setitem__("visual_projection.weight", torch.zeros(4, 4))),
     }
-    for i, (needle, breaker) in enumerate(cases.items()):
-        bad = _copy(folder, tmp_path / f"bad{i}")
-        breaker(bad)
-        with pytest.raises(BackboneError) as err:
-            load_backbone("clip", bad)
-        assert needle in str(err.value) and str(bad) in str(err.value), str(err.value)
+    for needle, (bad, message) in load_errors(partial(load_backbone, "clip"), folder, cases, tmp_path).items():
+        assert needle in message and str(bad) in message, message

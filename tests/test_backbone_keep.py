@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from pathpt_engine.backbones import available_backbones, load_backbone, resolve_weights
 from pathpt_engine.errors import BackboneError
+from pathpt_engine.testing.backbone_checks import load_errors
 from pathpt_engine.testing.backbones import make_tiny_keep_folder
 
 torch.set_num_threads(1)
@@ -146,13 +147,9 @@ def test_errors_name_folder_and_problem(tmp_path: Path, folder: Path) -> None:
             d, lambda sd: sd.__setitem__("visual_head.0.weight", torch.zeros(3, 3))),
         "not valid JSON": lambda d: (d / "config.json").write_text("{oops"),
     }
-    for i, (needle, breaker) in enumerate(cases.items()):
-        bad = _copy(folder, tmp_path / f"bad{i}")
-        breaker(bad)
-        with pytest.raises(BackboneError) as err:
-            load_backbone("keep", bad)
-        assert needle in str(err.value), (needle, str(err.value))
-        assert str(bad) in str(err.value)
+    for needle, (bad, message) in load_errors(partial(load_backbone, "keep"), folder, cases, tmp_path).items():
+        assert needle in message, (needle, message)
+        assert str(bad) in message
 
 
 def test_registry_and_weight_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

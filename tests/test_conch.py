@@ -11,9 +11,10 @@ from backbone_fixtures import edit_weights, tiny_backbone_fixtures
 from torch import nn
 from torch.nn import functional as F
 
-from pathpt_engine.backbones.conch import ConchBackbone, ConchConfig, load_conch
+from pathpt_engine.backbones.conch import CONFIG_FILE, ConchBackbone, ConchConfig, load_conch
 from pathpt_engine.backbones.conch_tokenizer import CONCH_TOKENIZER_FILE
 from pathpt_engine.errors import BackboneError
+from pathpt_engine.testing.backbone_checks import load_errors, text_path
 from pathpt_engine.testing.conch import make_tiny_conch_folder
 
 PROMPTS = ["X X X X X X X X a histopathology image of carcinoma.", "normal tissue", "an H&E image of sarcoma cells."]
@@ -75,13 +76,9 @@ def test_text_equals_independent_reference(model):
 
 
 def test_embeds_path_equals_token_path_and_trims_exactly(model):
-    tok = model.tokenize(PROMPTS)
-    ids, mask = tok["input_ids"], tok["attention_mask"]
+    ids, mask, rows, full, n = text_path(model, PROMPTS)
     with torch.no_grad():
-        full = model.encode_text(PROMPTS)
-        rows = model.token_embedding()(ids)
         assert torch.allclose(model.encode_text_embeds(rows, mask, ids), full, atol=1e-6)
-        n = model.min_exact_length(ids, mask)
         assert n == int((ids != 0).sum(1).max()) + 1 < 127
         cut = model.encode_text_embeds(rows[:, :n], mask[:, :n], ids[:, :n])
         assert torch.allclose(cut, full, atol=1e-5)
@@ -205,53 +202,32 @@ def _edit_bin(folder, fn):
     edit_weights(folder / "pytorch_model.bin", fn)
 
 
-def test_missing_key_names_key_and_folder(tmp_path):
-    folder = make_tiny_conch_folder(tmp_path / "f")
-    _edit_bin(folder, lambda sd: sd.pop("text.cls_emb"))
-    with pytest.raises(BackboneError, match=r"text\.cls_emb") as err:
-        load_conch(folder)
-    assert str(folder.resolve()) in str(err.value)
-
-
-def test_unexpected_key_is_an_error(tmp_path):
-    folder = make_tiny_conch_folder(tmp_path / "f")
-    _edit_bin(folder, lambda sd: sd.__setitem__("visual.head.weight", torch.zeros(2)))
-    with pytest.raises(BackboneError, match=r"visual\.head\.weight"):
-        load_conch(folder)
-
-
-def test_shape_mismatch_and_bad_config(tmp_path):
-    folder = make_tiny_conch_folder(tmp_path / "f")
-    cfg = json.loads((folder / "conch_config.json").read_text())
-    (folder / "conch_config.json").write_text(json.dumps({**cfg, "embed_dim": 16}))
-    with pytest.raises(BackboneError, match="shape"):
-        load_conch(folder)
-    (folder / "conch_config.json").write_text(json.dumps({**cfg, "depth": 3}))
-    with pytest.raises(BackboneError, match="unknown field 'depth'"):
-        load_conch(folder)
-
-
-def test_missing_or_wrong_tokenizer(tmp_path):
-    folder = make_tiny_conch_folder(tmp_path / "f")
+def _swap_pad_and_sot(folder):
+    """Exchange <pad> and <start_of_text> in the folder's tokenizer JSON."""
     tok_path = folder / CONCH_TOKENIZER_FILE
     data = json.loads(tok_path.read_text())
-    tok_path.unlink()
-    with pytest.raises(BackboneError, match="mahmoodlab/CONCH"):
-        load_conch(folder)
-    swap = {0: 1, 1: 0}  # exchange <pad> and <start_of_text>
+    swap = {0: 1, 1: 0}
     for entry in data["added_tokens"]:
         entry["id"] = swap.get(entry["id"], entry["id"])
     vocab = data["model"]["vocab"]
     vocab["<pad>"], vocab["<start_of_text>"] = 1, 0
     tok_path.write_text(json.dumps(data))
-    with pytest.raises(BackboneError, match="special token"):
-        load_conch(folder)
 
 
-def test_missing_folder_and_weights(tmp_path):
+def test_errors_name_folder_and_problem(tmp_path, folder):
     with pytest.raises(BackboneError, match="not found"):
         load_conch(tmp_path / "nope")
-    folder = make_tiny_conch_folder(tmp_path / "f")
-    (folder / "pytorch_model.bin").unlink()
-    with pytest.raises(BackboneError, match="pytorch_model.bin"):
-        load_conch(folder)
+    cfg = json.loads((folder / CONFIG_FILE).read_text())
+    cases = {
+        "miss key 'text.cls_emb'": lambda d: _edit_bin(d, lambda sd: sd.pop("text.cls_emb")),
+        "unexpected key 'visual.head.weight'": lambda d: _edit_bin(
+            d, lambda sd: sd.__setitem__("visual.head.weight", torch.zeros(2))),
+        "shape": lambda d: (d / CONFIG_FILE).write_text(json.dumps({**cfg, "embed_dim": 16})),
+        "unknown field 'depth'": lambda d: (d / CONFIG_FILE).write_text(json.dumps({**cfg, "depth": 3})),
+        "token table has 8 rows": lambda d: (d / CONFIG_FILE).write_text(json.dumps({**cfg, "vocab_size": 8})),
+        "mahmoodlab/CONCH": lambda d: (d / CONCH_TOKENIZER_FILE).unlink(),
+        "special token": _swap_pad_and_sot,
+        "pytorch_model.bin": lambda d: (d / "pytorch_model.bin").unlink(),
+    }
+    for needle, (bad, message) in load_errors(load_conch, folder, cases, tmp_path).items():
+        assert needle in message and str(bad) in message, message

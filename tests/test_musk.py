@@ -10,9 +10,9 @@ import torch
 from backbone_fixtures import edit_weights, tiny_backbone_fixtures
 from torch.nn import functional as F
 
-from pathpt_engine.backbones.musk import MuskBackbone, MuskConfig, load_musk
+from pathpt_engine.backbones.musk import CONFIG_FILE, MuskBackbone, MuskConfig, load_musk
 from pathpt_engine.backbones.musk_tokenizer import MUSK_TOKENIZER_FILE, MuskTokenizer, parse_spm
-from pathpt_engine.errors import BackboneError
+from pathpt_engine.testing.backbone_checks import load_errors, text_path
 from pathpt_engine.testing.musk import make_tiny_musk_folder, spm_bytes, tiny_spm_pieces
 
 PROMPTS = [" ".join(["X"] * 32) + " Normal tissue.", "a histopathology image of tumor", "Zebra carcinoma?"]
@@ -125,13 +125,9 @@ def test_text_and_image_equal_independent_reference(model):
 
 
 def test_embeds_path_equals_token_path_and_trims_exactly(model):
-    tok = model.tokenize(PROMPTS)
-    ids, mask = tok["input_ids"], tok["attention_mask"]
+    ids, mask, rows, full, n = text_path(model, PROMPTS)
     with torch.no_grad():
-        full = model.encode_text(PROMPTS)
-        rows = model.token_embedding()(ids)
         assert torch.allclose(model.encode_text_embeds(rows, mask, ids), full, atol=1e-6)
-        n = model.min_exact_length(ids, mask)
         assert n == int(mask.sum(1).max())
         assert torch.allclose(model.encode_text_embeds(rows[:, :n], mask[:, :n], ids[:, :n]), full, atol=1e-5)
         # pad rows are invisible: changing them changes nothing
@@ -216,34 +212,25 @@ def _edit(folder, fn):
     edit_weights(folder / "model.safetensors", fn)
 
 
-def test_missing_and_unexpected_keys(tmp_path):
-    folder = make_tiny_musk_folder(tmp_path / "a")
-    _edit(folder, lambda sd: sd.pop("beit3.encoder.layers.1.ffn.B.fc2.bias"))
-    with pytest.raises(BackboneError, match=r"layers\.1\.ffn\.B\.fc2\.bias") as err:
-        load_musk(folder)
-    assert str(folder.resolve()) in str(err.value)
-    folder = make_tiny_musk_folder(tmp_path / "b")
-    _edit(folder, lambda sd: sd.__setitem__("beit3.encoder.layers.0.self_attn.rel_pos.weight", torch.zeros(1)))
-    with pytest.raises(BackboneError, match="rel_pos"):
-        load_musk(folder)
+def test_errors_name_folder_and_problem(tmp_path, folder):
+    cfg = json.loads((folder / CONFIG_FILE).read_text())
 
+    def config(**changes):
+        return lambda d: (d / CONFIG_FILE).write_text(json.dumps({**cfg, **changes}))
 
-def test_bad_config_tokenizer_and_shapes(tmp_path):
-    folder = make_tiny_musk_folder(tmp_path / "a")
-    cfg = json.loads((folder / "musk_config.json").read_text())
-    (folder / "musk_config.json").write_text(json.dumps({**cfg, "ffn_dim": 48}))
-    with pytest.raises(BackboneError, match="shape"):
-        load_musk(folder)
-    (folder / "musk_config.json").write_text(json.dumps({**cfg, "xpos": True}))
-    with pytest.raises(BackboneError, match="unknown field 'xpos'"):
-        load_musk(folder)
-    (folder / "musk_config.json").write_text(json.dumps(cfg))
-    (folder / MUSK_TOKENIZER_FILE).write_bytes(b"\xff\xff\xff")
-    with pytest.raises(BackboneError, match=MUSK_TOKENIZER_FILE):
-        load_musk(folder)
-    (folder / MUSK_TOKENIZER_FILE).unlink()
-    with pytest.raises(BackboneError, match="lilab-stanford/MUSK"):
-        load_musk(folder)
+    fc2, rel_pos = "beit3.encoder.layers.1.ffn.B.fc2.bias", "beit3.encoder.layers.0.self_attn.rel_pos.weight"
+    cases = {
+        f"miss key '{fc2}'": lambda d: _edit(d, lambda sd: sd.pop(fc2)),
+        f"unexpected key '{rel_pos}'": lambda d: _edit(d, lambda sd: sd.__setitem__(rel_pos, torch.zeros(1))),
+        "shape": config(ffn_dim=48),
+        "unknown field 'xpos'": config(xpos=True),
+        "token table has 8 rows": config(vocab_size=8),
+        f"{MUSK_TOKENIZER_FILE}: not a readable SentencePiece model": lambda d: (d / MUSK_TOKENIZER_FILE).write_bytes(
+            b"\xff\xff\xff"),
+        "lilab-stanford/MUSK": lambda d: (d / MUSK_TOKENIZER_FILE).unlink(),
+    }
+    for needle, (bad, message) in load_errors(load_musk, folder, cases, tmp_path).items():
+        assert needle in message and str(bad) in message, message
 
 
 def test_registry_entry(tmp_path):
