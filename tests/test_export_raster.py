@@ -1,5 +1,5 @@
-"""The one rasteriser (`pathpt_engine.export.raster`): PNG/figure colours and the GUI's cell grid are two views of
-`tile_index_raster`, so they agree on where every tile lands, on the grid and off it."""
+"""The one rasteriser (`pathpt_engine.export.raster.paint_tiles`): PNG/figure colours, the GUI's cell grid and the
+TIFF overlay are views of it, so they agree on where every tile lands, on the grid and off it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pathpt_engine.export.raster import rasterize, tile_index_grid, tile_index_raster
+from pathpt_engine.export.raster import paint_tiles, rasterize, tile_index_grid
+from pathpt_engine.export.tiff_overlay import overlay_level0
 
 T = 256
 
@@ -45,15 +46,37 @@ def test_later_tile_wins_and_transparent_tiles_cover_nothing(downsample: float) 
     px = int(T / downsample)
     assert canvas[0, 0, 0] == 20 and canvas[px - 1, px - 1, 0] == 20  # the later of two at the same place
     assert canvas[0, px, 0] == 30 and canvas[0, px, 3] == 255  # the transparent tile left tile 2's colour
-    idx = tile_index_raster(coords, T, (0, 0, 2 * T, T), downsample)
+    idx = paint_tiles(coords, T, (0, 0, 2 * T, T), downsample, np.arange(4), background=-1)
     assert idx[0, 0] == 1 and idx[0, px] == 3
 
 
 def test_region_clips_and_keeps_one_pixel_tiles() -> None:
     coords = np.array([[-T, -T], [0, 0], [10 * T, 0]])
-    idx = tile_index_raster(coords, T, (0, 0, 2 * T, 2 * T), 4 * T)  # tiles smaller than a pixel still show
+    rows = np.arange(3)
+    idx = paint_tiles(coords, T, (0, 0, 2 * T, 2 * T), 4 * T, rows, background=-1)  # tiles under a pixel still show
     assert idx.shape == (1, 1) and idx[0, 0] == 1
-    assert tile_index_raster(coords, T, (0, 0, T, T), 1.0, paint=np.array([True, False, True])).max() == -1
+    assert paint_tiles(coords, T, (0, 0, T, T), 1.0, rows, background=-1, paint=np.array([True, False, True])).max() == -1
+    assert paint_tiles(coords, T, (0, 0, 2 * T, 2 * T), 4 * T, rows, background=-1, cover_one=False).max() == -1
+
+
+def test_a_pixel_takes_the_tile_holding_its_centre() -> None:
+    """Tile edges at exactly half a pixel: the pixel goes to the tile that holds its centre, at every parity."""
+    coords = np.array([[0, 0], [224, 0], [560, 0]])  # at downsample 64 the edges fall on 0, 3.5, 7, 8.75, 12.25 px
+    idx = paint_tiles(coords, 224, (0, 0, 832, 64), 64.0, np.arange(3), background=-1)
+    assert idx[0, 3] == 1  # pixel 3's centre (224) is tile 1's first column
+    centres = (np.arange(idx.shape[1]) + 0.5) * 64
+    want = [max((k for k in range(3) if coords[k, 0] <= c < coords[k, 0] + 224), default=-1) for c in centres]
+    assert idx[0].tolist() == want
+
+
+def test_tiff_overlay_and_png_raster_agree() -> None:
+    """The TIFF overlay's level 0 is the PNG rasteriser's picture at the same integer downsample."""
+    rng = np.random.default_rng(3)
+    coords = rng.integers(0, 20 * T, (80, 2))
+    rgba = rng.integers(1, 256, (80, 4)).astype(np.uint8)
+    tiff = overlay_level0(_scores(coords), rgba, (20 * T, 20 * T), 16)
+    png = rasterize(_scores(coords), rgba, (0, 0, 20 * T, 20 * T), 16.0)
+    np.testing.assert_array_equal(tiff, png)
 
 
 def test_grid_rejects_bad_input() -> None:

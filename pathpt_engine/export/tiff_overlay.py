@@ -23,6 +23,7 @@ import numpy as np
 from ..results import TileScores
 from ._atomic import ExportError, atomic_path
 from .png import ARGMAX, OverlayStyle, tile_colors
+from .raster import paint_tiles
 
 VARIANTS = ("gray", "rgba")
 TILE = 256
@@ -54,22 +55,8 @@ def overlay_level0(scores: TileScores, values: np.ndarray, slide_size: tuple[int
         raise ExportError(f"{scores.slide_id}: slide {slide_size} is smaller than the downsample {d}")
     if w * h > MAX_LEVEL0_PIXELS:
         raise ExportError(f"{scores.slide_id}: a {w}x{h} overlay is too large; use a larger downsample")
-    out = np.zeros((h, w, *values.shape[1:]), dtype=np.uint8)
-    if len(values) == 0:
-        return out
-    t = scores.tile_size_level0
-    c = scores.coords.astype(np.int64)
-    # pixel i is inside [x, x + t) when x <= (i + 0.5) d < x + t, i.e. ceil(x/d - 0.5) <= i < ceil((x+t)/d - 0.5)
-    x0 = np.clip(np.ceil(c[:, 0] / d - 0.5), 0, w).astype(np.int64)
-    x1 = np.clip(np.ceil((c[:, 0] + t) / d - 0.5), 0, w).astype(np.int64)
-    y0 = np.clip(np.ceil(c[:, 1] / d - 0.5), 0, h).astype(np.int64)
-    y1 = np.clip(np.ceil((c[:, 1] + t) / d - 0.5), 0, h).astype(np.int64)
-    keep = np.flatnonzero((x1 > x0) & (y1 > y0))
-    vals = values[keep]
-    for a, b, c1, d1, v in zip(x0[keep].tolist(), y0[keep].tolist(), x1[keep].tolist(), y1[keep].tolist(), vals,
-                               strict=True):
-        out[b:d1, a:c1] = v
-    return out
+    return paint_tiles(scores.coords, scores.tile_size_level0, (0, 0, w * d, h * d), float(d),
+                       np.asarray(values, np.uint8), cover_one=False)
 
 
 def write_tiff_overlay(path: str | os.PathLike[str], scores: TileScores, slide_size: tuple[int, int],
