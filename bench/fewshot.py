@@ -66,7 +66,7 @@ def _real(work: Path, a: argparse.Namespace) -> tuple[Path, Path, list[str], Pat
               "--normal-slides", "1", "--size", a.size, "--mpp", str(a.mpp), "--jobs", str(a.jobs), "--seed", "0"])
     backbone = ["--backbone", a.backbone] + (["--weights", a.weights] if a.weights else [])
     slides = sorted(str(p) for p in (cohort / "slides").iterdir() if p.suffix in (".tiff", ".svs"))
-    _cli(["extract", *slides, *backbone, "--out", str(work / "features")])
+    _cli(["extract", *slides, *backbone, "--device", a.device, "--out", str(work / "features")])
     return work / "features" / a.backbone / "h5_files", cohort / "labels.csv", backbone, cohort / "masks"
 
 
@@ -75,6 +75,8 @@ def main() -> int:
     ap.add_argument("--work", type=Path, required=True, help="working folder (cohort, features, results)")
     ap.add_argument("--cohort", default=None, help="existing synthetic cohort folder (skip `pathpt synth`)")
     ap.add_argument("--backbone", default="demo")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                    help="extraction and training device (auto: CUDA when torch sees one)")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--slides-per-class", type=int, default=32)
     ap.add_argument("--size", default="realistic", help="pathpt synth --size (default realistic)")
@@ -104,7 +106,7 @@ def main() -> int:
     _cli(["evaluate", "--features", str(feats), "--labels", str(labels), "--classes", "synthetic", *backbone,
           "--shots", *map(str, a.shots), "--folds", str(a.folds), "--methods", a.methods,
           "--epochs", str(a.epochs), "--mil-epochs", str(a.mil_epochs), "--test-fraction", "0.25",
-          "--masks", str(masks), "--out", str(out)])
+          "--masks", str(masks), "--device", a.device, "--out", str(out)])
     table = json.loads((out / "results.json").read_text(encoding="utf-8"))
     table.update(features=str(feats), seconds=round(time.monotonic() - t0, 1), fake=a.fake,
                  figure=str(plot(table, out / "fewshot.png")), table_md=str(out / "results.md"))
