@@ -15,6 +15,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ class BatchPrefetcher:
 
     _DONE = object()
 
-    def __init__(self, tiles: Iterable[tuple[int, np.ndarray]], batch_size: int,
+    def __init__(self, tiles: Iterable[tuple[Any, np.ndarray]], batch_size: int,  # (int, tile) or (indices, batch)
                  transform: Callable[[np.ndarray], torch.Tensor], depth: int = 3, pin: bool = False,
                  thread_init: Callable[[], None] | None = None, batched: bool = False) -> None:
         if batch_size <= 0 or depth <= 0:

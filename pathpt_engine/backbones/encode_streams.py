@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -69,7 +69,7 @@ def reader_threads(device: torch.device, requested: int, cores: int | None = Non
 
 
 def encode_batches(encoder: TileEncoder, batches: Iterable[tuple[np.ndarray, torch.Tensor]],
-                   streams: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                   streams: int = 1) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
     """(indices, batch) -> (indices, float32 embeddings), in input order.
 
     On CUDA: pipelined (`pipelined`), `streams` is ignored.
