@@ -74,6 +74,7 @@ def test_svs_opens_with_levels_mpp_and_associated_images(solid_slide):
     res, spec = solid_slide
     with openslide.OpenSlide(str(res.path)) as s:
         assert s.properties["openslide.vendor"] == "aperio"
+        assert s.properties["aperio.Filename"] == "s"  # the slide's name, not the temp file it was written as
         assert s.dimensions == (1280, 768)
         assert s.level_dimensions == ((1280, 768), (320, 192))
         assert float(s.properties["openslide.mpp-x"]) == pytest.approx(0.25)
@@ -225,3 +226,11 @@ def test_cancel_inside_a_slide_removes_the_temp_file(tmp_path):
     with pytest.raises(JobCancelled):
         write_synthetic_slide(tmp_path / "s.svs", tmp_path, "s", SlideSpec(512, 512, kind=1), "svs", cancel)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_svs_from_write_slide_names_itself(tmp_path):
+    from pathpt_engine.synth.writer import write_slide
+
+    path = write_slide(tmp_path / "case 7.svs", np.full((300, 400, 3), 200, np.uint8), fmt="svs")
+    with openslide.OpenSlide(str(path)) as s:
+        assert s.properties["aperio.Filename"] == "case 7"

@@ -72,7 +72,7 @@ def write_slide(
         if fmt == "tiff":
             _write_generic(tw, pyramid, mpp, tile, quality)
         else:
-            _write_aperio(tw, pyramid, mpp, tile, quality, label, macro)
+            _write_aperio(tw, path.stem, pyramid, mpp, tile, quality, label, macro)
     return path
 
 
@@ -99,6 +99,7 @@ def _aperio_head(w: int, h: int) -> str:
 
 def _write_aperio(
     tw: tifffile.TiffWriter,
+    name: str,
     pyramid: list[np.ndarray],
     mpp: float,
     tile: int,
@@ -108,7 +109,7 @@ def _write_aperio(
 ) -> None:
     h, w = pyramid[0].shape[:2]
     jpeg = _jpeg_args(quality)
-    tw.write(pyramid[0], tile=(tile, tile), description=_aperio_desc0(tw, w, h, tile, quality, mpp), **jpeg)
+    tw.write(pyramid[0], tile=(tile, tile), description=_aperio_desc0(name, w, h, tile, quality, mpp), **jpeg)
     _write_aperio_rest(tw, pyramid[1:], pyramid[-1], (w, h), tile, quality, label, macro)
 
 
@@ -116,10 +117,11 @@ def _jpeg_args(quality: int) -> dict:
     return {"compression": "jpeg", "compressionargs": {"level": quality}, "photometric": "rgb", "metadata": None}
 
 
-def _aperio_desc0(tw: tifffile.TiffWriter, w: int, h: int, tile: int, quality: int, mpp: float) -> str:
+def _aperio_desc0(stem: str, w: int, h: int, tile: int, quality: int, mpp: float) -> str:
+    """Page 0's Aperio description; `Filename` is the slide's own name (not the temp file being written)."""
     mag = round(10.0 / mpp)
     # TIFF strings are 7-bit ASCII: a non-ASCII file name must not make the slide unwritable.
-    name = Path(tw.filehandle.name).stem.encode("ascii", "replace").decode("ascii")
+    name = stem.encode("ascii", "replace").decode("ascii")
     return (f"{_aperio_head(w, h)} ({tile}x{tile}) JPEG/RGB Q={quality}"
             f"|AppMag = {mag}|MPP = {mpp:.4f}|Filename = {name}")
 
@@ -252,7 +254,7 @@ def write_slide_streamed(
             px_per_cm = 1e4 / mpp
             tw.write(tiles, resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER", **common)
         else:
-            tw.write(tiles, description=_aperio_desc0(tw, width, height, tile, quality, mpp), **common)
+            tw.write(tiles, description=_aperio_desc0(path.stem, width, height, tile, quality, mpp), **common)
         levels = _lower_levels(parts, level_factor, min_size)
         thumb = levels[-1]
         if max(width, height) <= min_size:
