@@ -114,6 +114,11 @@ def main() -> int:
     return 0
 
 
+# one colour per method (its -clean variant dashed in the same colour): the default cycle repeats after ten
+METHOD_COLORS = {"zeroshot": "black", "ensemble": "0.55", "abmil": "tab:green", "clam": "tab:purple",
+                 "transmil": "tab:brown", "dgrmil": "tab:olive", "pathpt": "tab:red"}
+
+
 def plot(table: dict, path: Path) -> Path:
     """BACC vs shots per method (mean ± sd over folds) and, when grounded, tile AUROC and Dice vs shots."""
     import matplotlib
@@ -133,9 +138,11 @@ def plot(table: dict, path: Path) -> Path:
             if not rs:
                 continue
             x = [r["shots"] * (1 + 0.015 * (i - len(methods) / 2)) for r in rs]  # small offsets: bars apart
-            style = "-o" if m.startswith(("pathpt", "zeroshot")) else "--."
-            ax.errorbar(x, [r[metric]["mean"] for r in rs], yerr=[r[metric]["sd"] for r in rs], fmt=style,
-                        capsize=3, label=m, lw=2.2 if m.startswith("pathpt") else 1.2)
+            base = m.removesuffix("-clean").removesuffix("-paper")
+            prompt = base in ("pathpt", "zeroshot", "ensemble")
+            ax.errorbar(x, [r[metric]["mean"] for r in rs], yerr=[r[metric]["sd"] for r in rs],
+                        color=METHOD_COLORS.get(base, "0.5"), marker="o" if prompt else ".", capsize=3, label=m,
+                        ls="--" if m.endswith("-clean") else "-", lw=2.2 if base == "pathpt" else 1.2)
         ax.set_xscale("log")
         ax.set_xticks(sorted({r["shots"] for r in rows}))
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
