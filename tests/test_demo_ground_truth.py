@@ -90,3 +90,19 @@ def test_viewer_draws_the_outline(tmp_path, qtbot):
     arr = np.array([[img.pixelColor(x, y).getRgb()[:3] for x in range(0, img.width(), 2)]
                     for y in range(0, img.height(), 2)])
     assert yellow > 20 and (np.abs(arr - np.array(OUTLINE_COLOR)).sum(axis=2) < 30).sum() < yellow / 5
+
+
+def test_outline_leaves_out_small_holes_but_keeps_large_ones():
+    """Stroma gaps inside a tumour mask would draw as a spray of yellow rings over the class map."""
+    mask = np.zeros((40, 40), bool)
+    mask[2:38, 2:38] = True
+    mask[5:7, 5:7] = False  # a 2 x 2 hole (4 mask pixels)
+    mask[20:32, 20:32] = False  # a 12 x 12 hole
+    full = Outline.from_mask(mask, 16.0)
+    kept = Outline.from_mask(mask, 16.0, min_hole=50 * 256)  # holes under 50 mask pixels are filled
+    assert len(full.segments) == 12 and len(kept.segments) == 8  # outer ring + big hole; the small ring is gone
+    assert kept.segments.max() == 38 * 16 and {20 * 16, 32 * 16} <= set(kept.segments.ravel().tolist())
+    border = np.zeros((10, 10), bool)
+    border[:, 3:] = True
+    border[0:2, 5:7] = False  # a notch open to the border is not a hole
+    assert len(Outline.from_mask(border, 1.0, min_hole=100).segments) == len(Outline.from_mask(border, 1.0).segments)

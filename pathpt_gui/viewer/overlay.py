@@ -20,6 +20,7 @@ from .signals import Signal
 
 MODES = ("scalar", "classmap", "rgba")
 OUTLINE_COLOR = (255, 255, 0)  # the ground-truth outline: pure yellow, unlike every class colour
+MIN_OUTLINE_HOLE = 512.0 ** 2  # level-0 px²: holes in a tumour mask smaller than ~5 tiles of 224 px are not drawn
 
 
 @lru_cache(maxsize=64)
@@ -101,12 +102,32 @@ class Outline:
 
     @classmethod
     def from_mask(cls, mask: np.ndarray, downsample: float, label: str = "ground truth",
-                  source: str = "") -> Outline:
-        m = np.pad(np.asarray(mask, bool), 1)
+                  source: str = "", min_hole: float = 0.0) -> Outline:
+        """`min_hole`: holes in the mask smaller than this many level-0 px² are filled first (the stroma gaps
+        inside a tumour would otherwise draw as a spray of small rings over the class map)."""
+        mask = np.asarray(mask, bool)
+        if min_hole > 0:
+            mask = fill_small_holes(mask, min_hole / float(downsample) ** 2)
+        m = np.pad(mask, 1)
         segs = [_runs(m[1:, 1:-1] != m[:-1, 1:-1], horizontal=True),
                 _runs(m[1:-1, 1:] != m[1:-1, :-1], horizontal=False)]
         out = np.concatenate(segs).astype(np.float32) * np.float32(downsample)
         return cls(out.reshape(-1, 4), label, source)
+
+
+def fill_small_holes(mask: np.ndarray, max_pixels: float) -> np.ndarray:
+    """`mask` with every hole (background not connected to the border) of fewer than `max_pixels` pixels filled."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(~mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    small = sizes < max_pixels
+    small[0] = False
+    small[border] = False
+    return mask | small[labels]
 
 
 def _runs(edge: np.ndarray, horizontal: bool) -> np.ndarray:
@@ -180,7 +201,7 @@ class OverlayModel:
         except OSError as exc:
             logging.getLogger(__name__).warning("ground truth %s not shown: %s", path, exc)
             return False
-        self.set_outline(Outline.from_mask(mask, ds, "ground truth (tumour mask)", str(path)))
+        self.set_outline(Outline.from_mask(mask, ds, "ground truth (tumour mask)", str(path), min_hole=MIN_OUTLINE_HOLE))
         return True
 
     @property
