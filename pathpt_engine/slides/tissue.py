@@ -107,9 +107,7 @@ def mask_from_rgb(rgb: np.ndarray, params: TissueParams = TissueParams()) -> tup
     mask = sat > threshold
     area = mask.size
     mask = _drop_small(mask, params.min_object_fraction * area)
-    holes = ndimage.binary_fill_holes(mask) & ~mask
-    mask |= _drop_large_holes(holes, params.max_hole_fraction * area)
-    return mask, threshold
+    return fill_small_holes(mask, params.max_hole_fraction * area), threshold
 
 
 def tissue_mask(reader: SlideReader, params: TissueParams = TissueParams()) -> TissueMask:
@@ -131,6 +129,12 @@ def _drop_small(mask: np.ndarray, min_px: float) -> np.ndarray:
     keep = sizes >= min_px
     keep[0] = False
     return keep[labels]
+
+
+def fill_small_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
+    """`mask` with every hole (background not connected to the border) of fewer than `max_px` pixels filled."""
+    holes = ndimage.binary_fill_holes(mask) & ~mask
+    return mask | _drop_large_holes(holes, max_px)
 
 
 def _drop_large_holes(holes: np.ndarray, max_px: float) -> np.ndarray:

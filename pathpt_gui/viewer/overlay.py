@@ -15,6 +15,7 @@ import numpy as np
 
 from pathpt_engine.colors import class_rgb
 from pathpt_engine.export.raster import tile_index_grid
+from pathpt_engine.slides.tissue import fill_small_holes
 
 from .signals import Signal
 
@@ -113,21 +114,6 @@ class Outline:
                 _runs(m[1:-1, 1:] != m[1:-1, :-1], horizontal=False)]
         out = np.concatenate(segs).astype(np.float32) * np.float32(downsample)
         return cls(out.reshape(-1, 4), label, source)
-
-
-def fill_small_holes(mask: np.ndarray, max_pixels: float) -> np.ndarray:
-    """`mask` with every hole (background not connected to the border) of fewer than `max_pixels` pixels filled."""
-    from scipy import ndimage
-
-    labels, n = ndimage.label(~mask)
-    if n == 0:
-        return mask
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    small = sizes < max_pixels
-    small[0] = False
-    small[border] = False
-    return mask | small[labels]
 
 
 def _runs(edge: np.ndarray, horizontal: bool) -> np.ndarray:
