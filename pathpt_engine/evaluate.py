@@ -29,7 +29,7 @@ from .baselines.dgrmil import DGRMILConfig, train_dgrmil
 from .baselines.train import MILConfig, predict_mil, train_mil
 from .errors import ConfigError
 from .jobs import Job, Progress, check_cancel
-from .metrics import classification_report, grounding_metrics, mean_sd, tiles_in_mask
+from .metrics import binary_auc, classification_report, grounding_metrics, mean_sd, tiles_in_mask
 from .ops.vote import tile_vote
 from .pathpt.checkpoint import atomic_bytes
 from .pathpt.model import PathPTConfig
@@ -127,6 +127,10 @@ def grounding(test: list[SlideData], tile_scores: list[np.ndarray], masks_dir: P
         return None
     g = grounding_metrics(np.concatenate(scores), np.concatenate(truth))
     g["n_slides"], g["n_tiles"] = len(scores), int(sum(len(x) for x in scores))
+    # within-slide ranking only: fair to maps whose scale changes from slide to slide (softmax attention ~ 1/N)
+    per_slide = [binary_auc(t, sc) for sc, t in zip(scores, truth, strict=True) if 0 < t.sum() < len(t)]
+    g["auroc_per_slide"] = float(np.mean(per_slide)) if per_slide else float("nan")
+    g["n_slides_per_slide_auroc"] = len(per_slide)
     return g
 
 
@@ -240,6 +244,7 @@ def evaluate_fold(runner: FoldRunner, slides: dict[str, SlideData], method: str,
     if g is not None:
         rep["grounding"] = g
         rep["tile_auroc"], rep["tile_dice"] = g["auroc"], g["dice"]
+        rep["slide_tile_auroc"] = g["auroc_per_slide"]
     rep.update(method=method, shots=shots, fold=fold.index, seconds=round(time.monotonic() - t0, 2),
                n_train=len(fold.train), n_test=len(fold.test))
     _atomic_json(fold_result_path(out_dir, method, shots, fold.index), rep)
@@ -251,7 +256,7 @@ def summarize(out_dir: str | Path, methods: tuple[str, ...], shots: list[int],
               grounded: bool = False) -> dict[str, Any]:
     """Aggregate the per-fold files into results.json / results.md (mean ± sd over folds)."""
     out = Path(out_dir)
-    metrics = ["bacc", "weighted_f1", "auc"] + (["tile_auroc", "tile_dice"] if grounded else [])
+    metrics = ["bacc", "weighted_f1", "auc"] + (["tile_auroc", "slide_tile_auroc", "tile_dice"] if grounded else [])
     table: dict[str, Any] = {"metrics": metrics, "rows": []}
     for method in methods:
         for k in shots:
@@ -264,7 +269,7 @@ def summarize(out_dir: str | Path, methods: tuple[str, ...], shots: list[int],
             table["rows"].append(row)
     _atomic_json(out / "results.json", table)
     titles = {"bacc": "BACC", "weighted_f1": "weighted F1", "auc": "macro AUC", "tile_auroc": "tile AUROC",
-              "tile_dice": "tile Dice"}
+              "slide_tile_auroc": "per-slide tile AUROC", "tile_dice": "tile Dice"}
     lines = ["| method | shots | folds | " + " | ".join(titles[m] for m in metrics) + " |",
              "|---|---|---|" + "---|" * len(metrics)]
     for r in table["rows"]:

@@ -103,3 +103,14 @@ def test_grounding_against_masks(tmp_path):
     assert grounding([slide], [noisy], tmp_path)["auroc"] == 1.0
     assert grounding([slide], [1 - tumour.astype(float)], tmp_path)["auroc"] == 0.0
     assert grounding([slide], [tumour.astype(float)], None) is None
+    # per-slide AUROC ranks within each slide only: a map scaled per slide (softmax attention ~ 1/N) pools badly
+    _write_mask(tmp_path / "s2_tumour_ds32.png", coords[tumour], 224, 4)
+    s2 = SlideData("s2", np.zeros((16, 4), np.float32), coords, 0, 224)
+    small, big = 0.01 * (tumour + 1.0), 0.5 * (tumour + 1.0)  # right order inside each slide, not across them
+    g2 = grounding([slide, s2], [small, big], tmp_path)
+    assert g2["auroc_per_slide"] == 1.0 and g2["n_slides_per_slide_auroc"] == 2
+    assert g2["auroc"] < 0.8
+    no_tumour = SlideData("s3", np.zeros((16, 4), np.float32), coords, 0, 224)
+    _write_mask(tmp_path / "s3_tumour_ds32.png", coords[:0], 224, 4)
+    g3 = grounding([slide, no_tumour], [tumour.astype(float), np.zeros(16)], tmp_path)
+    assert g3["n_slides_per_slide_auroc"] == 1 and g3["auroc_per_slide"] == 1.0
