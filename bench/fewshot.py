@@ -13,7 +13,9 @@ Prints the results table as JSON on stdout.
 
     python bench/fewshot.py --work /tmp/fewshot [--slides-per-class 32] [--shots 1 5 10] [--folds 5]
     python bench/fewshot.py --work /tmp/fewshot --fake
-    python bench/fewshot.py --work /tmp/fewshot --plot-only      # redraw the figure from results.json
+    python bench/fewshot.py --work /tmp/fewshot --plot-only      # rebuild the tables and figure, no training
+    python bench/fewshot.py --work /tmp/fewshot --features DIR --parallel 12 --device cuda --methods transmil,dgrmil
+                            # features already extracted (no slides needed); one process per (method, shots)
 
 The cohort is at the realistic scale by default (`pathpt synth --size realistic --mpp 0.5`: a median of ~450
 tissue tiles per slide, 2,000+ tile resections among them); 32 slides per subtype with a quarter held out for
@@ -61,13 +63,38 @@ def _fake(work: Path, per_class: int, n_tiles: int) -> tuple[Path, Path, list[st
 
 def _real(work: Path, a: argparse.Namespace) -> tuple[Path, Path, list[str], Path]:
     cohort = Path(a.cohort) if a.cohort else work / "cohort"
+    backbone = ["--backbone", a.backbone] + (["--weights", a.weights] if a.weights else [])
+    if a.features:  # extracted already (possibly elsewhere): the cohort needs only labels.csv and masks/
+        return Path(a.features), cohort / "labels.csv", backbone, cohort / "masks"
     if not (cohort / "labels.csv").is_file():
         _cli(["synth", "--out", str(cohort), "--subtypes", "3", "--slides-per-class", str(a.slides_per_class),
               "--normal-slides", "1", "--size", a.size, "--mpp", str(a.mpp), "--jobs", str(a.jobs), "--seed", "0"])
-    backbone = ["--backbone", a.backbone] + (["--weights", a.weights] if a.weights else [])
     slides = sorted(str(p) for p in (cohort / "slides").iterdir() if p.suffix in (".tiff", ".svs"))
     _cli(["extract", *slides, *backbone, "--device", a.device, "--out", str(work / "features")])
     return work / "features" / a.backbone / "h5_files", cohort / "labels.csv", backbone, cohort / "masks"
+
+
+def _parallel(common: list[str], methods: list[str], shots: list[int], workers: int) -> None:
+    """One `pathpt evaluate` process per (method, shots), `workers` at a time, the slowest (most shots) first. Each
+    unit's JSON is written atomically under the shared --out; a process that fails is reported, the others go on."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    units = [(m, k) for k in sorted(shots, reverse=True) for m in methods if m]
+
+    def one(unit: tuple[str, int]) -> int:
+        m, k = unit
+        cmd = [sys.executable, "-m", "pathpt_engine.cli", "-q", *common, "--methods", m, "--shots", str(k)]
+        print(f"$ {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+        rc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=False).returncode
+        print(f"fewshot: {m} {k}-shot finished with status {rc}", file=sys.stderr, flush=True)
+        return rc
+
+    with ThreadPoolExecutor(workers) as pool:
+        failed = [u for u, rc in zip(units, pool.map(one, units), strict=True) if rc]
+    if failed:
+        raise SystemExit(f"pathpt evaluate failed for {failed}")
 
 
 def main() -> int:
@@ -82,13 +109,21 @@ def main() -> int:
     ap.add_argument("--size", default="realistic", help="pathpt synth --size (default realistic)")
     ap.add_argument("--mpp", type=float, default=0.5, help="pathpt synth --mpp (default 0.5)")
     ap.add_argument("--jobs", type=int, default=2, help="pathpt synth --jobs (default 2)")
-    ap.add_argument("--plot-only", action="store_true", help="only redraw fewshot.png from --out's results.json")
+    ap.add_argument("--plot-only", action="store_true",
+                    help="train nothing: rebuild results.json/.md, results_compact.md and fewshot.png from the "
+                         "(method, shots, fold) files already in --out (rows with no file show 0 folds)")
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--mil-epochs", type=int, default=200)
     ap.add_argument("--methods", default=",".join(ALL_METHODS))
     ap.add_argument("--out", type=Path, default=None, help="results folder (default WORK/results-<backbone>)")
+    ap.add_argument("--features", default=None,
+                    help="existing h5_files folder of the cohort (skip synth and extract; --cohort or WORK/cohort "
+                         "still gives labels.csv and masks/)")
+    ap.add_argument("--parallel", type=int, default=1,
+                    help="run each (method, shots) as its own `pathpt evaluate` process, this many at a time "
+                         "(one thread each); for a GPU, whose small MIL kernels leave it idle between launches")
     ap.add_argument("--fake", action="store_true", help="fake features in a tiny random backbone's space")
     ap.add_argument("--fake-tiles", type=int, default=64)
     a = ap.parse_args()
@@ -97,19 +132,31 @@ def main() -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     a.work.mkdir(parents=True, exist_ok=True)
     if a.plot_only:
+        from pathpt_engine.evaluate import summarize
+
         out = a.out or a.work / ("results-fake" if a.fake else f"results-{a.backbone}")
-        print(plot(json.loads((out / "results.json").read_text(encoding="utf-8")), out / "fewshot.png"))
+        methods = tuple(m for m in a.methods.split(",") if m)
+        table = summarize(out, methods, sorted(a.shots), grounded=True)
+        table["rows"] = [r for r in table["rows"] if r["folds"]]
+        print(plot(table, out / "fewshot.png"), compact_table(table, out / "results_compact.md"))
         return 0
     t0 = time.monotonic()
     feats, labels, backbone, masks = _fake(a.work, a.slides_per_class, a.fake_tiles) if a.fake else _real(a.work, a)
     out = a.out or a.work / ("results-fake" if a.fake else f"results-{a.backbone}")
-    _cli(["evaluate", "--features", str(feats), "--labels", str(labels), "--classes", "synthetic", *backbone,
-          "--shots", *map(str, a.shots), "--folds", str(a.folds), "--methods", a.methods,
-          "--epochs", str(a.epochs), "--mil-epochs", str(a.mil_epochs), "--test-fraction", "0.25",
-          "--masks", str(masks), "--device", a.device, "--out", str(out)])
-    table = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    common = ["evaluate", "--features", str(feats), "--labels", str(labels), "--classes", "synthetic", *backbone,
+              "--folds", str(a.folds), "--epochs", str(a.epochs), "--mil-epochs", str(a.mil_epochs),
+              "--test-fraction", "0.25", "--masks", str(masks), "--device", a.device, "--out", str(out)]
+    if a.parallel > 1:
+        _parallel(common, a.methods.split(","), a.shots, a.parallel)
+        from pathpt_engine.evaluate import summarize
+
+        table = summarize(out, tuple(m for m in a.methods.split(",") if m), sorted(a.shots), grounded=True)
+    else:
+        _cli([*common, "--shots", *map(str, a.shots), "--methods", a.methods])
+        table = json.loads((out / "results.json").read_text(encoding="utf-8"))
     table.update(features=str(feats), seconds=round(time.monotonic() - t0, 1), fake=a.fake,
-                 figure=str(plot(table, out / "fewshot.png")), table_md=str(out / "results.md"))
+                 figure=str(plot(table, out / "fewshot.png")), table_md=str(out / "results.md"),
+                 compact_md=str(compact_table(table, out / "results_compact.md")))
     print(json.dumps(table, indent=1))
     return 0
 
@@ -119,8 +166,37 @@ METHOD_COLORS = {"zeroshot": "black", "ensemble": "0.55", "abmil": "tab:green", 
                  "transmil": "tab:brown", "dgrmil": "tab:olive", "pathpt": "tab:red"}
 
 
+NAMES = {"zeroshot": "zero-shot", "ensemble": "ensemble", "abmil": "ABMIL", "clam": "CLAM-SB", "transmil": "TransMIL",
+         "dgrmil": "DGRMIL", "pathpt-paper": "PathPT paper", "pathpt-clean": "PathPT clean"}
+
+
+def compact_table(table: dict, path: Path) -> Path:
+    """One row per method, the shot counts that ran side by side ("0.875 / 0.842 / 0.867"; means over folds), the
+    number of folds per shot count in its own column: the README's table."""
+    metrics = table["metrics"]
+    titles = {"bacc": "BACC", "weighted_f1": "weighted F1", "auc": "macro AUC", "tile_auroc": "tile AUROC",
+              "slide_tile_auroc": "per-slide tile AUROC", "tile_dice": "tile Dice"}
+    lines = ["| method | shots | folds | " + " | ".join(titles.get(m, m) for m in metrics) + " |",
+             "| --- " * (3 + len(metrics)) + "|"]
+    for method in dict.fromkeys(r["method"] for r in table["rows"]):
+        rs = sorted((r for r in table["rows"] if r["method"] == method and r["folds"]), key=lambda r: r["shots"])
+        if not rs:
+            continue
+        base = method.removesuffix("-clean")
+        name = NAMES.get(method) or NAMES.get(base, base) + (" clean" if method.endswith("-clean") else "")
+        cells = [" / ".join(str(r[k]) for r in rs) for k in ("shots", "folds")]
+        cells += [" / ".join(f"{r[m]['mean']:.3f}" for r in rs) for m in metrics]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def plot(table: dict, path: Path) -> Path:
-    """BACC vs shots per method (mean ± sd over folds) and, when grounded, tile AUROC and Dice vs shots."""
+    """BACC vs shots per method (mean ± sd over folds) and, when grounded, tile AUROC (pooled over the test slides
+    and the mean of per-slide AUROCs) and Dice vs shots."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,9 +205,11 @@ def plot(table: dict, path: Path) -> Path:
     rows = table["rows"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     grounded = "tile_auroc" in table["metrics"]
-    panels = [("bacc", "balanced accuracy")] + ([("tile_auroc", "tile AUROC (grounding)"),
+    panels = [("bacc", "balanced accuracy")] + ([("tile_auroc", "tile AUROC, pooled (grounding)"),
+                                                ("slide_tile_auroc", "tile AUROC, per slide (grounding)"),
                                                 ("tile_dice", "tile Dice (grounding)")] if grounded else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    panels = [p for p in panels if p[0] in table["metrics"]]  # results from before the per-slide AUROC lack it
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
     for ax, (metric, title) in zip(axes[0], panels, strict=True):
         for i, m in enumerate(methods):
             rs = sorted((r for r in rows if r["method"] == m and r["folds"]), key=lambda r: r["shots"])
