@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One script for the first GPU (issue 17 §3). Runs, each part under its own time limit (<= 8 minutes in all):
+# One script for the first GPU (issue 17 §3). Runs, each part under its own time limit (<= 9 minutes in all):
 #   1. the gpu tier (pytest -m gpu: tests/test_gpu_matrix.py and the other gpu-marked tests);
 #   2. bench/extract.py --gpu (end-to-end vs encoder-only tiles/s, KEEP-size random ViT-L/16, bf16);
 #   3. bench/train.py --device cuda at 5k and 20k tiles, plus 50k (s/step, peak memory, predict time);
@@ -51,9 +51,11 @@ if [ "$DRY" = 1 ]; then
   part placement 300 "$PY" bench/gpu_placement.py --logical-gpus 2 --tasks 3
 else
   # tests/gui holds no gpu-marked test and needs PySide6, which a GPU image need not have (collection would fail)
-  part gpu_tier 120 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests --ignore=tests/gui --junitxml="$OUT/junit.xml"
-  part extract 150 "$PY" bench/extract.py --gpu --repeats 2
-  part train 150 "$PY" bench/train.py --device cuda --sizes 5000 20000 --with-50k --steps 3
+  part gpu_tier 90 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests --ignore=tests/gui --junitxml="$OUT/junit.xml"
+  part extract 120 "$PY" bench/extract.py --gpu --repeats 2
+  # 3 child processes per size (timing, then peak memory of each mode), each starting CUDA and a BERT-base tower:
+  # on the first H200 (2026-12-04) 150 s ended it before the 50k row
+  part train 240 "$PY" bench/train.py --device cuda --sizes 5000 20000 --with-50k --steps 3
   part placement 60 "$PY" bench/gpu_placement.py --tasks 4
 fi
 
@@ -81,9 +83,21 @@ parts = {}
 for name in ("gpu_tier", "extract", "train", "placement"):
     rc, ms = (out / f"{name}.rc").read_text().split()
     text = (out / f"{name}.out").read_text()
+    err = (out / f"{name}.err").read_text()
     parts[name] = {"rc": int(rc), "seconds": round(int(ms) / 1000, 1),
                    "result": last_json(text) if name != "gpu_tier" else None,
-                   "stderr_tail": (out / f"{name}.err").read_text()[-600:] if int(rc) else ""}
+                   "stderr_tail": err[-600:] if int(rc) else ""}
+    if name == "train" and parts[name]["result"] is None:  # stopped early: keep the sizes it finished (one per line)
+        rows = []
+        for line in err.splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and "n_tiles" in row:
+                rows.append(row)
+        if rows:
+            parts[name]["result"] = {"partial": True, "results": rows}
 junit = out / "junit.xml"
 if junit.is_file():
     suite = ET.parse(junit).getroot()
