@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from ..jobs import Job, check_cancel
+from ..ops.denormals import flush_denormals
 from ..ops.gpu import cuda_numerics
 from ..ops.lumped_nystrom import use_lumped_nystrom
 from ..ops.nystrom import TransLayer
@@ -209,12 +210,12 @@ def train_dgrmil(
     """Train DGRMIL on bags (features [N, D], 0-based subtype label); returns the selected model in eval mode.
 
     Selection as `train_mil`: "last" epoch, or "val" = lowest validation bag CE (ties to the earlier epoch). On
-    CUDA under strict fp32 numerics (`ops.gpu.cuda_numerics`).
+    CUDA under strict fp32 numerics (`ops.gpu.cuda_numerics`); on the CPU with denormals flushed (`ops.denormals`).
     """
     if not train:
         raise ValueError("train_dgrmil: no training bags")
     dev = torch.device(cfg.device)
-    with cuda_numerics(dev):
+    with cuda_numerics(dev), flush_denormals(dev):
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         bags = bags_on(train, dev)  # on the device once

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from ..jobs import Job, Progress, check_cancel
+from ..ops.denormals import flush_denormals
 from ..ops.gpu import cuda_numerics
 from .models import CLAMSB, MODELS, build_mil
 
@@ -130,13 +131,14 @@ def train_mil(
 ) -> Job[nn.Module]:
     """Train one MIL model on bags (features [N, D], 0-based subtype label); returns the selected model (eval).
 
-    On CUDA under strict fp32 numerics (`ops.gpu.cuda_numerics`: no TF32, deterministic algorithms). Bags and
+    On CUDA under strict fp32 numerics (`ops.gpu.cuda_numerics`: no TF32, deterministic algorithms); on the CPU with
+    denormals flushed to zero (`ops.denormals`: they made late epochs ten times slower). Bags and
     their targets go to the device once; the epoch loss is summed on the device and read once per epoch.
     """
     if not train:
         raise ValueError("train_mil: no training bags")
     dev = torch.device(cfg.device)
-    with cuda_numerics(dev):
+    with cuda_numerics(dev), flush_denormals(dev):
         torch.manual_seed(cfg.seed)
         bags = bags_on(train, dev)
         targets = [torch.full((1,), y, dtype=torch.long, device=dev) for _, y in bags]
@@ -176,7 +178,7 @@ def predict_mil(model: nn.Module, features: np.ndarray) -> tuple[np.ndarray, np.
     """(softmax probabilities [C], tile heat-map scores [N]) for one slide."""
     model.eval()
     dev = next(model.parameters()).device
-    with cuda_numerics(dev):
+    with cuda_numerics(dev), flush_denormals(dev):
         out = model(torch.as_tensor(features, dtype=torch.float32, device=dev))
     probs = out["logits"].softmax(dim=-1)[0].cpu().numpy()
     return probs, out["tile_scores"].float().cpu().numpy()
