@@ -31,16 +31,13 @@ def _cohort(work: Path) -> tuple[Path, Path]:
 
     cohort = work / "cohort"
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON alone
-        return _make_cohort(work, cohort, pathpt)
-
-
-def _make_cohort(work: Path, cohort: Path, pathpt) -> tuple[Path, Path]:  # noqa: ANN001
-    if pathpt(["-q", "synth", "--out", str(cohort), "--subtypes", "3", "--slides-per-class", "4", "--normal-slides",
-               "0", "--size", "realistic", "--mpp", "0.5", "--jobs", "2", "--seed", "0"]):
-        raise SystemExit("pathpt synth failed")
-    slides = sorted(str(p) for p in (cohort / "slides").iterdir())
-    if pathpt(["-q", "extract", *slides, "--backbone", "demo", "--device", "cpu", "--out", str(work / "features")]):
-        raise SystemExit("pathpt extract failed")
+        if pathpt(["-q", "synth", "--out", str(cohort), "--subtypes", "3", "--slides-per-class", "4",
+                   "--normal-slides", "0", "--size", "realistic", "--mpp", "0.5", "--jobs", "2", "--seed", "0"]):
+            raise SystemExit("pathpt synth failed")
+        slides = sorted(str(p) for p in (cohort / "slides").iterdir())
+        if pathpt(["-q", "extract", *slides, "--backbone", "demo", "--device", "cpu", "--out",
+                   str(work / "features")]):
+            raise SystemExit("pathpt extract failed")
     return work / "features" / "demo" / "h5_files", cohort / "labels.csv"
 
 

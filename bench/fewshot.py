@@ -74,14 +74,14 @@ def _real(work: Path, a: argparse.Namespace) -> tuple[Path, Path, list[str], Pat
     return work / "features" / a.backbone / "h5_files", cohort / "labels.csv", backbone, cohort / "masks"
 
 
-def _parallel(common: list[str], methods: list[str], shots: list[int], workers: int) -> None:
+def _parallel(common: list[str], methods: tuple[str, ...], shots: list[int], workers: int) -> None:
     """One `pathpt evaluate` process per (method, shots), `workers` at a time, the slowest (most shots) first. Each
     unit's JSON is written atomically under the shared --out; a process that fails is reported, the others go on."""
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    units = [(m, k) for k in sorted(shots, reverse=True) for m in methods if m]
+    units = [(m, k) for k in sorted(shots, reverse=True) for m in methods]
 
     def one(unit: tuple[str, int]) -> int:
         m, k = unit
@@ -94,7 +94,8 @@ def _parallel(common: list[str], methods: list[str], shots: list[int], workers: 
     with ThreadPoolExecutor(workers) as pool:
         failed = [u for u, rc in zip(units, pool.map(one, units), strict=True) if rc]
     if failed:
-        raise SystemExit(f"pathpt evaluate failed for {failed}")
+        raise SystemExit(f"pathpt evaluate failed for {failed} (see above); the units that finished are kept "
+                         "under --out, and --plot-only draws them")
 
 
 def main() -> int:
@@ -131,11 +132,11 @@ def main() -> int:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     a.work.mkdir(parents=True, exist_ok=True)
-    if a.plot_only:
-        from pathpt_engine.evaluate import summarize
+    from pathpt_engine.evaluate import summarize
 
+    methods = tuple(m for m in a.methods.split(",") if m)
+    if a.plot_only:
         out = a.out or a.work / ("results-fake" if a.fake else f"results-{a.backbone}")
-        methods = tuple(m for m in a.methods.split(",") if m)
         table = summarize(out, methods, sorted(a.shots), grounded=True)
         table["rows"] = [r for r in table["rows"] if r["folds"]]
         print(plot(table, out / "fewshot.png"), compact_table(table, out / "results_compact.md"))
@@ -147,13 +148,10 @@ def main() -> int:
               "--folds", str(a.folds), "--epochs", str(a.epochs), "--mil-epochs", str(a.mil_epochs),
               "--test-fraction", "0.25", "--masks", str(masks), "--device", a.device, "--out", str(out)]
     if a.parallel > 1:
-        _parallel(common, a.methods.split(","), a.shots, a.parallel)
-        from pathpt_engine.evaluate import summarize
-
-        table = summarize(out, tuple(m for m in a.methods.split(",") if m), sorted(a.shots), grounded=True)
+        _parallel(common, methods, a.shots, a.parallel)
     else:
         _cli([*common, "--shots", *map(str, a.shots), "--methods", a.methods])
-        table = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    table = summarize(out, methods, sorted(a.shots), grounded=True)  # the table `pathpt evaluate` writes, from all units
     table.update(features=str(feats), seconds=round(time.monotonic() - t0, 1), fake=a.fake,
                  figure=str(plot(table, out / "fewshot.png")), table_md=str(out / "results.md"),
                  compact_md=str(compact_table(table, out / "results_compact.md")))
@@ -173,10 +171,10 @@ NAMES = {"zeroshot": "zero-shot", "ensemble": "ensemble", "abmil": "ABMIL", "cla
 def compact_table(table: dict, path: Path) -> Path:
     """One row per method, the shot counts that ran side by side ("0.875 / 0.842 / 0.867"; means over folds), the
     number of folds per shot count in its own column: the README's table."""
+    from pathpt_engine.evaluate import METRIC_TITLES
+
     metrics = table["metrics"]
-    titles = {"bacc": "BACC", "weighted_f1": "weighted F1", "auc": "macro AUC", "tile_auroc": "tile AUROC",
-              "slide_tile_auroc": "per-slide tile AUROC", "tile_dice": "tile Dice"}
-    lines = ["| method | shots | folds | " + " | ".join(titles.get(m, m) for m in metrics) + " |",
+    lines = ["| method | shots | folds | " + " | ".join(METRIC_TITLES.get(m, m) for m in metrics) + " |",
              "| --- " * (3 + len(metrics)) + "|"]
     for method in dict.fromkeys(r["method"] for r in table["rows"]):
         rs = sorted((r for r in table["rows"] if r["method"] == method and r["folds"]), key=lambda r: r["shots"])

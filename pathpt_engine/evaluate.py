@@ -252,6 +252,11 @@ def evaluate_fold(runner: FoldRunner, slides: dict[str, SlideData], method: str,
     return rep
 
 
+# column titles of the results tables (here and bench/fewshot.py's compact one)
+METRIC_TITLES = {"bacc": "BACC", "weighted_f1": "weighted F1", "auc": "macro AUC", "tile_auroc": "tile AUROC",
+                 "slide_tile_auroc": "per-slide tile AUROC", "tile_dice": "tile Dice"}
+
+
 def summarize(out_dir: str | Path, methods: tuple[str, ...], shots: list[int],
               grounded: bool = False) -> dict[str, Any]:
     """Aggregate the per-fold files into results.json / results.md (mean ± sd over folds)."""
@@ -268,9 +273,7 @@ def summarize(out_dir: str | Path, methods: tuple[str, ...], shots: list[int],
                 row[m] = {"mean": mean, "sd": sd}
             table["rows"].append(row)
     _atomic_json(out / "results.json", table)
-    titles = {"bacc": "BACC", "weighted_f1": "weighted F1", "auc": "macro AUC", "tile_auroc": "tile AUROC",
-              "slide_tile_auroc": "per-slide tile AUROC", "tile_dice": "tile Dice"}
-    lines = ["| method | shots | folds | " + " | ".join(titles[m] for m in metrics) + " |",
+    lines = ["| method | shots | folds | " + " | ".join(METRIC_TITLES[m] for m in metrics) + " |",
              "|---|---|---|" + "---|" * len(metrics)]
     for r in table["rows"]:
         cells = [f"{r[m]['mean']:.3f} ± {r[m]['sd']:.3f}" for m in table["metrics"]]
